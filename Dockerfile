@@ -1,0 +1,2 @@
+# Placeholder until the Docker issue: see README.
+FROM debian:bookworm-slim

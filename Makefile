@@ -1,0 +1,37 @@
+# Two commands set everything up: `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: serve test test-fast lint bench browser-deps docker-test screenshots clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[torch,test,e2e]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/backproplab serve --host $(HOST) --port $(PORT)
+
+# Debian's Chromium drives the browser tests (never `playwright install`).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
+
+lint: $(STAMP)
+	$(PY) -m ruff check backend tests benchmarks
+
+test: $(STAMP) browser-deps lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -x -m "not browser and not docker and not slow"
+
+bench: $(STAMP)
+	cd benchmarks && for b in tape_vs_torch jacobian_modes; do ../$(PY) $$b.py; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

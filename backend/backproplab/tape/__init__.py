@@ -1,0 +1,34 @@
+"""backproplab.tape — a NumPy tape for automatic differentiation.
+
+Reverse mode (grad, vjp, jacrev), forward mode (jvp, jacfwd), their
+compositions (hessian, grad of grad), gradient checkpointing, and a stepper
+that walks the backward pass one node at a time.
+"""
+
+from . import ops
+from .checkpoint import checkpoint, checkpoint_sequential
+from .core import MissingRuleError, Primitive, defjvp, defvjp, meter, metering, primal_value
+from .core import _install_operators as _install
+from .inspect import RecordedTape
+from .optim import accumulate_gradients, clip_by_global_norm, global_norm, split_batch
+from .transforms import (
+    grad,
+    hessian,
+    jacfwd,
+    jacrev,
+    jvp,
+    tree_flatten,
+    tree_map,
+    tree_unflatten,
+    value_and_grad,
+    vjp,
+)
+
+_install()
+
+__all__ = [
+    "MissingRuleError", "Primitive", "RecordedTape", "accumulate_gradients", "checkpoint",
+    "checkpoint_sequential", "clip_by_global_norm", "defjvp", "defvjp", "global_norm", "grad",
+    "hessian", "jacfwd", "jacrev", "jvp", "meter", "metering", "ops", "primal_value",
+    "split_batch", "tree_flatten", "tree_map", "tree_unflatten", "value_and_grad", "vjp",
+]

@@ -1,0 +1,84 @@
+"""Gradient checkpointing: keep only a segment's inputs, recompute it backward.
+
+`checkpoint(f, *args)` evaluates f without saving its intermediate values and
+records one node. Its VJP re-runs f on a fresh tape (one extra forward pass
+per segment) and pulls the cotangent back through it, after which that tape is
+freed. For a chain of L layers cut into √L segments the tape holds O(√L)
+activations at once instead of O(L).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .core import Box, Node, Primitive, ReverseTrace, Tracer, nbytes_of
+
+
+def _evaluate(f: Callable, vals: Sequence) -> Any:
+    trace = ReverseTrace(save=False)  # counts the forward ops, saves nothing
+    out = f(*[trace.new_input(v) for v in vals])
+    return out._value if isinstance(out, Box) and out._trace is trace else out
+
+
+def _checkpoint_vjp(g, ans, args, params, positions):
+    from .transforms import _vjp
+
+    _, vjp_fn, _ = _vjp(params["fun"], tuple(args), consume=True)
+    cts = vjp_fn(g)
+    return [cts[i] for i in positions]
+
+
+CHECKPOINT = Primitive("checkpoint", lambda *args, fun: fun(*args))
+CHECKPOINT.vjp = _checkpoint_vjp
+
+
+def checkpoint(f: Callable, *args: Any) -> Any:
+    """Apply f(*args) as one recomputed segment on the current tape.
+
+    Everything f differentiates with respect to must come in through args
+    (pytrees allowed): values f closes over are constants to the segment.
+    """
+    from .transforms import tree_flatten, tree_unflatten
+
+    flat, struct = tree_flatten(args)
+    top = None
+    for a in flat:
+        if isinstance(a, Tracer) and (top is None or a._trace.level > top.level):
+            top = a._trace
+    if not isinstance(top, ReverseTrace) or not top.save:
+        return f(*args)  # nothing is being saved: just run it
+
+    def flat_f(*leaves):
+        return f(*tree_unflatten(struct, leaves))
+
+    vals, parents = [], []
+    for i, a in enumerate(flat):
+        if isinstance(a, Box) and a._trace is top:
+            vals.append(a._value)
+            parents.append((i, a._node))
+        else:
+            vals.append(a)
+    ans = _evaluate(flat_f, vals)
+    node = Node(CHECKPOINT, vals, {"fun": flat_f}, parents, ans, len(top.nodes))
+    top.nodes.append(node)
+    top.meter.save(nbytes_of(ans))
+    return Box(ans, top, node)
+
+
+def checkpoint_sequential(layer: Callable, layer_params: Sequence, x: Any,
+                          segments: int) -> Any:
+    """x ↦ layer(…layer(layer(x, p0), p1)…) cut into `segments` checkpointed segments."""
+    n = len(layer_params)
+    bounds = [round(k * n / segments) for k in range(segments + 1)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi == lo:
+            continue
+
+        def segment(h, chunk):
+            for p in chunk:
+                h = layer(h, p)
+            return h
+
+        x = checkpoint(segment, x, list(layer_params[lo:hi]))
+    return x

@@ -1,0 +1,224 @@
+"""Transformations with JAX's shapes: vjp, jvp, grad, value_and_grad, jacrev,
+jacfwd, hessian. Arguments may be pytrees (nested lists/tuples/dicts of arrays)
+and gradients come back in the same structure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .core import (
+    Box,
+    JVPTrace,
+    JVPTracer,
+    ReverseTrace,
+    Tracer,
+    primal_value,
+    run_backward,
+)
+
+# --- pytrees ------------------------------------------------------------------
+
+
+def tree_flatten(tree: Any) -> tuple[list, Any]:
+    """Leaves in a fixed order, and a structure to rebuild the tree from them."""
+    if isinstance(tree, (list, tuple)):
+        leaves, structs = [], []
+        for item in tree:
+            item_leaves, struct = tree_flatten(item)
+            leaves.extend(item_leaves)
+            structs.append((len(item_leaves), struct))
+        return leaves, (type(tree), structs)
+    if isinstance(tree, dict):
+        keys = sorted(tree)
+        leaves, struct = tree_flatten([tree[k] for k in keys])
+        return leaves, (dict, (keys, struct))
+    return [tree], None
+
+
+def tree_unflatten(struct: Any, leaves: Sequence) -> Any:
+    if struct is None:
+        return leaves[0]
+    kind, inner = struct
+    if kind is dict:
+        keys, list_struct = inner
+        return dict(zip(keys, tree_unflatten(list_struct, leaves), strict=True))
+    out, pos = [], 0
+    for count, sub in inner:
+        out.append(tree_unflatten(sub, leaves[pos:pos + count]))
+        pos += count
+    return kind(out)
+
+
+def tree_map(fn: Callable, tree: Any, *rest: Any) -> Any:
+    leaves, struct = tree_flatten(tree)
+    others = [tree_flatten(r)[0] for r in rest]
+    return tree_unflatten(struct, [fn(*xs) for xs in zip(leaves, *others, strict=True)])
+
+
+def _as_array(x: Any) -> Any:
+    return x if isinstance(x, (Tracer, np.ndarray)) else np.asarray(x, dtype=float)
+
+
+def _zeros_like(x: Any) -> np.ndarray:
+    return ops.zeros_like(x)
+
+
+# --- reverse mode ----------------------------------------------------------------
+
+
+def vjp(f: Callable, *primals: Any) -> tuple[Any, Callable]:
+    """Evaluate f and return (out, vjp_fn); vjp_fn(cotangent) -> cotangents of primals."""
+    out, vjp_fn, _ = _vjp(f, primals, consume=False)
+    return out, vjp_fn
+
+
+def _vjp(f, primals, consume):
+    trace = ReverseTrace()
+    flat, struct = tree_flatten(primals)
+    boxes = [trace.new_input(_as_array(x)) for x in flat]
+    out = f(*tree_unflatten(struct, boxes))
+    out_leaves, out_struct = tree_flatten(out)
+    out_values = [_unbox(o, trace) for o in out_leaves]
+
+    def vjp_fn(cotangent: Any) -> tuple:
+        ct_leaves = tree_flatten(cotangent)[0]
+        seeds = [(o._node, ct) for o, ct in zip(out_leaves, ct_leaves, strict=True)
+                 if isinstance(o, Box) and o._trace is trace]
+        if not seeds:
+            return tree_unflatten(struct, [_zeros_like(b._value) for b in boxes])
+        cts = run_backward(trace, seeds, consume=consume)
+        grads = [cts[b._node.index] for b in boxes]
+        grads = [_zeros_like(b._value) if g is None else g for g, b in zip(grads, boxes,
+                                                                           strict=True)]
+        if consume:
+            trace.release()
+        return tree_unflatten(struct, grads)
+
+    return tree_unflatten(out_struct, out_values), vjp_fn, trace
+
+
+def _unbox(x: Any, trace: ReverseTrace) -> Any:
+    return x._value if isinstance(x, Box) and x._trace is trace else x
+
+
+def _select(args: tuple, argnums: int | Sequence[int]) -> tuple[tuple, Callable]:
+    """Split args into the differentiated ones and a function to put them back."""
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+    def rebuild(chosen):
+        full = list(args)
+        for n, value in zip(nums, chosen, strict=True):
+            full[n] = value
+        return full
+
+    return tuple(args[n] for n in nums), rebuild
+
+
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """(value, gradient) of a scalar-valued f with respect to args[argnums]."""
+
+    def wrapped(*args: Any) -> tuple[Any, Any]:
+        chosen, rebuild = _select(args, argnums)
+        out, vjp_fn, _ = _vjp(lambda *c: f(*rebuild(c)), chosen, consume=True)
+        if np.shape(primal_value(out)) != ():
+            raise TypeError(f"grad requires a scalar output, got shape {np.shape(out)}")
+        seed = np.ones((), dtype=np.asarray(primal_value(out)).dtype)
+        grads = vjp_fn(seed)
+        return out, grads[0] if isinstance(argnums, int) else grads
+
+    return wrapped
+
+
+def grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """Gradient of a scalar-valued f with respect to args[argnums]."""
+    vg = value_and_grad(f, argnums)
+    return lambda *args: vg(*args)[1]
+
+
+# --- forward mode ----------------------------------------------------------------
+
+
+def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
+    """Push tangents through f: returns (f(primals), J·tangents)."""
+    trace = JVPTrace()
+    flat_p, struct = tree_flatten(tuple(primals))
+    flat_t = tree_flatten(tuple(tangents))[0]
+    tracers = [JVPTracer(trace, _as_array(p), _as_array(t))
+               for p, t in zip(flat_p, flat_t, strict=True)]
+    out = f(*tree_unflatten(struct, tracers))
+    out_leaves, out_struct = tree_flatten(out)
+    primal_out, tangent_out = [], []
+    for o in out_leaves:
+        if isinstance(o, JVPTracer) and o._trace is trace:
+            primal_out.append(o._primal)
+            tangent_out.append(_zeros_like(o._primal) if o._tangent is None else o._tangent)
+        else:
+            primal_out.append(o)
+            tangent_out.append(_zeros_like(o))
+    return tree_unflatten(out_struct, primal_out), tree_unflatten(out_struct, tangent_out)
+
+
+# --- Jacobians ---------------------------------------------------------------------
+
+
+def _basis(shape: tuple, dtype: Any) -> list[np.ndarray]:
+    size = int(np.prod(shape))
+    eye = np.eye(size, dtype=dtype)
+    return [eye[i].reshape(shape) for i in range(size)]
+
+
+def jacrev(f: Callable, argnums: int = 0) -> Callable:
+    """Jacobian by reverse mode: one VJP per output element.
+
+    Result shape: out.shape + arg.shape (per leaf when the argument is a pytree).
+    """
+
+    def wrapped(*args: Any) -> Any:
+        chosen, rebuild = _select(args, argnums)
+        out, vjp_fn = vjp(lambda c: f(*rebuild([c])), chosen[0])
+        out_shape = np.shape(primal_value(out))
+        dtype = primal_value(out).dtype
+        rows = [vjp_fn(e) for e in _basis(out_shape, dtype)]
+        leaves_per_row = [tree_flatten(r)[0] for r in rows]
+        arg_leaves, arg_struct = tree_flatten(chosen[0])
+        jac_leaves = []
+        for k, leaf in enumerate(arg_leaves):
+            stacked = ops.stack([row[k] for row in leaves_per_row], axis=0)
+            jac_leaves.append(ops.reshape(stacked, out_shape + np.shape(primal_value(leaf))))
+        return tree_unflatten(arg_struct, jac_leaves)
+
+    return wrapped
+
+
+def jacfwd(f: Callable, argnums: int = 0) -> Callable:
+    """Jacobian by forward mode: one JVP per input element."""
+
+    def wrapped(*args: Any) -> Any:
+        chosen, rebuild = _select(args, argnums)
+        arg_leaves, arg_struct = tree_flatten(chosen[0])
+        jac_leaves = []
+        for k, leaf in enumerate(arg_leaves):
+            value = primal_value(leaf)
+            shape = np.shape(value)
+            columns = []
+            out_shape = None
+            for e in _basis(shape, np.asarray(value).dtype):
+                tangent = [e if j == k else _zeros_like(a) for j, a in enumerate(arg_leaves)]
+                out, col = jvp(lambda c: f(*rebuild([c])), (chosen[0],),
+                               (tree_unflatten(arg_struct, tangent),))
+                out_shape = np.shape(primal_value(out))
+                columns.append(col)
+            stacked = ops.stack(columns, axis=-1) if columns else np.zeros(shape)
+            jac_leaves.append(ops.reshape(stacked, out_shape + shape))
+        return tree_unflatten(arg_struct, jac_leaves)
+
+    return wrapped
+
+
+def hessian(f: Callable, argnums: int = 0) -> Callable:
+    """Hessian of a scalar f: forward over reverse."""
+    return jacfwd(jacrev(f, argnums), argnums)

@@ -1,0 +1,47 @@
+"""Shared timing helpers for the benchmarks: interleaved repeats, median ms."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def median_ms(fns: dict[str, Callable[[], object]], repeats: int = 15,
+              min_time: float = 0.02) -> dict[str, float]:
+    """Time several functions side by side, interleaved, so drift hits all alike."""
+    for fn in fns.values():
+        fn()  # warm up
+    loops = {}
+    for name, fn in fns.items():
+        n, t0 = 1, time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - t0
+        loops[name] = max(1, int(min_time / max(elapsed, 1e-7)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            n = loops[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n * 1e3)
+    return {name: float(np.median(s)) for name, s in samples.items()}
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    cells = [header] + [[f"{c:.3g}" if isinstance(c, float) else str(c) for c in r]
+                        for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+             for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
