@@ -13,7 +13,7 @@ def chain(depth, width, rng):
     return Ws, bs
 
 
-def layer(h, p):
+def layer(h, p, index=None):
     W, b = p
     return ops.tanh(ops.dense(h, W, b))
 

@@ -7,7 +7,17 @@ that walks the backward pass one node at a time.
 
 from . import ops
 from .checkpoint import checkpoint, checkpoint_sequential
-from .core import MissingRuleError, Primitive, defjvp, defvjp, meter, metering, primal_value
+from .core import (
+    MissingRuleError,
+    Primitive,
+    defjvp,
+    defvjp,
+    meter,
+    metering,
+    primal_value,
+    tap,
+    tapping,
+)
 from .core import _install_operators as _install
 from .inspect import RecordedTape
 from .optim import accumulate_gradients, clip_by_global_norm, global_norm, split_batch
@@ -21,6 +31,7 @@ from .transforms import (
     tree_map,
     tree_unflatten,
     value_and_grad,
+    value_and_grad_with_taps,
     vjp,
 )
 
@@ -30,5 +41,6 @@ __all__ = [
     "MissingRuleError", "Primitive", "RecordedTape", "accumulate_gradients", "checkpoint",
     "checkpoint_sequential", "clip_by_global_norm", "defjvp", "defvjp", "global_norm", "grad",
     "hessian", "jacfwd", "jacrev", "jvp", "meter", "metering", "ops", "primal_value",
-    "split_batch", "tree_flatten", "tree_map", "tree_unflatten", "value_and_grad", "vjp",
+    "split_batch", "tap", "tapping", "tree_flatten", "tree_map", "tree_unflatten",
+    "value_and_grad", "value_and_grad_with_taps", "vjp",
 ]

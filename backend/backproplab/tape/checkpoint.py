@@ -68,16 +68,17 @@ def checkpoint(f: Callable, *args: Any) -> Any:
 
 def checkpoint_sequential(layer: Callable, layer_params: Sequence, x: Any,
                           segments: int) -> Any:
-    """x ↦ layer(…layer(layer(x, p0), p1)…) cut into `segments` checkpointed segments."""
+    """x ↦ layer(…layer(layer(x, p0, 0), p1, 1)…) cut into `segments` checkpointed
+    segments; each layer gets its parameters and its index."""
     n = len(layer_params)
     bounds = [round(k * n / segments) for k in range(segments + 1)]
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         if hi == lo:
             continue
 
-        def segment(h, chunk):
-            for p in chunk:
-                h = layer(h, p)
+        def segment(h, chunk, lo=lo):
+            for k, p in enumerate(chunk):
+                h = layer(h, p, lo + k)
             return h
 
         x = checkpoint(segment, x, list(layer_params[lo:hi]))

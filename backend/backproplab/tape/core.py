@@ -204,9 +204,10 @@ def primal_value(x: Any) -> Any:
 class Node:
     """One tape entry: a primitive applied to primal values."""
 
-    __slots__ = ("prim", "args", "params", "parents", "ans", "index")
+    __slots__ = ("prim", "args", "params", "parents", "ans", "index", "tap")
 
     def __init__(self, prim, args, params, parents, ans, index):
+        self.tap = None  # a key under which backward passes report this node's cotangent
         self.prim = prim  # None for an input (leaf)
         self.args = args
         self.params = params
@@ -323,6 +324,8 @@ def backward_pass(
             for (_, parent), ct in zip(parents, outs, strict=True):
                 j = parent.index
                 cts[j] = ct if cts[j] is None else add(cts[j], ct)
+            if node.tap is not None:
+                _local.sink[1][node.tap] = g
             if inspect:
                 yield BackwardStep(
                     index=i,
@@ -346,6 +349,29 @@ def run_backward(trace, seeds, consume=False) -> list:
     """Drive `backward_pass` to the end and return the cotangents."""
     *_, cotangents = backward_pass(trace, seeds, consume=consume)
     return cotangents
+
+
+def tap(x: Any, key: Any, cotangent: bool = True) -> Any:
+    """Mark an intermediate value: `value_and_grad_with_taps` reports its value
+    (and its cotangent) under `key`. Outside that transformation it does nothing."""
+    sink = getattr(_local, "sink", None)
+    if sink is not None:
+        sink[0][key] = primal_value(x)
+        if cotangent and isinstance(x, Box) and x._node is not None:
+            x._node.tap = key
+    return x
+
+
+class tapping:  # noqa: N801  (used like a function)
+    """Collect tapped values and cotangents: `with tapping() as (values, cotangents)`."""
+
+    def __enter__(self) -> tuple[dict, dict]:
+        self._old = getattr(_local, "sink", None)
+        _local.sink = ({}, {})
+        return _local.sink
+
+    def __exit__(self, *exc: Any) -> None:
+        _local.sink = self._old
 
 
 # ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from .core import (
     Tracer,
     primal_value,
     run_backward,
+    tapping,
 )
 
 # --- pytrees ------------------------------------------------------------------
@@ -129,6 +130,23 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         seed = np.ones((), dtype=np.asarray(primal_value(out)).dtype)
         grads = vjp_fn(seed)
         return out, grads[0] if isinstance(argnums, int) else grads
+
+    return wrapped
+
+
+def value_and_grad_with_taps(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """Like value_and_grad, also returning the values and cotangents of every
+    intermediate marked with `tap(x, key)` inside f: (value, grads, values, cotangents).
+
+    This is how the engines read δ(l) = ∂loss/∂z(l) at every layer in the same
+    backward pass that computes the parameter gradients.
+    """
+    vg = value_and_grad(f, argnums)
+
+    def wrapped(*args: Any) -> tuple[Any, Any, dict, dict]:
+        with tapping() as (values, cotangents):
+            value, grads = vg(*args)
+        return value, grads, values, cotangents
 
     return wrapped
 

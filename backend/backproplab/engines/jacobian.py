@@ -1,0 +1,83 @@
+"""Singular values of the hidden stack's input-output Jacobian J = ∂a(L)/∂a(1)
+at one example, built from the layer Jacobians the step already holds.
+
+Layer l maps a(l-1) to a(l) with J_l = D_l N_l W_l (plus I for a residual
+layer, scaled by α), where D_l = diag φ'(u_l), N_l the layernorm Jacobian (or I).
+Exact SVD for small widths; for large widths the top-k singular values by
+randomized subspace iteration on JᵀJ, using only products with blocks of vectors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..model.activations import derivative
+from ..model.spec import RunSpec
+from .tape_engine import LAYERNORM_EPS
+
+EXACT_MAX_WIDTH = 256
+ITERATIONS = 12
+
+
+def _layer_maps(xp: Any, spec: RunSpec, weights: list, zs: list, example: int = 0):
+    """For hidden layers 2..L: functions v ↦ J_l v and u ↦ J_lᵀ u on column blocks."""
+    maps = []
+    for index in range(1, spec.depth):
+        W = weights[index]
+        z = zs[index][example]
+        if spec.norm == "layernorm":
+            centred = z - xp.mean(z)
+            s = xp.sqrt(xp.mean(centred * centred) + LAYERNORM_EPS)
+            uhat = centred / s
+            u = uhat
+        else:
+            s, uhat, u = None, None, z
+        d = derivative(spec.activation, u, xp)[:, None]
+        alpha = spec.alpha if spec.is_residual_layer(index) else None
+
+        def norm_jac(v, s=s, uhat=uhat):
+            # N v = (v − mean(v) − û·mean(û ⊙ v)) / s, symmetric
+            if s is None:
+                return v
+            mean_v = xp.mean(v, 0)[None, :]
+            proj = xp.mean(uhat[:, None] * v, 0)[None, :]
+            return (v - mean_v - uhat[:, None] * proj) / s
+
+        def forward(v, W=W, d=d, alpha=alpha, norm_jac=norm_jac):
+            out = d * norm_jac(W @ v)
+            return out if alpha is None else v + alpha * out
+
+        def backward(u_, W=W, d=d, alpha=alpha, norm_jac=norm_jac):
+            out = W.T @ norm_jac(d * u_)
+            return out if alpha is None else u_ + alpha * out
+
+        maps.append((forward, backward))
+    return maps
+
+
+def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int) -> np.ndarray:
+    """Singular values of J, largest first (all of them, or the top k)."""
+    maps = _layer_maps(xp, spec, weights, zs)
+    like = zs[0]
+    width = spec.width
+
+    def apply(v):
+        for forward, _ in maps:
+            v = forward(v)
+        return v
+
+    def apply_t(u):
+        for _, backward in reversed(maps):
+            u = backward(u)
+        return u
+
+    if width <= EXACT_MAX_WIDTH:
+        J = apply(xp.eye(width, like))
+        return np.sort(xp.host(xp.svdvals(J)))[::-1]
+    k = min(topk, width)
+    Q = xp.qr(xp.randn((width, k), like, seed=[spec.seed, 0x51]))
+    for _ in range(ITERATIONS):
+        Q = xp.qr(apply_t(apply(Q)))
+    return np.sort(xp.host(xp.svdvals(apply(Q))))[::-1]

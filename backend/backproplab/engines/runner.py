@@ -1,0 +1,139 @@
+"""Run a spec on an engine and produce step records (plain dicts; NaN and ±Inf
+kept as floats — encoding them for JSON is the run layer's job)."""
+
+from __future__ import annotations
+
+import math
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..model.spec import RunSpec
+from . import probes
+from .base import Engine, StepResult
+from .jacobian import singular_values
+
+SCHEMA = "backproplab.run/1"
+
+
+class Cancelled(Exception):
+    """The run was cancelled between steps or layers."""
+
+
+def make_engine(spec: RunSpec, threads: int | None = None) -> Engine:
+    if spec.engine == "numpy":
+        if spec.device == "cuda":
+            raise ValueError("device 'cuda' needs engine 'torch'")
+        from .tape_engine import TapeEngine
+
+        return TapeEngine(spec)
+    if spec.engine == "torch":
+        from .torch_engine import TorchEngine, torch_available
+
+        if not torch_available():
+            raise ValueError("engine 'torch' needs PyTorch, which is not installed here")
+        return TorchEngine(spec, threads=threads)
+    raise ValueError(f"unknown engine {spec.engine!r}")
+
+
+def environment(engine: Engine) -> dict[str, Any]:
+    env = {"python": platform.python_version(), "numpy": np.__version__,
+           "platform": platform.platform(), "engine": engine.spec.engine,
+           "device": engine.device_name, "dtype": engine.spec.dtype}
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+    except ImportError:
+        env["torch"] = None
+    from .. import __version__
+
+    env["backproplab"] = __version__
+    return env
+
+
+def recorded_steps(spec: RunSpec) -> list[int]:
+    last = max(spec.steps - 1, 0)
+    every = max(spec.record.every, 1)
+    return sorted({s for s in range(0, last + 1, every)} | {last})
+
+
+def _float(x: Any) -> float:
+    return float(x)
+
+
+def _hist(counts, lo, hi) -> dict:
+    return {"lo": float(lo), "hi": float(hi), "counts": [int(c) for c in counts]}
+
+
+def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
+                jacobian: bool) -> dict[str, Any]:
+    """The record of one step: {step, loss, accuracy, time_s, layers[, jacobian_sv]}."""
+    spec, xp = engine.spec, engine.xp
+    stats = probes.compute(xp, probes.StepTensors(result.zs, result.acts, result.deltas,
+                                                  result.norms), spec.activation,
+                           spec.record.hist_bins, spec.record.delta_samples, spec.seed)
+    accuracy = None
+    if spec.dataset != "gaussian" or spec.loss == "cross_entropy":
+        predicted = np.argmax(xp.host(result.output), axis=1)
+        accuracy = float(np.mean(predicted == result.labels))
+    layers = []
+    for i in range(spec.depth + 1):
+        a_counts, a_lo, a_hi = (v[i] for v in stats["a_hist"])
+        d_counts, d_lo, d_hi, d_zero, d_nonfinite = (v[i] for v in stats["delta_log_hist"])
+        layer = {"index": i, "kind": "hidden" if i < spec.depth else "output"}
+        layer.update({key: _float(stats[key][i]) for key in probes.SCALAR_KEYS})
+        layer["a_hist"] = _hist(a_counts, a_lo, a_hi)
+        layer["delta_log_hist"] = {**_hist(d_counts, d_lo, d_hi), "zero": int(d_zero),
+                                   "nonfinite": int(d_nonfinite)}
+        layer["delta_sample"] = [float(v) for v in stats["delta_sample"][i]]
+        layers.append(layer)
+    record = {"step": step, "loss": _float(xp.host(result.loss)), "accuracy": accuracy,
+              "time_s": elapsed, "layers": layers}
+    if jacobian:
+        sv = singular_values(xp, spec, engine.weights, result.zs, spec.record.jacobian_topk)
+        record["jacobian_sv"] = [float(v) for v in sv]
+    return record
+
+
+def iter_steps(spec: RunSpec, cancel: threading.Event | None = None,
+               engine: Engine | None = None) -> Iterator[dict[str, Any]]:
+    """Train and yield the record of every recorded step. Checks `cancel` between steps."""
+    engine = engine or make_engine(spec)
+    wanted = set(recorded_steps(spec))
+    start = time.perf_counter()
+    total = max(spec.steps, 1)
+    jac_every = spec.record.jacobian_every
+    for step in range(total):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        probe = step in wanted
+        result = engine.train_step(step, probe=probe, update=spec.steps > 0)
+        if probe:
+            jacobian = jac_every > 0 and step % jac_every == 0
+            yield step_record(engine, step, result, time.perf_counter() - start, jacobian)
+
+
+def first_nonfinite(record: dict[str, Any]) -> int | None:
+    """Index of the first layer whose δ or gradient norm is NaN or ±Inf, if any."""
+    for layer in record["layers"]:
+        if any(not math.isfinite(layer[k]) for k in ("delta_norm", "grad_w_norm")):
+            return layer["index"]
+    return None
+
+
+def run(spec: RunSpec, on_step: Callable[[dict], None] | None = None,
+        cancel: threading.Event | None = None, theory: dict | None = None) -> dict[str, Any]:
+    """A whole run record {schema, config, environment, theory, steps}."""
+    engine = make_engine(spec)
+    steps = []
+    for record in iter_steps(spec, cancel, engine):
+        steps.append(record)
+        if on_step is not None:
+            on_step(record)
+    return {"schema": SCHEMA, "config": spec.to_dict(), "environment": environment(engine),
+            "theory": theory, "steps": steps}

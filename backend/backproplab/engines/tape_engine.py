@@ -1,0 +1,81 @@
+"""The training step on backproplab.tape: NumPy, float32 or float64, on the host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import tape
+from ..tape import ops
+from .base import Engine, Pass
+from .xp import NumpyXP
+
+LAYERNORM_EPS = 1e-5
+
+
+def layernorm(z: Any) -> Any:
+    """(z − mean) / √(var + ε) over the units, no learned affine."""
+    centred = z - ops.mean(z, axis=-1, keepdims=True)
+    var = ops.mean(centred * centred, axis=-1, keepdims=True)
+    return centred / ops.sqrt(var + LAYERNORM_EPS)
+
+
+class TapeEngine(Engine):
+    xp = NumpyXP
+
+    def __init__(self, spec):
+        if spec.dtype not in ("float32", "float64"):
+            raise ValueError(f"the numpy engine supports float32 and float64, not {spec.dtype}")
+        self.dtype = np.dtype(spec.dtype)
+        super().__init__(spec)
+        self._probe_step = tape.value_and_grad_with_taps(self._loss)
+        self._plain_step = tape.value_and_grad(self._loss)
+
+    @property
+    def device_name(self) -> str:
+        return "cpu (numpy)"
+
+    def to_device(self, array: np.ndarray) -> np.ndarray:
+        return np.asarray(array, dtype=self.dtype)
+
+    def _layer(self, h: Any, p: tuple, index: int) -> Any:
+        spec = self.spec
+        W, b = p
+        z = tape.tap(ops.dense(h, W, b), ("z", index))
+        u = layernorm(z) if spec.norm == "layernorm" else z
+        y = ops.ACTIVATIONS[spec.activation](u)
+        a = h + spec.alpha * y if spec.is_residual_layer(index) else y  # a(l-1) + α·σ(z(l))
+        return tape.tap(a, ("a", index), cotangent=False)
+
+    def _loss(self, params: list, x: np.ndarray, labels: np.ndarray, targets: np.ndarray):
+        spec = self.spec
+        pairs = list(zip(params[0::2], params[1::2], strict=True))
+        hidden, (W_out, b_out) = pairs[:-1], pairs[-1]
+        if spec.segments > 1:
+            a = tape.checkpoint_sequential(self._layer, hidden, x, spec.segments)
+        else:
+            a = x
+            for index, p in enumerate(hidden):
+                a = self._layer(a, p, index)
+        out = tape.tap(ops.dense(a, W_out, b_out), ("z", spec.depth))
+        tape.tap(out, ("a", spec.depth), cotangent=False)
+        self._output = tape.primal_value(out)
+        if spec.loss == "mse":
+            return ops.mse(out, targets)
+        return ops.softmax_cross_entropy(out, labels)
+
+    def forward_backward(self, x, labels, targets, probe: bool) -> Pass:
+        if not probe:
+            loss, grads = self._plain_step(self.params, x, labels, targets)
+            return Pass(loss, grads, self._output)
+        loss, grads, values, cts = self._probe_step(self.params, x, labels, targets)
+        layers = range(self.spec.depth + 1)
+        zs = [values[("z", i)] for i in layers]
+        return Pass(loss, grads, self._output, zs=zs,
+                    acts=[values[("a", i)] for i in layers],
+                    z_cotangents=[cts.get(("z", i), np.zeros_like(zs[i])) for i in layers])
+
+    def apply(self, updates: list) -> None:
+        for p, u in zip(self.params, updates, strict=True):
+            p += u

@@ -1,0 +1,108 @@
+"""The run description seen by the numeric layers: a plain frozen dataclass.
+
+The API's pydantic `RunConfig` validates the same fields (bounds, choices) and
+converts to this; the field names are the contract shared by the API, the CLI,
+the URL state and exports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu", "softplus",
+               "elu", "selu")
+INITS = ("xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
+         "orthogonal", "normal")
+DATASETS = ("gaussian", "spirals", "circles", "xor")
+CLASSES = {"gaussian": 10, "spirals": 3, "circles": 2, "xor": 2}
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    every: int = 1  # record every k steps (step 0 and the last step always)
+    hist_bins: int = 24
+    delta_samples: int = 8
+    jacobian_every: int = 0  # 0: never; k: on step 0 and every k steps
+    jacobian_topk: int = 32  # singular values kept when the width is too large for an SVD
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    engine: str = "numpy"
+    device: str = "auto"
+    dtype: str = "float32"
+    depth: int = 20
+    width: int = 128
+    activation: str = "tanh"
+    init: str = "xavier_normal"
+    sigma_w: float = 1.0
+    sigma_b: float = 0.0
+    residual: bool = False
+    residual_scale: float | str = 1.0
+    norm: str = "none"
+    dataset: str = "gaussian"
+    input_dim: int = 16
+    loss: str = "mse"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    batch_size: int = 64
+    microbatches: int = 1
+    clip: float | None = None
+    checkpoint: str = "none"
+    steps: int = 200
+    seed: int = 0
+    record: RecordSpec = field(default_factory=RecordSpec)
+
+    @property
+    def in_features(self) -> int:
+        return self.input_dim if self.dataset == "gaussian" else 2
+
+    @property
+    def out_features(self) -> int:
+        return CLASSES[self.dataset]
+
+    @property
+    def layer_sizes(self) -> list[tuple[int, int]]:
+        """(fan_out, fan_in) of each weight matrix: hidden layers, then the output layer."""
+        sizes = [(self.width, self.in_features)]
+        sizes += [(self.width, self.width)] * (self.depth - 1)
+        sizes.append((self.out_features, self.width))
+        return sizes
+
+    @property
+    def alpha(self) -> float:
+        """The residual branch scale α (a(l) = a(l-1) + α·σ(z(l)))."""
+        if isinstance(self.residual_scale, str):
+            return 1.0 / math.sqrt(self.depth)
+        return float(self.residual_scale)
+
+    def is_residual_layer(self, index: int) -> bool:
+        """Hidden layers whose input and output widths match carry a skip connection."""
+        fan_out, fan_in = self.layer_sizes[index]
+        return self.residual and index < self.depth and fan_in == fan_out
+
+    @property
+    def segments(self) -> int:
+        return max(1, round(math.sqrt(self.depth))) if self.checkpoint == "sqrt" else 1
+
+    @property
+    def work(self) -> int:
+        """depth·width²·batch·max(steps, 1): what the compute budget limits."""
+        return self.depth * self.width**2 * self.batch_size * max(self.steps, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> RunSpec:
+        return replace(self, **changes)
+
+
+def spec_from_dict(data: dict[str, Any]) -> RunSpec:
+    """Build a RunSpec from a plain dict (already validated by the caller)."""
+    known = {f.name for f in fields(RunSpec)}
+    values = {k: v for k, v in data.items() if k in known}
+    if isinstance(values.get("record"), dict):
+        values["record"] = RecordSpec(**values["record"])
+    return RunSpec(**values)
