@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime
 
 import numpy as np
-from _timing import machine, median_ms, table
 
+from _timing import machine, median_ms, table
 from backproplab import tape
 from backproplab.tape import ops
 

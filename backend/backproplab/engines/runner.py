@@ -126,10 +126,19 @@ def first_nonfinite(record: dict[str, Any]) -> int | None:
     return None
 
 
+def theory_for(spec: RunSpec) -> dict[str, Any]:
+    """The mean-field prediction for this run, from the length of its actual input."""
+    from ..model import batch
+    from ..theory import input_length, predict
+
+    return predict(spec, input_length(batch(spec, 0)[0]))
+
+
 def run(spec: RunSpec, on_step: Callable[[dict], None] | None = None,
-        cancel: threading.Event | None = None, theory: dict | None = None) -> dict[str, Any]:
+        cancel: threading.Event | None = None) -> dict[str, Any]:
     """A whole run record {schema, config, environment, theory, steps}."""
     engine = make_engine(spec)
+    theory = theory_for(spec)
     steps = []
     for record in iter_steps(spec, cancel, engine):
         steps.append(record)

@@ -1,0 +1,89 @@
+"""RunConfig: the one validated description of a run (bounded fields, literal
+choices), shared by the API, the CLI, the URL state and exports."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+from ..model.spec import RecordSpec, RunSpec
+
+DEFAULT_COMPUTE_BUDGET = 2e11  # depth·width²·batch·steps
+
+Activation = Literal["linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu",
+                     "softplus", "elu", "selu"]
+Init = Literal["xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
+               "orthogonal", "normal"]
+Gain = Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)]
+
+
+class RecordConfig(BaseModel):
+    """What each recorded step carries and how often."""
+
+    model_config = ConfigDict(extra="forbid")
+    every: int = Field(1, ge=1, le=100_000, description="record every k steps")
+    hist_bins: int = Field(24, ge=4, le=128, description="histogram bins")
+    delta_samples: int = Field(8, ge=0, le=64, description="δ components sampled per layer")
+    jacobian_every: int = Field(0, ge=0, le=100_000,
+                                description="Jacobian spectrum every k steps (0: never)")
+    jacobian_topk: int = Field(32, ge=1, le=512,
+                               description="singular values kept when the width is large")
+
+
+class RunConfig(BaseModel):
+    """A run: network, data, optimizer, what to record."""
+
+    model_config = ConfigDict(extra="forbid")
+    engine: Literal["numpy", "torch"] = "numpy"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64", "bfloat16"] = "float32"
+    depth: int = Field(20, ge=1, le=1000, description="hidden layers")
+    width: int = Field(128, ge=1, le=4096, description="units per hidden layer")
+    activation: Activation = "tanh"
+    init: Init = "xavier_normal"
+    sigma_w: Gain = Field(1.0, description="σ_w: N(0, σ_w²/fan_in) for 'normal', a gain "
+                                           "on top of the named schemes")
+    sigma_b: Gain = Field(0.0, description="σ_b: biases ~ N(0, σ_b²)")
+    residual: bool = False
+    residual_scale: Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)] | \
+        Literal["1/sqrt(depth)"] = 1.0
+    norm: Literal["none", "layernorm"] = "none"
+    dataset: Literal["gaussian", "spirals", "circles", "xor"] = "gaussian"
+    input_dim: int = Field(16, ge=1, le=4096, description="input size (gaussian data)")
+    loss: Literal["mse", "cross_entropy"] = "mse"
+    optimizer: Literal["sgd", "momentum", "adam"] = "sgd"
+    lr: float = Field(0.01, gt=0.0, le=10.0, allow_inf_nan=False)
+    batch_size: int = Field(64, ge=1, le=4096)
+    microbatches: int = Field(1, ge=1, le=64, description="gradient accumulation parts")
+    clip: Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)] | None = None
+    checkpoint: Literal["none", "sqrt"] = "none"
+    steps: int = Field(200, ge=0, le=100_000, description="0: analyse at initialization")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    record: RecordConfig = Field(default_factory=RecordConfig)
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> RunConfig:
+        if self.engine == "numpy" and self.device == "cuda":
+            raise ValueError("device 'cuda' needs engine 'torch'")
+        if self.engine == "numpy" and self.dtype == "bfloat16":
+            raise ValueError("dtype 'bfloat16' needs engine 'torch'")
+        if self.microbatches > self.batch_size:
+            raise ValueError(f"microbatches ({self.microbatches}) cannot exceed "
+                             f"batch_size ({self.batch_size})")
+        budget = (info.context or {}).get("compute_budget", DEFAULT_COMPUTE_BUDGET)
+        work = self.to_spec().work
+        if work > budget:
+            raise ValueError(
+                f"compute budget exceeded: depth·width²·batch·steps = {work:.3g} is over the "
+                f"limit of {budget:.3g} (setting BACKPROPLAB_COMPUTE_BUDGET)")
+        return self
+
+    def to_spec(self) -> RunSpec:
+        data = self.model_dump()
+        data["record"] = RecordSpec(**data["record"])
+        return RunSpec(**data)
+
+
+def validate_config(data: dict, compute_budget: float = DEFAULT_COMPUTE_BUDGET) -> RunConfig:
+    return RunConfig.model_validate(data, context={"compute_budget": compute_budget})

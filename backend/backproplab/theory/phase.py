@@ -1,0 +1,160 @@
+"""Phase diagrams over (σ_w², σ_b²): analytic χ₁ and predicted gradient ratio,
+and the same measured by building random networks for every grid point at once
+(one batched matrix product per layer for the whole grid)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from ..engines.xp import NumpyXP
+from ..model.activations import activation, derivative
+from .meanfield import chi1, critical_sigma_w2, length_map, mean_dphi2
+
+
+def grid_axes(w2_range=(0.5, 4.0), b2_range=(0.0, 0.5), size=(32, 32)):
+    return (np.linspace(*w2_range, size[0]), np.linspace(*b2_range, size[1]))
+
+
+def analytic(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
+             q_in: float = 1.0) -> dict[str, Any]:
+    """χ₁ at the fixed point and log10 of the predicted ‖δ(1)‖²/‖δ(L)‖², on the
+    grid (rows: σ_b², columns: σ_w²), with the χ₁ = 1 line."""
+    W2, B2 = np.meshgrid(sigma_w2s, sigma_b2s)
+    q = np.full(W2.shape, q_in)
+    log_ratio = np.zeros(W2.shape)
+    qs = []
+    for _ in range(depth):
+        q = length_map(act, q, W2, B2)
+        q = np.where(q > 1e12, np.inf, q)
+        qs.append(q)
+    # ‖δ(l-1)‖² = ‖δ(l)‖² σ_w² E[φ'²](q(l-1)): sum the logs of the factors along the path
+    for q_l in qs[:-1]:
+        factor = chi1(act, W2, q_l)
+        with np.errstate(divide="ignore"):
+            log_ratio += np.log10(factor)
+    q_fixed = qs[-1]
+    for _ in range(2000):  # carry on to the fixed point for χ₁
+        new = length_map(act, q_fixed, W2, B2)
+        new = np.where(new > 1e12, np.inf, new)
+        if np.allclose(new, q_fixed, rtol=1e-12, atol=1e-300, equal_nan=True):
+            break
+        q_fixed = new
+    chi = chi1(act, W2, q_fixed)
+    line = [{"sigma_b2": float(b2), "sigma_w2": critical_sigma_w2(act, float(b2))}
+            for b2 in sigma_b2s]
+    return {"activation": act, "depth": depth, "sigma_w2": sigma_w2s.tolist(),
+            "sigma_b2": sigma_b2s.tolist(), "chi1": chi.tolist(),
+            "log10_grad_ratio": log_ratio.tolist(), "critical_line": line}
+
+
+def _torch_or_none(device: str | None):
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch, torch.device(device)
+
+
+def measured(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int, width: int,
+             batch: int, seed: int = 0, device: str | None = None,
+             dtype: str = "float32") -> dict[str, Any]:
+    """Measure ‖δ(l)‖ at initialization for every grid point at once.
+
+    All G grid points are one batch of networks: weights (G, W, W) per layer,
+    z = h Wᵀ + b by one batched matmul; then δ is pulled back with one batched
+    matmul per layer, from a random cotangent at the last hidden layer."""
+    W2, B2 = np.meshgrid(sigma_w2s, sigma_b2s)
+    sw = np.sqrt(W2.ravel())
+    sb = np.sqrt(B2.ravel())
+    torch, dev = _torch_or_none(device)
+    start = time.perf_counter()
+    if torch is not None:
+        log_profile = _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype)
+        backend = f"torch/{dev.type}"
+    else:
+        log_profile = _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype)
+        backend = "numpy"
+    elapsed = time.perf_counter() - start
+    # per-layer factor of ‖δ‖²: least-squares slope of ln ‖δ(l)‖² over depth
+    layers = np.arange(depth)
+    lo = min(depth - 1, max(1, depth // 10))
+    # ln ‖δ(l)‖² = ln ‖δ(L)‖² + (L − l) ln χ₁: the slope over l is −ln χ₁
+    slope = np.polyfit(layers[lo:], log_profile[:, lo:].T, 1)[0] if depth - lo >= 2 else \
+        np.full(len(sw), math.nan)
+    ratio = (log_profile[:, 0] - log_profile[:, -1]) / math.log(10)
+    shape = W2.shape
+    return {"activation": act, "depth": depth, "width": width, "batch": batch,
+            "sigma_w2": sigma_w2s.tolist(), "sigma_b2": sigma_b2s.tolist(),
+            "measured_chi1": np.exp(-slope).reshape(shape).tolist(),
+            "log10_grad_ratio": ratio.reshape(shape).tolist(),
+            "seconds": elapsed, "backend": backend}
+
+
+def _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype):
+    from ..engines.xp import TorchXP
+
+    xp = TorchXP(torch)
+    tdtype = getattr(torch, dtype)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    G = len(sw)
+    sw_t = torch.as_tensor(sw, device=dev, dtype=tdtype)[:, None, None]
+    sb_t = torch.as_tensor(sb, device=dev, dtype=tdtype)[:, None, None]
+    with torch.no_grad():
+        h = torch.randn(G, batch, width, generator=gen, device=dev, dtype=tdtype)
+        weights, zs = [], []
+        for _ in range(depth):
+            W = torch.randn(G, width, width, generator=gen, device=dev, dtype=tdtype)
+            W.mul_(sw_t / math.sqrt(width))
+            b = torch.randn(G, 1, width, generator=gen, device=dev, dtype=tdtype) * sb_t
+            z = torch.baddbmm(b, h, W.transpose(1, 2))
+            h = activation(act, z, xp)
+            weights.append(W)
+            zs.append(z)
+        g = torch.randn(G, batch, width, generator=gen, device=dev, dtype=tdtype)
+        norms = []
+        for layer in range(depth - 1, -1, -1):
+            delta = g * derivative(act, zs[layer], xp)  # δ(l) = g(l) ⊙ φ'(z(l))
+            norms.append((delta.double() ** 2).sum(dim=(1, 2)))
+            g = torch.bmm(delta, weights[layer])  # g(l-1) = W(l)ᵀ δ(l)
+        profile = torch.stack(norms[::-1], dim=1)
+        return torch.log(profile).cpu().numpy()
+
+
+def _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype):
+    rng = np.random.default_rng(seed)
+    G = len(sw)
+    dt = np.dtype(dtype)
+    h = rng.standard_normal((G, batch, width), dtype=dt)
+    weights, zs = [], []
+    for _ in range(depth):
+        W = rng.standard_normal((G, width, width), dtype=dt) * (sw / math.sqrt(width)).astype(
+            dt)[:, None, None]
+        b = rng.standard_normal((G, 1, width), dtype=dt) * sb.astype(dt)[:, None, None]
+        z = np.matmul(h, W.transpose(0, 2, 1)) + b
+        h = activation(act, z, NumpyXP)
+        weights.append(W)
+        zs.append(z)
+    g = rng.standard_normal((G, batch, width), dtype=dt)
+    norms = []
+    for layer in range(depth - 1, -1, -1):
+        delta = g * derivative(act, zs[layer], NumpyXP)
+        norms.append(np.sum(delta.astype(np.float64) ** 2, axis=(1, 2)))
+        g = np.matmul(delta, weights[layer])
+    with np.errstate(divide="ignore"):
+        return np.log(np.stack(norms[::-1], axis=1))
+
+
+def predicted_chi1_along(act: str, sigma_w2: float, sigma_b2: float, depth: int,
+                         q_in: float = 1.0) -> float:
+    """Geometric mean of the per-layer δ factors along the trajectory from q_in."""
+    q, logs = q_in, []
+    for _ in range(depth):
+        q = float(length_map(act, q, sigma_w2, sigma_b2))
+        logs.append(math.log(sigma_w2 * float(mean_dphi2(act, q))))
+    return math.exp(float(np.mean(logs)))
