@@ -44,6 +44,7 @@ class Engine:
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
+        self.cancel = None  # a threading.Event checked between layers
         self.optimizer = Optimizer(spec.optimizer, spec.lr)
         self.params = [self.to_device(p) for pair in init_params(spec) for p in pair]
 
@@ -58,6 +59,12 @@ class Engine:
         raise NotImplementedError
 
     # --- shared ------------------------------------------------------------------
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            from .runner import Cancelled
+
+            raise Cancelled()
+
     @property
     def weights(self) -> list:
         return self.params[0::2]

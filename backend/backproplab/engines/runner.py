@@ -101,9 +101,13 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
 
 
 def iter_steps(spec: RunSpec, cancel: threading.Event | None = None,
-               engine: Engine | None = None) -> Iterator[dict[str, Any]]:
-    """Train and yield the record of every recorded step. Checks `cancel` between steps."""
+               engine: Engine | None = None,
+               before_step: Callable[[int], bool] | None = None) -> Iterator[dict[str, Any]]:
+    """Train and yield the record of every recorded step. Checks `cancel` between
+    steps and layers; `before_step(step)` may block (pause) and returns True to
+    record that step whatever `record.every` says (single-stepping)."""
     engine = engine or make_engine(spec)
+    engine.cancel = cancel
     wanted = set(recorded_steps(spec))
     start = time.perf_counter()
     total = max(spec.steps, 1)
@@ -111,7 +115,8 @@ def iter_steps(spec: RunSpec, cancel: threading.Event | None = None,
     for step in range(total):
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        probe = step in wanted
+        forced = before_step(step) if before_step is not None else False
+        probe = forced or step in wanted
         result = engine.train_step(step, probe=probe, update=spec.steps > 0)
         if probe:
             jacobian = jac_every > 0 and step % jac_every == 0

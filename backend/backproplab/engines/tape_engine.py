@@ -41,6 +41,7 @@ class TapeEngine(Engine):
 
     def _layer(self, h: Any, p: tuple, index: int) -> Any:
         spec = self.spec
+        self.check_cancel()
         W, b = p
         z = tape.tap(ops.dense(h, W, b), ("z", index))
         u = layernorm(z) if spec.norm == "layernorm" else z

@@ -66,6 +66,7 @@ class TorchEngine(Engine):
 
     def _hidden(self, a, W, b, index, zs, acts):
         spec = self.spec
+        self.check_cancel()
         z = a @ W.T + b
         zs.append(z)
         u = z

@@ -1,0 +1,78 @@
+"""App assembly: settings, run manager, routers, static files, middleware."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import FileResponse
+
+from .. import __version__
+from ..runs.manager import RunManager
+from ..settings import Settings
+from .responses import StrictJSONResponse
+from .routes import health, info, live, runs, tape, theory
+from .security import BodyLimit, SecurityHeaders
+
+
+def frontend_dir() -> Path:
+    return Path(str(resources.files("backproplab.frontend")))
+
+
+def plotly_js() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    manager = RunManager(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        manager.shutdown()  # cancel every job on shutdown
+
+    app = FastAPI(title="backproplab", version=__version__, lifespan=lifespan,
+                  default_response_class=StrictJSONResponse,
+                  description="A live laboratory for backpropagation.")
+    app.state.settings = settings
+    app.state.manager = manager
+    for module in (health, info, runs, theory, tape, live):
+        app.include_router(module.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        # the path of each bad field and why; never the (possibly huge) input echoed back
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
+                   "type": e.get("type", "")} for e in exc.errors()]
+        return StrictJSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        return StrictJSONResponse({"detail": f"internal error ({type(exc).__name__})"},
+                                  status_code=500)
+
+    static = frontend_dir()
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(static / "index.html", headers={"cache-control": "no-cache"})
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    async def plotly_bundle() -> FileResponse:
+        """plotly.js from the installed plotly Python package: no CDN, works offline."""
+        return FileResponse(plotly_js(), media_type="text/javascript",
+                            headers={"cache-control": "public, max-age=86400"})
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    return app

@@ -1,0 +1,77 @@
+"""Headless runs: start, poll, export; and import of a run record."""
+
+from typing import Any
+
+from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+from ...runs.manager import Refused
+from ..records import validate_record
+from ..responses import StrictJSONResponse
+from ..schemas import RunConfig, validate_config
+
+router = APIRouter(tags=["runs"])
+
+
+class RunStatus(BaseModel):
+    id: str
+    status: str
+    steps_recorded: int
+    error: str | None = None
+
+
+def _validate(data: Any, request: Request, loc: str = "body") -> RunConfig:
+    try:
+        return validate_config(data, request.app.state.settings.compute_budget)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": (loc, *e["loc"])} for e in exc.errors(include_input=False)]) from None
+
+
+@router.post("/api/runs", status_code=202, response_model=RunStatus)
+def start_run(request: Request, config: dict = Body(..., examples=[{"depth": 20}])) -> RunStatus:
+    """Start a headless run (429 when every job slot is busy)."""
+    cfg = _validate(config, request)
+    try:
+        job = request.app.state.manager.start_headless(cfg.to_spec(), cfg.model_dump())
+    except Refused as exc:
+        raise HTTPException(429, str(exc)) from None
+    return RunStatus(id=job.id, status=job.status, steps_recorded=0)
+
+
+def _job(request: Request, run_id: str):
+    found = request.app.state.manager.get(run_id)
+    if found is None:
+        raise HTTPException(404, f"no run {run_id!r} (runs are kept in memory, the newest "
+                                 f"{request.app.state.settings.max_stored_runs})")
+    return found
+
+
+@router.get("/api/runs/{run_id}", response_class=StrictJSONResponse)
+def get_run(request: Request, run_id: str) -> StrictJSONResponse:
+    """Status, and the whole run record {schema, config, environment, theory, steps}."""
+    job, config = _job(request, run_id)
+    record = request.app.state.manager.full_record(job, config)
+    return StrictJSONResponse({"id": job.id, "status": job.status, "error": job.error,
+                               "steps_recorded": len(job.steps), "record": record})
+
+
+@router.get("/api/runs/{run_id}/export", response_class=StrictJSONResponse)
+def export_run(request: Request, run_id: str) -> StrictJSONResponse:
+    """The run record as a JSON file download."""
+    job, config = _job(request, run_id)
+    record = request.app.state.manager.full_record(job, config)
+    return StrictJSONResponse(record, headers={
+        "content-disposition": f'attachment; filename="backproplab-{job.id}.json"'})
+
+
+@router.post("/api/runs/import", response_class=StrictJSONResponse)
+def import_run(record: dict = Body(...)) -> StrictJSONResponse:
+    """Validate an uploaded run record (422 names the bad field) and return it normalized."""
+    try:
+        return StrictJSONResponse(validate_record(record))
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
+        ) from None

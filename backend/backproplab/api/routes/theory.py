@@ -1,0 +1,50 @@
+"""Mean-field predictions for a config, and phase diagrams."""
+
+from typing import Literal
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from ...engines import theory_for
+from ...theory import phase
+from ..responses import StrictJSONResponse
+from .runs import _validate
+
+router = APIRouter(tags=["theory"])
+
+MAX_PHASE_WORK = 2e9  # grid points · width² · depth for a measured diagram
+
+
+@router.get("/api/theory", response_class=StrictJSONResponse)
+def theory(request: Request) -> StrictJSONResponse:
+    """The `theory` field of a run with this config (query: any RunConfig field)."""
+    cfg = _validate(dict(request.query_params), request, loc="query")
+    return StrictJSONResponse(theory_for(cfg.to_spec()))
+
+
+@router.get("/api/phase", response_class=StrictJSONResponse)
+def phase_diagram(
+    activation: Literal["linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu",
+                        "softplus", "elu", "selu"] = "tanh",
+    depth: int = Query(20, ge=1, le=1000),
+    grid: int = Query(24, ge=2, le=64),
+    w2_min: float = Query(0.25, gt=0, le=20), w2_max: float = Query(4.0, gt=0, le=20),
+    b2_min: float = Query(0.0, ge=0, le=5), b2_max: float = Query(0.5, ge=0, le=5),
+    measured: bool = False,
+    width: int = Query(128, ge=2, le=1024), batch: int = Query(16, ge=1, le=128),
+    seed: int = Query(0, ge=0),
+) -> StrictJSONResponse:
+    """χ₁ over (σ_w², σ_b²) with the critical line; `measured=true` also builds the
+    networks and measures them (all grid points in one batched pass)."""
+    if w2_min >= w2_max or b2_min > b2_max:
+        raise HTTPException(422, "ranges must be increasing: w2_min < w2_max, b2_min <= b2_max")
+    w2 = np.linspace(w2_min, w2_max, grid)
+    b2 = np.linspace(b2_min, b2_max, grid)
+    out = {"analytic": phase.analytic(activation, w2, b2, depth)}
+    if measured:
+        work = grid * grid * width * width * depth
+        if work > MAX_PHASE_WORK:
+            raise HTTPException(422, f"measured diagram too large: grid²·width²·depth = "
+                                     f"{work:.3g} > {MAX_PHASE_WORK:.3g}")
+        out["measured"] = phase.measured(activation, w2, b2, depth, width, batch, seed=seed)
+    return StrictJSONResponse(out)

@@ -1,0 +1,218 @@
+"""backproplab run | sweep | serve | report — the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field (record fields as --record-<name>)."""
+    from .api.schemas import RecordConfig, RunConfig
+
+    group = parser.add_argument_group("config fields (override --config)")
+    for name, field in RunConfig.model_fields.items():
+        if name == "record":
+            continue
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                               default=None)
+        else:
+            group.add_argument(flag, dest=name, default=None, help=field.description)
+    for name, field in RecordConfig.model_fields.items():
+        group.add_argument("--record-" + name.replace("_", "-"), dest="record__" + name,
+                           default=None, help=field.description)
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    import orjson
+
+    from .api.schemas import validate_config
+    from .settings import Settings
+
+    data: dict[str, Any] = {}
+    if args.config:
+        data = orjson.loads(Path(args.config).read_bytes())
+        data = data.get("config", data)  # a whole run record works as a config too
+    record = dict(data.get("record") or {})
+    for key, value in vars(args).items():
+        if value is None or key in ("config", "out", "command", "func", "quiet"):
+            continue
+        if key.startswith("record__"):
+            record[key[len("record__"):]] = value
+        elif key == "clip" and str(value).lower() == "none":
+            data[key] = None
+        else:
+            data[key] = value
+    data["record"] = record
+    return validate_config(data, Settings().compute_budget)
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.start = max(total, 1), enabled, time.perf_counter()
+
+    def update(self, done: int, note: str = "") -> None:
+        if not self.enabled:
+            return
+        frac = min(done / self.total, 1.0)
+        bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+        elapsed = time.perf_counter() - self.start
+        sys.stderr.write(f"\r[{bar}] {done}/{self.total} {elapsed:6.1f}s {note[:40]:40s}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .engines import first_nonfinite, run
+    from .runs.codec import encode
+
+    try:
+        config = _config_from_args(args)
+    except Exception as exc:  # validation errors: a clear message, no traceback
+        print(f"invalid config: {exc}", file=sys.stderr)
+        return 2
+    spec = config.to_spec()
+    bar = Progress(max(spec.steps, 1), sys.stderr.isatty() and not args.quiet)
+
+    def on_step(record: dict) -> None:
+        bad = first_nonfinite(record)
+        note = f"loss {record['loss']:.4g}" + (f"  overflow at layer {bad}" if bad is not None
+                                                else "")
+        bar.update(record["step"] + 1, note)
+
+    try:
+        record = run(spec, on_step=on_step, cancel=threading.Event())
+    except ValueError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    record["config"] = config.model_dump()
+    Path(args.out).write_bytes(encode(record))
+    last = record["steps"][-1]
+    print(f"wrote {args.out}: {len(record['steps'])} steps, final loss {last['loss']:.6g}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .runs.codec import encode
+    from .theory import phase
+
+    w2 = np.linspace(args.w2_min, args.w2_max, args.grid)
+    b2 = np.linspace(args.b2_min, args.b2_max, args.grid)
+    result = {"analytic": phase.analytic(args.activation, w2, b2, args.depth)}
+    if not args.analytic_only:
+        result["measured"] = phase.measured(args.activation, w2, b2, args.depth, args.width,
+                                            args.batch, seed=args.seed, device=args.device)
+    Path(args.out).write_bytes(encode(result))
+    print(f"wrote {args.out}")
+    if args.html or args.png:
+        from .report import phase_figure
+
+        fig = phase_figure(result)
+        if args.html:
+            fig.write_html(args.html, include_plotlyjs=True, full_html=True)
+            print(f"wrote {args.html}")
+        if args.png:
+            try:
+                fig.write_image(args.png)
+            except Exception as exc:  # kaleido missing or no browser for it
+                print(f"could not write PNG ({exc}); the HTML and JSON are written",
+                      file=sys.stderr)
+                return 1
+            print(f"wrote {args.png}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .api.app import create_app
+    from .settings import Settings
+
+    settings = Settings()
+    url = f"http://{args.host}:{args.port}"
+    print(f"backproplab serving at {url}  (Ctrl+C to stop)", flush=True)
+    if args.open:
+        import webbrowser
+
+        threading.Timer(1.0, lambda: webbrowser.open(url)).start()
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
+                ws_max_size=settings.max_message_bytes, timeout_graceful_shutdown=3,
+                limit_concurrency=settings.max_connections)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+    from .runs.codec import decode
+
+    record = decode(Path(args.run).read_bytes())
+    write_report(record, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backproplab",
+                                     description="A live laboratory for backpropagation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run_p = sub.add_parser("run", help="train headless and write the run record")
+    run_p.add_argument("--config", help="a JSON config (or a run record)")
+    run_p.add_argument("--out", default="run.json")
+    run_p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _config_flags(run_p)
+    run_p.set_defaults(func=cmd_run)
+
+    sweep = sub.add_parser("sweep", help="a phase diagram over (σ_w², σ_b²)")
+    sweep.add_argument("--activation", default="tanh")
+    sweep.add_argument("--depth", type=int, default=50)
+    sweep.add_argument("--width", type=int, default=128)
+    sweep.add_argument("--batch", type=int, default=16)
+    sweep.add_argument("--grid", type=int, default=16)
+    sweep.add_argument("--w2-min", type=float, default=0.5)
+    sweep.add_argument("--w2-max", type=float, default=4.0)
+    sweep.add_argument("--b2-min", type=float, default=0.0)
+    sweep.add_argument("--b2-max", type=float, default=0.5)
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--device", default="auto")
+    sweep.add_argument("--analytic-only", action="store_true")
+    sweep.add_argument("--out", default="phase.json")
+    sweep.add_argument("--html", help="also write an interactive HTML figure")
+    sweep.add_argument("--png", help="also write a PNG (needs kaleido)")
+    sweep.set_defaults(func=cmd_sweep)
+
+    serve = sub.add_parser("serve", help="start the web app")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--open", action="store_true", help="open a browser")
+    serve.set_defaults(func=cmd_serve)
+
+    report = sub.add_parser("report", help="a self-contained HTML report of a run")
+    report.add_argument("run", help="a run record (JSON)")
+    report.add_argument("-o", "--output", default="report.html")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

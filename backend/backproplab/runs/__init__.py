@@ -1,0 +1,1 @@
+"""Run manager, run records and their JSON encoding."""

@@ -1,0 +1,39 @@
+"""Every limit and switch of the server, from BACKPROPLAB_* environment variables."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else (os.cpu_count() or 1))
+
+
+class Settings(BaseSettings):
+    """Safe defaults; override with e.g. BACKPROPLAB_MAX_JOBS=4."""
+
+    model_config = SettingsConfigDict(env_prefix="BACKPROPLAB_")
+
+    max_jobs: int = Field(default_factory=lambda: max(1, _cores()), ge=1, le=256,
+                          description="training jobs running at once, all clients together")
+    torch_threads: int = Field(default_factory=lambda: 1, ge=1, le=256,
+                               description="torch threads per job (jobs × threads ≤ cores)")
+    compute_budget: float = Field(2e11, gt=0, description="max depth·width²·batch·steps")
+    max_steps_seconds: float = Field(600.0, gt=0, description="wall-clock cap per run")
+    frame_rate: float = Field(20.0, gt=0, le=240, description="step frames per second per client")
+    max_message_bytes: int = Field(65536, ge=1024, description="largest WebSocket message")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024,
+                                description="largest HTTP request body (imports)")
+    max_connections: int = Field(200, ge=1, description="uvicorn --limit-concurrency")
+    max_stored_runs: int = Field(64, ge=1, description="headless run records kept in memory")
+    send_timeout: float = Field(10.0, gt=0,
+                                description="close a socket whose send blocks this long")
+    allowed_origins: list[str] = Field(default_factory=list,
+                                       description="extra WebSocket origins (same origin always)")
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "::1", "testserver"],
+        description='Host headers accepted, against DNS rebinding ("*" accepts any)')
