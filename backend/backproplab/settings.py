@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024,
                                 description="largest HTTP request body (imports)")
     max_connections: int = Field(200, ge=1, description="uvicorn --limit-concurrency")
-    max_stored_runs: int = Field(64, ge=1, description="headless run records kept in memory")
+    max_stored_runs: int = Field(16, ge=1, description="run records kept in memory for export")
     send_timeout: float = Field(10.0, gt=0,
                                 description="close a socket whose send blocks this long")
     allowed_origins: list[str] = Field(default_factory=list,

@@ -221,19 +221,16 @@ class RunManager:
         job = Job(spec, sink, self.slots, self.settings, self.new_id(), paused=paused)
         job.config = config
         self.live.add(job)
-        job.thread.name = f"job-{job.id}"
+        # every run stays exportable by id; the oldest finished ones are dropped first
+        self.runs[job.id] = (job, config)
+        finished = [rid for rid, (j, _) in self.runs.items() if not j.thread.is_alive()]
+        while len(self.runs) > self.settings.max_stored_runs and finished:
+            self.runs.pop(finished.pop(0))
         job.start()
         return job
 
     def start_headless(self, spec: RunSpec, config: dict) -> Job:
-        job = self.start(spec, FrameSink(None), config)
-        self.runs[job.id] = (job, config)
-        while len(self.runs) > self.settings.max_stored_runs:
-            old_id, (old, _) = next(iter(self.runs.items()))
-            if old.thread.is_alive():
-                break
-            self.runs.pop(old_id)
-        return job
+        return self.start(spec, FrameSink(None), config)
 
     def get(self, run_id: str) -> tuple[Job, dict] | None:
         return self.runs.get(run_id)

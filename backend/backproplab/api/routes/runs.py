@@ -4,7 +4,10 @@ from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
+
+from ...report import report_html
 
 from ...runs.manager import Refused
 from ..records import validate_record
@@ -64,6 +67,32 @@ def export_run(request: Request, run_id: str) -> StrictJSONResponse:
     record = request.app.state.manager.full_record(job, config)
     return StrictJSONResponse(record, headers={
         "content-disposition": f'attachment; filename="backproplab-{job.id}.json"'})
+
+
+@router.get("/api/runs/{run_id}/report", response_class=HTMLResponse)
+def report_run(request: Request, run_id: str) -> HTMLResponse:
+    """A self-contained interactive HTML report of a run (plotly.js embedded)."""
+    job, config = _job(request, run_id)
+    record = request.app.state.manager.full_record(job, config)
+    if not record["steps"]:
+        raise HTTPException(409, "the run has no recorded step yet")
+    return HTMLResponse(report_html(record), headers={
+        "content-disposition": f'attachment; filename="backproplab-{job.id}.html"'})
+
+
+@router.post("/api/report", response_class=HTMLResponse)
+def report_record(record: dict = Body(...)) -> HTMLResponse:
+    """The same report for an uploaded (e.g. imported) run record."""
+    try:
+        normalized = validate_record(record)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
+        ) from None
+    if not normalized["steps"]:
+        raise HTTPException(422, "the record has no steps")
+    return HTMLResponse(report_html(normalized), headers={
+        "content-disposition": 'attachment; filename="backproplab-report.html"'})
 
 
 @router.post("/api/runs/import", response_class=StrictJSONResponse)

@@ -1,0 +1,319 @@
+// Wiring: store <-> controls <-> transport <-> views. Views only render.
+import { buildControls } from './controls.js';
+import { firstOverflow, num } from './format.js';
+import { PRESETS } from './presets.js';
+import { changed, fromHash, pushStep, resetRun, shownStep, state, subscribe, toHash }
+  from './store.js';
+import { Transport } from './transport.js';
+import { ActivationsView } from './views/activations.js';
+import { FlowView } from './views/flow.js';
+import { HeatmapView } from './views/heatmap.js';
+import { LossView } from './views/loss.js';
+import { ModesView } from './views/modes.js';
+import { PhaseView } from './views/phase.js';
+import { SpectrumView } from './views/spectrum.js';
+import { StepperView } from './views/stepper.js';
+
+const $ = (id) => document.getElementById(id);
+let transport;
+let controls;
+let paused = false;
+
+function defaultsFrom(schema) {
+  const out = {};
+  for (const [k, p] of Object.entries(schema.properties)) {
+    if (k === 'record') {
+      const rec = schema.$defs.RecordConfig.properties;
+      out.record = Object.fromEntries(Object.entries(rec).map(([rk, rp]) => [rk, rp.default]));
+    } else out[k] = p.default ?? null;
+  }
+  return out;
+}
+
+// --- messages from the server ---------------------------------------------------
+function onMessage(msg) {
+  switch (msg.type) {
+    case 'run':
+      state.runId = msg.id;
+      state.theory = msg.theory;
+      state.environment = msg.environment;
+      state.status = 'running';
+      changed('run', 'status');
+      break;
+    case 'step': {
+      if (msg.run !== state.runId) return; // a frame of a run we already replaced
+      pushStep(msg);
+      const layer = msg.overflow ? msg.overflow.layer : firstOverflow(msg);
+      if (layer != null && !state.overflow) {
+        state.overflow = { step: msg.step, layer };
+        changed('overflow');
+      }
+      break;
+    }
+    case 'done':
+      state.status = 'done';
+      changed('status');
+      break;
+    case 'stopped':
+      state.status = 'stopped';
+      changed('status');
+      break;
+    case 'error':
+      state.status = 'error';
+      $('conn').textContent = `error: ${msg.message}`;
+      if (msg.field) {
+        const el = document.getElementById(`ctl-${msg.field.replace('.', '-')}`);
+        if (el) el.setAttribute('aria-invalid', 'true');
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+function startRun(kind = 'update') {
+  document.querySelectorAll('[aria-invalid]').forEach((el) => el.removeAttribute('aria-invalid'));
+  state.source = 'live';
+  state.runId = null;
+  resetRun();
+  paused = false;
+  transport.send({ type: kind, config: state.config });
+  state.status = 'starting';
+  changed('status');
+}
+
+let updateTimer = null;
+function configChanged(path, value) {
+  const [head, sub] = path.split('.');
+  if (sub) state.config.record = { ...state.config.record, [sub]: value };
+  else state.config[head] = value;
+  history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
+  clearTimeout(updateTimer);
+  updateTimer = setTimeout(() => startRun('update'), 30); // at once, coalescing a drag
+  refreshSide();
+}
+
+// --- theory side panels that depend on the config (phase, stepper, modes) ------------
+let sideTimer = null;
+function refreshSide() {
+  clearTimeout(sideTimer);
+  sideTimer = setTimeout(async () => {
+    const c = state.config;
+    try {
+      state.phase = await transport.get('/api/phase', { activation: c.activation,
+        depth: c.depth, grid: 24 });
+      changed('phase');
+    } catch (e) { console.warn('phase', e.message); }
+    try {
+      const small = { depth: Math.min(c.depth, 3), width: Math.min(c.width, 3),
+        activation: c.activation, init: c.init, sigma_w: c.sigma_w, sigma_b: c.sigma_b,
+        seed: c.seed, loss: c.loss };
+      stepper.load(await transport.post('/api/tape/inspect', small));
+      modes.render(await transport.post('/api/tape/jacobian-modes', { depth: Math.min(c.depth, 50),
+        width: Math.min(c.width, 256), input_dim: Math.min(c.input_dim, 256),
+        activation: c.activation, init: c.init, sigma_w: c.sigma_w, sigma_b: c.sigma_b }));
+    } catch (e) { console.warn('tape', e.message); }
+  }, 250);
+}
+
+// --- views ------------------------------------------------------------------------
+const flow = new FlowView($('plot-flow'));
+const heatmap = new HeatmapView($('plot-heatmap'));
+const loss = new LossView($('plot-loss'));
+const activations = new ActivationsView($('plot-activations'));
+const spectrum = new SpectrumView($('plot-spectrum'));
+const phaseView = new PhaseView($('plot-phase'), (w2, b2) => {
+  state.config.init = 'normal';
+  state.config.sigma_w = Number(Math.sqrt(Math.max(w2, 0)).toPrecision(4));
+  state.config.sigma_b = Number(Math.sqrt(Math.max(b2, 0)).toPrecision(4));
+  controls.set(state.config);
+  configChanged('sigma_b', state.config.sigma_b);
+});
+const modes = new ModesView($('plot-modes'));
+const stepper = new StepperView({ svg: $('stepper-graph'), strip: $('stepper-strip'),
+  eq: $('stepper-eq'), pos: $('stepper-pos') });
+
+function render(st, parts) {
+  const step = shownStep();
+  if (parts.has('steps') || parts.has('run') || parts.has('scrub')) {
+    flow.render(st, step);
+    const shownLayer = st.ui.layer ?? Math.max(0, (step ? step.layers.length : 2) - 2);
+    activations.render(st, step, shownLayer);
+    const layerInput = $('act-layer');
+    if (document.activeElement !== layerInput) layerInput.value = String(shownLayer);
+    if (step) layerInput.max = String(step.layers.length - 1);
+    spectrum.render(st, step);
+    heatmap.render(st);
+    loss.render(st);
+    const scrub = $('scrub');
+    scrub.max = String(Math.max(st.steps.length - 1, 0));
+    if (st.shownIndex == null) scrub.value = scrub.max;
+    $('scrub-out').textContent = step ? `step ${step.step}` : '—';
+    const total = Math.max(num(st.config.steps), 1);
+    const done = st.latest ? Math.min(st.latest.step + 1, total) : 0;
+    const pct = st.source === 'import' ? 100 : Math.round((100 * done) / total);
+    $('progress').firstElementChild.style.width = `${pct}%`;
+    $('progress').setAttribute('aria-valuenow', String(pct));
+    $('progress').lastElementChild.textContent = st.source === 'import' ? 'imported'
+      : `${done}/${total}`;
+  }
+  if (parts.has('phase') || parts.has('run')) phaseView.render(st);
+  if (parts.has('overflow') || parts.has('run') || parts.has('steps')) {
+    const badge = $('badge');
+    badge.hidden = !st.overflow;
+    if (st.overflow) {
+      badge.textContent = `gradients overflowed at step ${st.overflow.step}, layer ${st.overflow.layer}`;
+    }
+  }
+  if (parts.has('status')) $('conn').textContent = st.status;
+}
+
+// --- import / export ----------------------------------------------------------------
+async function importText(text) {
+  $('conn').textContent = 'importing…';
+  $('progress').lastElementChild.textContent = 'importing…';
+  try {
+    const record = await transport.post('/api/runs/import', text);
+    transport.send({ type: 'stop' });
+    state.source = 'import';
+    state.imported = record;
+    state.runId = null;
+    state.config = record.config;
+    controls.set(state.config);
+    history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
+    state.theory = record.theory;
+    state.steps = [];
+    state.overflow = null;
+    for (const s of record.steps) {
+      pushStep(s);
+      const layer = s.overflow ? s.overflow.layer : firstOverflow(s);
+      if (layer != null && !state.overflow) state.overflow = { step: s.step, layer };
+    }
+    state.status = `imported ${record.steps.length} steps`;
+    changed('run', 'steps', 'status', 'overflow');
+    refreshSide();
+  } catch (e) {
+    $('conn').textContent = `import failed: ${e.message}`;
+  }
+}
+
+async function exportRun() {
+  if (state.source === 'import' && state.imported) {
+    const blob = new Blob([JSON.stringify(state.imported)], { type: 'application/json' });
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = 'backproplab-imported.json';
+    a.click();
+    return;
+  }
+  if (state.runId) await transport.download(`/api/runs/${state.runId}/export`, undefined,
+    `backproplab-${state.runId}.json`);
+}
+
+async function downloadReport() {
+  if (state.source === 'import' && state.imported) {
+    await transport.download('/api/report', state.imported, 'backproplab-report.html');
+  } else if (state.runId) {
+    await transport.download(`/api/runs/${state.runId}/report`, undefined,
+      `backproplab-${state.runId}.html`);
+  }
+}
+
+// --- boot -------------------------------------------------------------------------
+async function boot() {
+  transport = new Transport(onMessage, (s) => { $('conn').textContent = s; });
+  const [schema, info] = await Promise.all([transport.get('/api/schema/config'),
+    transport.get('/api/info')]);
+  state.schema = schema;
+  state.info = info;
+  state.defaults = defaultsFrom(schema);
+  const { config, ui } = fromHash(location.hash, state.defaults);
+  state.config = config;
+  state.ui = { layer: ui.layer ?? null };
+  controls = buildControls($('controls'), schema, info, configChanged);
+  controls.set(state.config);
+  window.backproplab = { state, transport }; // for tests and the console
+
+  const preset = $('preset');
+  preset.append(new Option('— choose a story —', ''));
+  for (const name of Object.keys(PRESETS)) preset.append(new Option(name, name));
+  preset.addEventListener('change', () => {
+    const p = PRESETS[preset.value];
+    if (!p) return;
+    state.config = { ...structuredClone(state.defaults), ...structuredClone(p),
+      record: { ...state.defaults.record, ...(p.record || {}) } };
+    controls.set(state.config);
+    configChanged('seed', state.config.seed);
+  });
+
+  $('play').addEventListener('click', () => {
+    if (paused && state.status === 'running') { transport.send({ type: 'resume' }); paused = false; }
+    else if (state.status !== 'running') startRun('start');
+  });
+  $('pause').addEventListener('click', () => { transport.send({ type: 'pause' }); paused = true; });
+  $('step').addEventListener('click', () => {
+    if (state.status !== 'running') {
+      resetRun();
+      transport.send({ type: 'start', config: state.config, paused: true });
+      state.status = 'running';
+    }
+    paused = true;
+    transport.send({ type: 'step' });
+  });
+  $('reset').addEventListener('click', () => startRun('update'));
+  $('export').addEventListener('click', () => exportRun().catch((e) => {
+    $('conn').textContent = e.message;
+  }));
+  $('report').addEventListener('click', () => downloadReport().catch((e) => {
+    $('conn').textContent = e.message;
+  }));
+  $('import-file').addEventListener('change', async (ev) => {
+    const file = ev.target.files[0];
+    if (file) await importText(await file.text());
+    ev.target.value = '';
+  });
+  const drop = $('drop');
+  window.addEventListener('dragover', (ev) => { ev.preventDefault(); drop.hidden = false; });
+  drop.addEventListener('dragleave', () => { drop.hidden = true; });
+  window.addEventListener('drop', async (ev) => {
+    ev.preventDefault();
+    drop.hidden = true;
+    const file = ev.dataTransfer.files[0];
+    if (file) await importText(await file.text());
+  });
+  $('scrub').addEventListener('input', (ev) => {
+    const i = Number(ev.target.value);
+    state.shownIndex = i >= state.steps.length - 1 ? null : i;
+    changed('scrub');
+  });
+  $('act-layer').addEventListener('input', (ev) => {
+    state.ui.layer = Number(ev.target.value);
+    history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
+    changed('scrub');
+  });
+  if (state.ui.layer != null) $('act-layer').value = String(state.ui.layer);
+  $('stepper-next').addEventListener('click', () => stepper.next());
+  $('stepper-back').addEventListener('click', () => stepper.back());
+  $('stepper-reset').addEventListener('click', () => stepper.reset('backward'));
+  $('stepper-forward').addEventListener('click', () => { stepper.reset('forward'); stepper.next(); });
+  document.addEventListener('keydown', (ev) => {
+    if (ev.target.closest('input, select, textarea, button')) return;
+    if (ev.key === ' ') { ev.preventDefault(); $(paused ? 'play' : 'pause').click(); }
+    if (ev.key === 'ArrowRight') stepper.next();
+    if (ev.key === 'ArrowLeft') stepper.back();
+  });
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) changed('steps'); });
+  window.addEventListener('hashchange', () => {
+    const parsed = fromHash(location.hash, state.defaults);
+    if (JSON.stringify(parsed.config) === JSON.stringify(state.config)) return;
+    state.config = parsed.config;
+    controls.set(state.config);
+    startRun('update');
+    refreshSide();
+  });
+  subscribe(render);
+  startRun('start');
+  refreshSide();
+}
+
+boot().catch((e) => { $('conn').textContent = `failed to start: ${e.message}`; });

@@ -1,0 +1,36 @@
+// View 3: per-layer saturated/dead fractions and a(l) std; the histogram of one layer.
+import { COLORS, num, plottable } from '../format.js';
+import { layout, react } from './common.js';
+
+export class ActivationsView {
+  constructor(el) { this.el = el; }
+
+  render(state, step, layerIndex) {
+    if (!step) return;
+    const layers = step.layers;
+    const x = layers.map((l) => l.index);
+    const chosen = layers[Math.min(Math.max(layerIndex ?? 0, 0), layers.length - 1)];
+    const h = chosen.a_hist;
+    const lo = num(h.lo);
+    const hi = num(h.hi);
+    const width = (hi - lo) / h.counts.length || 1;
+    const centers = h.counts.map((_, i) => lo + (i + 0.5) * width);
+    react(this.el, [
+      { x, y: layers.map((l) => plottable(l.saturated_frac)), name: 'saturated (φ′ < 5% max)',
+        mode: 'lines', line: { color: COLORS.vermillion } },
+      { x, y: layers.map((l) => plottable(l.dead_frac)), name: 'dead units', mode: 'lines',
+        line: { color: COLORS.black, dash: 'dot' } },
+      { x, y: layers.map((l) => plottable(l.a_std)), name: 'std a(l)', mode: 'lines',
+        yaxis: 'y3', line: { color: COLORS.sky } },
+      { x: centers, y: h.counts, type: 'bar', name: `a(${chosen.index}) histogram`,
+        xaxis: 'x2', yaxis: 'y2', marker: { color: COLORS.green }, width },
+    ], layout({
+      grid: { rows: 1, columns: 2, pattern: 'independent' },
+      xaxis: { domain: [0, 0.55], title: { text: 'layer' } },
+      yaxis: { range: [0, 1.02], title: { text: 'fraction' } },
+      yaxis3: { overlaying: 'y', side: 'right', showgrid: false, showticklabels: false },
+      xaxis2: { domain: [0.68, 1], anchor: 'y2', title: { text: `a(${chosen.index})` } },
+      yaxis2: { anchor: 'x2', title: { text: 'count' } },
+    }));
+  }
+}

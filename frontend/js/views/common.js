@@ -1,0 +1,35 @@
+// Shared plotting defaults; views render with Plotly.react (diffing, no re-plot).
+export const CONFIG = { displaylogo: false, responsive: true,
+  modeBarButtonsToRemove: ['lasso2d', 'select2d'] };
+
+export function layout(extra = {}) {
+  return {
+    margin: { l: 56, r: 16, t: 8, b: 40 },
+    paper_bgcolor: 'rgba(0,0,0,0)',
+    plot_bgcolor: 'rgba(0,0,0,0)',
+    font: { family: 'DejaVu Sans, sans-serif', size: 12 },
+    legend: { orientation: 'h', y: 1.12, x: 0 },
+    uirevision: 'keep', // user zoom survives updates
+    ...extra,
+  };
+}
+
+export function react(el, data, lay) {
+  return window.Plotly.react(el, data, lay, CONFIG);
+}
+
+/** Render at most every `ms` milliseconds; the last request always lands. */
+export function throttled(fn, ms) {
+  let last = 0;
+  let timer = null;
+  return (...args) => {
+    const now = performance.now();
+    clearTimeout(timer);
+    if (now - last >= ms) {
+      last = now;
+      fn(...args);
+    } else {
+      timer = setTimeout(() => { last = performance.now(); fn(...args); }, ms - (now - last));
+    }
+  };
+}

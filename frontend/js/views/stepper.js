@@ -1,0 +1,153 @@
+// View 7: the tape of a small network; walk the backward pass one node at a time
+// (or push a tangent forward), with δ as a coloured strip and the equation in numbers.
+import { fmt, num } from '../format.js';
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function flat(v) { return Array.isArray(v) ? v.flat(Infinity) : [v]; }
+
+function colour(x, scale) {
+  // diverging blue (negative) ↔ orange (positive), colour-blind safe
+  const t = Math.max(-1, Math.min(1, num(x) / (scale || 1)));
+  if (!Number.isFinite(t)) return '#D55E00';
+  const a = Math.abs(t);
+  return t < 0 ? `rgba(0,114,178,${0.12 + 0.78 * a})` : `rgba(230,159,0,${0.12 + 0.78 * a})`;
+}
+
+export class StepperView {
+  constructor(els) {
+    this.els = els; // {svg, strip, eq, pos}
+    this.data = null;
+    this.pos = -1;
+    this.mode = 'backward';
+  }
+
+  load(data) {
+    this.data = data;
+    this.pos = -1;
+    this.mode = 'backward';
+    this.render();
+  }
+
+  get sequence() {
+    if (!this.data) return [];
+    return this.mode === 'backward' ? this.data.steps : this.data.forward;
+  }
+
+  next() { if (this.pos < this.sequence.length - 1) { this.pos += 1; this.render(); } }
+
+  back() { if (this.pos > -1) { this.pos -= 1; this.render(); } }
+
+  reset(mode = 'backward') { this.mode = mode; this.pos = -1; this.render(); }
+
+  render() {
+    const { svg, strip, eq, pos } = this.els;
+    if (!this.data) return;
+    const seq = this.sequence;
+    const current = this.pos >= 0 ? seq[this.pos] : null;
+    const visited = new Set(seq.slice(0, Math.max(this.pos, 0)).map((s) => s.index));
+    this.drawGraph(svg, current ? current.index : null, visited);
+    pos.textContent = `${this.mode} mode: ${this.pos + 1} / ${seq.length} nodes`;
+    strip.replaceChildren();
+    eq.removeAttribute('data-delta');
+    if (!current) {
+      eq.textContent = this.mode === 'backward'
+        ? 'Press “Next node” to pull the cotangent back from the loss, one tape node at a time.'
+        : 'Forward mode pushes a tangent ẋ = e₀ from the input towards the loss.';
+      return;
+    }
+    if (this.mode === 'forward') {
+      const values = flat(current.tangent_out);
+      this.fillStrip(strip, values);
+      eq.textContent = `${current.label}:  ṫ_out = J_${current.op} · ṫ_in\n`
+        + `ṫ_out = [${values.map((v) => fmt(v)).join(', ')}]`;
+      return;
+    }
+    const rec = this.data.recurrences.find((r) => r.activation_node === current.index);
+    const outs = current.cotangents_out;
+    if (rec) {
+      const l = rec.layer;
+      const delta = flat(rec.delta[0]);
+      this.fillStrip(strip, delta);
+      eq.dataset.delta = JSON.stringify(delta);
+      eq.dataset.layer = String(l);
+      const wtd = flat(current.cotangent_in[0]);
+      const sp = flat(rec.sigma_prime[0]);
+      eq.textContent = `δ(${l}) = (W(${l + 1})ᵀ δ(${l + 1})) ⊙ σ′(z(${l}))   [example 0]\n`
+        + `W(${l + 1})ᵀ δ(${l + 1}) = [${wtd.map((v) => fmt(v, 4)).join(', ')}]\n`
+        + `σ′(z(${l}))        = [${sp.map((v) => fmt(v, 4)).join(', ')}]\n`
+        + `δ(${l})            = [${delta.map((v) => fmt(v, 4)).join(', ')}]`;
+      return;
+    }
+    const first = outs.length ? flat(outs[0].value) : [];
+    this.fillStrip(strip, first);
+    eq.textContent = `${current.label} (${current.op}): cotangent in ḡ = `
+      + `[${flat(current.cotangent_in).slice(0, 8).map((v) => fmt(v, 4)).join(', ')}`
+      + `${flat(current.cotangent_in).length > 8 ? ', …' : ''}]\n`
+      + outs.map((o) => `  → ${o.label}: [${flat(o.value).slice(0, 8).map((v) => fmt(v, 4))
+        .join(', ')}${flat(o.value).length > 8 ? ', …' : ''}]`).join('\n');
+  }
+
+  fillStrip(strip, values) {
+    const scale = Math.max(...values.map((v) => Math.abs(num(v))).filter(Number.isFinite), 1e-12);
+    for (const v of values.slice(0, 64)) {
+      const span = document.createElement('span');
+      span.textContent = fmt(v, 3);
+      span.dataset.value = String(v);
+      span.style.background = colour(v, scale);
+      strip.appendChild(span);
+    }
+  }
+
+  drawGraph(svg, currentIndex, visited) {
+    const { nodes, edges } = this.data.graph;
+    const ops = nodes.filter((n) => n.op !== 'input');
+    const inputs = nodes.filter((n) => n.op === 'input');
+    const width = svg.clientWidth || 900;
+    const pos = new Map();
+    const colW = width / (ops.length + 1);
+    ops.forEach((n, i) => pos.set(n.id, { x: colW * (i + 1), y: 110 }));
+    const firstUse = new Map();
+    for (const e of edges) if (!firstUse.has(e.source)) firstUse.set(e.source, e.target);
+    const slots = new Map();
+    for (const n of inputs) {
+      const t = pos.get(firstUse.get(n.id)) || { x: 40 };
+      const k = slots.get(t.x) || 0;
+      slots.set(t.x, k + 1);
+      pos.set(n.id, { x: t.x - colW * 0.35 + k * colW * 0.35, y: 30 });
+    }
+    svg.replaceChildren();
+    const defs = document.createElementNS(SVG, 'defs');
+    defs.innerHTML = '<marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
+      + 'markerHeight="6" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#9aa0a6"/></marker>';
+    svg.appendChild(defs);
+    for (const e of edges) {
+      const a = pos.get(e.source);
+      const b = pos.get(e.target);
+      const line = document.createElementNS(SVG, 'line');
+      const [from, to] = this.mode === 'backward' ? [b, a] : [a, b];
+      line.setAttribute('x1', from.x); line.setAttribute('y1', from.y);
+      line.setAttribute('x2', to.x); line.setAttribute('y2', to.y);
+      svg.appendChild(line);
+    }
+    for (const n of nodes) {
+      const p = pos.get(n.id);
+      const g = document.createElementNS(SVG, 'g');
+      const cls = ['node', n.op === 'input' ? 'input' : 'op'];
+      if (n.id === currentIndex) cls.push('current');
+      else if (visited.has(n.id)) cls.push('done');
+      g.setAttribute('class', cls.join(' '));
+      g.dataset.node = String(n.id);
+      const rect = document.createElementNS(SVG, 'rect');
+      rect.setAttribute('x', p.x - 34); rect.setAttribute('y', p.y - 14);
+      rect.setAttribute('width', 68); rect.setAttribute('height', 28);
+      const text = document.createElementNS(SVG, 'text');
+      text.setAttribute('x', p.x); text.setAttribute('y', p.y);
+      text.textContent = n.op === 'input' ? n.label : n.op;
+      const title = document.createElementNS(SVG, 'title');
+      title.textContent = `${n.label} ${JSON.stringify(n.shape)}`;
+      g.append(rect, text, title);
+      svg.appendChild(g);
+    }
+  }
+}
