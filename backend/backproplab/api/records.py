@@ -76,7 +76,11 @@ class RunRecord(BaseModel):
     steps: list[StepRecord] = Field(max_length=100_001)
 
     def normalized(self) -> dict[str, Any]:
-        data = self.model_dump(by_alias=True)
+        # values converted, nothing invented: fields stay as given, the config gets its defaults
+        data = self.model_dump(by_alias=True, exclude_unset=True)
+        data["config"] = self.config.model_dump()
+        data.setdefault("theory", None)
+        data.setdefault("environment", None)
         data["theory"] = restore(data["theory"])
         data["environment"] = restore(data["environment"])
         return data

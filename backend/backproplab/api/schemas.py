@@ -15,7 +15,7 @@ Activation = Literal["linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", 
                      "softplus", "elu", "selu"]
 Init = Literal["xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
                "orthogonal", "normal"]
-Gain = Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)]
+Gain = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 
 
 class RecordConfig(BaseModel):

@@ -38,13 +38,13 @@ def phase_diagram(
     networks and measures them (all grid points in one batched pass)."""
     if w2_min >= w2_max or b2_min > b2_max:
         raise HTTPException(422, "ranges must be increasing: w2_min < w2_max, b2_min <= b2_max")
+    work = grid * grid * width * width * depth
+    if measured and work > MAX_PHASE_WORK:
+        raise HTTPException(422, f"measured diagram too large: grid²·width²·depth = "
+                                 f"{work:.3g} > {MAX_PHASE_WORK:.3g}")
     w2 = np.linspace(w2_min, w2_max, grid)
     b2 = np.linspace(b2_min, b2_max, grid)
     out = {"analytic": phase.analytic(activation, w2, b2, depth)}
     if measured:
-        work = grid * grid * width * width * depth
-        if work > MAX_PHASE_WORK:
-            raise HTTPException(422, f"measured diagram too large: grid²·width²·depth = "
-                                     f"{work:.3g} > {MAX_PHASE_WORK:.3g}")
         out["measured"] = phase.measured(activation, w2, b2, depth, width, batch, seed=seed)
     return StrictJSONResponse(out)

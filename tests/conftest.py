@@ -1,0 +1,59 @@
+"""Shared fixtures: an app for TestClient, and a real uvicorn server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from backproplab.api.app import create_app
+from backproplab.settings import Settings
+
+
+def strict_loads(text: str):
+    """JSON.parse's strictness: bare NaN/Infinity tokens are errors."""
+    def reject(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    return json.loads(text, parse_constant=reject)
+
+
+class ServerThread:
+    def __init__(self, settings: Settings):
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
+                                ws_max_size=settings.max_message_bytes, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 10
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}/api/live"
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    @property
+    def manager(self):
+        return self.app.state.manager
+
+
+@pytest.fixture
+def live_server():
+    with ServerThread(Settings(max_jobs=2, frame_rate=50)) as server:
+        yield server
+
+
+def make_server(**settings):
+    return ServerThread(Settings(**settings))
