@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import strict_loads
 from fastapi.testclient import TestClient
 
 from backproplab.api.app import create_app
 from backproplab.settings import Settings
+from conftest import strict_loads
 
 SMALL = {"depth": 3, "width": 8, "steps": 6, "batch_size": 8}
 OVERFLOW = {"activation": "tanh", "depth": 100, "width": 32, "init": "normal", "sigma_w": 20.0,

@@ -105,3 +105,19 @@ def test_delta_norm_is_rms_of_per_example_norms_by_hand():
     for layer, d in zip(record["layers"], deltas, strict=True):
         expected = np.sqrt(np.mean(np.sum(d * d, axis=1)))
         assert layer["delta_norm"] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_overflowing_runs_keep_nan_and_inf(engine):
+    """Exploding gradients are data: records keep ±Inf/NaN, probes never crash."""
+    spec = RunSpec(engine=engine, activation="tanh", depth=100, width=32, init="normal",
+                   sigma_w=20.0, dtype="float32", steps=3, batch_size=8,
+                   record=RecordSpec(jacobian_every=1))
+    records = list(iter_steps(spec))
+    assert len(records) == 3
+    norms = [layer["delta_norm"] for r in records for layer in r["layers"]]
+    assert any(not math.isfinite(v) for v in norms)
+    for r in records:
+        for layer in r["layers"]:
+            assert sum(layer["a_hist"]["counts"]) <= 32 * 8
+            assert all(c >= 0 for c in layer["delta_log_hist"]["counts"])

@@ -53,6 +53,7 @@ function onMessage(msg) {
     case 'done':
       state.status = 'done';
       changed('status');
+      fillIn(msg.id);
       break;
     case 'stopped':
       state.status = 'stopped';
@@ -69,6 +70,18 @@ function onMessage(msg) {
     default:
       break;
   }
+}
+
+/** Frames were coalesced while the run streamed: once it is done, fetch the whole
+ *  record so every view (and a later export/import) shows every recorded step. */
+async function fillIn(runId) {
+  try {
+    const record = await transport.get(`/api/runs/${runId}/export`);
+    if (state.runId !== runId || state.source !== 'live') return;
+    state.steps = [];
+    for (const s of record.steps) pushStep(s);
+    changed('steps');
+  } catch (e) { console.warn('fill-in', e.message); }
 }
 
 function startRun(kind = 'update') {

@@ -73,11 +73,19 @@ def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int) 
             u = backward(u)
         return u
 
+    def svd(m, count):
+        # an overflowed Jacobian has no spectrum: report NaN rather than fail
+        if not bool(xp.host(xp.sum(xp.to_float(~xp.isfinite(m)))) == 0):
+            return np.full(count, np.nan)
+        return np.sort(xp.host(xp.svdvals(m)))[::-1]
+
     if width <= EXACT_MAX_WIDTH:
-        J = apply(xp.eye(width, like))
-        return np.sort(xp.host(xp.svdvals(J)))[::-1]
+        return svd(apply(xp.eye(width, like)), width)
     k = min(topk, width)
     Q = xp.qr(xp.randn((width, k), like, seed=[spec.seed, 0x51]))
     for _ in range(ITERATIONS):
-        Q = xp.qr(apply_t(apply(Q)))
-    return np.sort(xp.host(xp.svdvals(apply(Q))))[::-1]
+        M = apply_t(apply(Q))
+        if not bool(xp.host(xp.sum(xp.to_float(~xp.isfinite(M)))) == 0):
+            return np.full(k, np.nan)
+        Q = xp.qr(M)
+    return svd(apply(Q), k)

@@ -55,7 +55,8 @@ def _histograms(xp, values, valid, bins):
     hi = xp.where(empty, 0.0 * hi, hi)
     span = xp.maximum(hi - lo, 1e-12)
     pos = xp.floor((values - lo[:, None]) / span[:, None] * bins)
-    idx = xp.clamp(xp.where(valid, pos, 0.0 * pos + bins), 0, bins)  # invalid -> overflow bin
+    # invalid entries (and any position that is not finite) go to the overflow bin
+    idx = xp.clamp(xp.where(valid & xp.isfinite(pos), pos, float(bins)), 0, bins)
     layers = values.shape[0]
     flat = xp.to_int(idx) + xp.arange(layers, values)[:, None] * (bins + 1)
     counts = xp.bincount(flat, layers * (bins + 1))
@@ -77,7 +78,7 @@ def _group_stats(xp, activation, Z, A, D, bins, sample_units):
     a_lo, a_hi, a_counts = _histograms(xp, a_vals, xp.isfinite(a_vals), bins)
     d_abs = xp.abs(xp.to_float(D[:, :n_hist].reshape(layers, -1)))
     d_valid = xp.isfinite(d_abs) & (d_abs > 0)
-    d_log = xp.log10(xp.where(d_valid, d_abs, 1.0 + 0.0 * d_abs))
+    d_log = xp.log10(xp.where(d_valid, d_abs, 1.0))
     d_lo, d_hi, d_counts = _histograms(xp, d_log, d_valid, bins)
     d_zero = xp.sum(xp.to_float(d_abs == 0), 1)
     d_nonfinite = xp.sum(xp.to_float(~xp.isfinite(d_abs)), 1)

@@ -117,10 +117,15 @@ def iter_steps(spec: RunSpec, cancel: threading.Event | None = None,
             raise Cancelled()
         forced = before_step(step) if before_step is not None else False
         probe = forced or step in wanted
-        result = engine.train_step(step, probe=probe, update=spec.steps > 0)
+        # overflow to ±Inf/NaN is what this app shows, not a warning to print
+        with np.errstate(all="ignore"):
+            result = engine.train_step(step, probe=probe, update=spec.steps > 0)
+            if probe:
+                jacobian = jac_every > 0 and step % jac_every == 0
+                record = step_record(engine, step, result, time.perf_counter() - start,
+                                     jacobian)
         if probe:
-            jacobian = jac_every > 0 and step % jac_every == 0
-            yield step_record(engine, step, result, time.perf_counter() - start, jacobian)
+            yield record
 
 
 def first_nonfinite(record: dict[str, Any]) -> int | None:

@@ -8,7 +8,6 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
 
 from ...report import report_html
-
 from ...runs.manager import Refused
 from ..records import validate_record
 from ..responses import StrictJSONResponse

@@ -22,8 +22,8 @@ class InspectConfig(BaseModel):
     width: int = Field(3, ge=1, le=6)
     activation: Activation = "tanh"
     init: Init = "xavier_normal"
-    sigma_w: float = Field(1.0, ge=0, le=10, allow_inf_nan=False)
-    sigma_b: float = Field(0.0, ge=0, le=10, allow_inf_nan=False)
+    sigma_w: float = Field(1.0, ge=0, le=100, allow_inf_nan=False)
+    sigma_b: float = Field(0.0, ge=0, le=100, allow_inf_nan=False)
     dataset: Literal["xor", "circles", "spirals"] = "xor"
     loss: Literal["mse", "cross_entropy"] = "mse"
     batch_size: int = Field(1, ge=1, le=4)
@@ -38,8 +38,8 @@ class JacobianConfig(BaseModel):
     input_dim: int = Field(16, ge=1, le=256)
     activation: Activation = "tanh"
     init: Init = "xavier_normal"
-    sigma_w: float = Field(1.0, ge=0, le=10, allow_inf_nan=False)
-    sigma_b: float = Field(0.0, ge=0, le=10, allow_inf_nan=False)
+    sigma_w: float = Field(1.0, ge=0, le=100, allow_inf_nan=False)
+    sigma_b: float = Field(0.0, ge=0, le=100, allow_inf_nan=False)
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 

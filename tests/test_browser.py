@@ -1,0 +1,170 @@
+"""The page in Debian's Chromium, driven by Playwright (never `playwright install`)."""
+
+import json
+import shutil
+from urllib.parse import urlsplit
+
+import pytest
+
+from conftest import make_server
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SMALL = "depth=6&width=16&steps=20&batch_size=8"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with make_server(max_jobs=4, frame_rate=30) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.errors, page.requests = [], []
+    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("request", lambda r: page.requests.append(r.url))
+    yield page
+    context.close()
+
+
+def flow_points(page):
+    return page.evaluate("() => document.getElementById('plot-flow').data?.[0]?.x?.length ?? 0")
+
+
+def test_loads_without_errors_or_outside_requests(page, server):
+    page.goto(f"{server.url}/#{SMALL}")
+    page.wait_for_function("() => (document.getElementById('plot-flow').data || []).length > 0")
+    page.wait_for_timeout(500)
+    assert page.errors == []
+    hosts = {urlsplit(u).hostname for u in page.requests if not u.startswith("data:")}
+    assert hosts == {"127.0.0.1"}
+    assert page.locator("#ctl-activation").input_value() == "tanh"
+
+
+def test_depth_slider_updates_the_flow_plot_within_a_second(page, server):
+    page.goto(f"{server.url}/#{SMALL}&steps=100000")
+    page.wait_for_function("() => (document.getElementById('plot-flow').data || []).length > 0")
+    assert flow_points(page) == 7
+    slider = page.locator("#ctl-depth")
+    slider.focus()
+    page.keyboard.press("ArrowRight")  # keyboard-operable
+    page.wait_for_function("() => document.getElementById('ctl-depth').value !== '0'")
+    # drag: the slider moves to a new position in one input event, timed from here
+    start = page.evaluate("""() => {
+        const el = document.getElementById('ctl-depth');
+        el.value = String(Number(el.value) + 12);
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+        return performance.now();
+    }""")
+    page.wait_for_function(
+        "() => (document.getElementById('plot-flow').data?.[0]?.x?.length ?? 0) > 7",
+        timeout=3000)
+    elapsed = page.evaluate(f"() => performance.now() - {start}")
+    assert elapsed < 1000
+    depth = int(page.locator("#ctl-depth").evaluate("el => el.parentElement.querySelector('output').textContent"))
+    page.wait_for_function(f"() => document.getElementById('plot-flow').data[0].x.length === {depth + 1}")
+
+
+def test_exploding_preset_shows_the_overflow_badge_and_stays_responsive(page, server):
+    page.goto(f"{server.url}/#{SMALL}")
+    page.wait_for_function("() => (document.getElementById('plot-flow').data || []).length > 0")
+    label = page.locator("#preset option", has_text="exploding").first.text_content()
+    page.select_option("#preset", label=label)
+    badge = page.locator("#badge")
+    badge.wait_for(state="visible", timeout=5000)
+    assert "gradients overflowed at step" in badge.text_content()
+    assert "layer" in badge.text_content()
+    # still responsive: a click is handled and a script round trip is quick
+    start = page.evaluate("() => performance.now()")
+    page.click("#stepper-next")
+    assert page.evaluate(f"() => performance.now() - {start}") < 500
+    # gaps, not fake values: the measured trace holds nulls where values are not finite
+    nulls = page.evaluate("() => document.getElementById('plot-flow').data[0].y"
+                          ".filter(v => v === null).length")
+    assert nulls > 0
+    assert page.errors == []
+
+
+def test_export_then_import_reproduces_the_plots(page, server, tmp_path):
+    page.goto(f"{server.url}/#{SMALL}&record.jacobian_every=5")
+    page.wait_for_function("() => window.backproplab?.state.status === 'done'", timeout=10000)
+    page.wait_for_timeout(400)
+    before = page.evaluate("() => ['plot-flow','plot-loss','plot-heatmap'].map(id => "
+                           "JSON.stringify(document.getElementById(id).data.map(t => [t.x, t.y, t.z])))")
+    with page.expect_download() as info:
+        page.click("#export")
+    path = tmp_path / "run.json"
+    info.value.save_as(path)
+    record = json.loads(path.read_text())
+    assert record["schema"] == "backproplab.run/1" and len(record["steps"]) == 20
+    page.goto(f"{server.url}/#depth=3&width=8&steps=5")
+    page.wait_for_function("() => window.backproplab?.state.status === 'done'", timeout=10000)
+    page.set_input_files("#import-file", str(path))
+    page.wait_for_function("() => window.backproplab.state.source === 'import'")
+    page.wait_for_timeout(600)
+    after = page.evaluate("() => ['plot-flow','plot-loss','plot-heatmap'].map(id => "
+                          "JSON.stringify(document.getElementById(id).data.map(t => [t.x, t.y, t.z])))")
+    assert after == before
+    assert page.locator("#ctl-depth").evaluate(
+        "el => el.parentElement.querySelector('output').textContent") == "6"
+
+
+def test_copied_url_restores_the_same_controls(page, server, browser):
+    page.goto(f"{server.url}/#{SMALL}")
+    page.wait_for_function("() => window.backproplab?.state.schema")
+    page.select_option("#ctl-activation", "relu")
+    page.select_option("#ctl-init", "he_normal")
+    page.check("#ctl-residual")
+    page.wait_for_timeout(200)
+    url = page.url
+    other = browser.new_page()
+    other.goto(url)
+    other.wait_for_function("() => window.backproplab?.state.schema")
+    for sel in ("#ctl-activation", "#ctl-init"):
+        assert other.locator(sel).input_value() == page.locator(sel).input_value()
+    assert other.locator("#ctl-residual").is_checked()
+    assert other.evaluate("() => window.backproplab.state.config.depth") == 6
+    other.close()
+
+
+def test_stepper_walks_every_node_with_the_servers_delta(page, server):
+    import httpx
+
+    page.goto(f"{server.url}/#depth=3&width=3&activation=tanh&steps=5")
+    page.wait_for_function("() => document.querySelectorAll('#stepper-graph .node').length > 0")
+    walk = httpx.post(f"{server.url}/api/tape/inspect",
+                      json={"depth": 3, "width": 3, "activation": "tanh", "init": "xavier_normal",
+                            "sigma_w": 1.0, "sigma_b": 0.0, "seed": 0, "loss": "mse"}).json()
+    by_act = {r["activation_node"]: r for r in walk["recurrences"]}
+    seen = 0
+    for step in walk["steps"]:
+        page.click("#stepper-next")
+        current = page.locator("#stepper-graph .node.current")
+        assert current.get_attribute("data-node") == str(step["index"])
+        if step["index"] in by_act:
+            shown = json.loads(page.locator("#stepper-eq").get_attribute("data-delta"))
+            expected = by_act[step["index"]]["delta"][0]
+            assert shown == pytest.approx(expected, rel=1e-12)
+            strip = [float(s) for s in page.locator("#stepper-strip span").evaluate_all(
+                "els => els.map(e => e.dataset.value)")]
+            assert strip == pytest.approx(expected, rel=1e-12)
+            seen += 1
+    assert seen == 3
+    assert page.locator("#stepper-pos").text_content().startswith(
+        f"backward mode: {len(walk['steps'])} / {len(walk['steps'])}")

@@ -1,0 +1,156 @@
+"""Streaming against a real uvicorn server on 127.0.0.1."""
+
+import asyncio
+import json
+import threading
+import time
+
+import httpx
+import pytest
+import websockets
+
+from conftest import make_server, strict_loads
+
+LONG = {"depth": 4, "width": 16, "steps": 100000, "batch_size": 8}
+OVERFLOW = {"activation": "tanh", "depth": 100, "width": 32, "init": "normal", "sigma_w": 20.0,
+            "dtype": "float32", "steps": 5, "batch_size": 8}
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_overflowing_run_streams_strict_json(live_server):
+    async def go():
+        async with websockets.connect(live_server.ws_url) as ws:
+            await ws.send(json.dumps({"type": "start", "config": OVERFLOW}))
+            frames = []
+            while True:
+                text = await ws.recv()
+                frame = strict_loads(text)  # what the browser's JSON.parse accepts
+                frames.append(frame)
+                if frame["type"] in ("done", "error"):
+                    return frames
+
+    frames = run(go())
+    assert frames[-1]["type"] == "done"
+    steps = [f for f in frames if f["type"] == "step"]
+    flagged = [f for f in steps if "overflow" in f]
+    assert flagged, "the frame where values turned non-finite is marked"
+    layer = flagged[0]["overflow"]["layer"]
+    assert flagged[0]["layers"][layer]["delta_norm"] in ("Infinity", "NaN")
+
+
+def test_disconnect_mid_run_cancels_the_job_quickly(live_server):
+    async def go():
+        async with websockets.connect(live_server.ws_url) as ws:
+            await ws.send(json.dumps({"type": "start", "config": LONG}))
+            while strict_loads(await ws.recv())["type"] != "step":
+                pass
+            assert live_server.manager.slots.in_use == 1
+            jobs = list(live_server.manager.live)
+        return jobs, time.perf_counter()
+
+    jobs, closed_at = run(go())
+    job = jobs[0]
+    job.thread.join(2.0)
+    assert not job.thread.is_alive() and job.status == "cancelled"
+    deadline = time.perf_counter() + 2
+    while live_server.manager.slots.in_use and time.perf_counter() < deadline:
+        time.sleep(0.005)
+    assert live_server.manager.slots.in_use == 0
+    assert time.perf_counter() - closed_at < 1.0
+    assert not [t for t in threading.enumerate() if t.name.startswith("job-")]
+
+
+def test_update_stops_the_old_job_within_100ms(live_server):
+    async def go():
+        async with websockets.connect(live_server.ws_url) as ws:
+            await ws.send(json.dumps({"type": "start", "config": LONG}))
+            while strict_loads(await ws.recv())["type"] != "step":
+                pass
+            old = next(iter(live_server.manager.live))
+            t0 = time.perf_counter()
+            await ws.send(json.dumps({"type": "update", "config": {**LONG, "depth": 5}}))
+            while old.thread.is_alive():
+                await asyncio.sleep(0.001)
+            stopped = time.perf_counter() - t0
+            while True:
+                frame = strict_loads(await ws.recv())
+                if frame["type"] == "step" and len(frame["layers"]) == 6:
+                    return stopped, time.perf_counter() - t0
+
+    stopped, first_frame = run(go())
+    assert stopped < 0.1
+    assert first_frame < 0.5
+
+
+def test_frames_are_throttled_while_training_runs_at_full_speed():
+    with make_server(frame_rate=10, max_jobs=2) as server:
+        async def go():
+            async with websockets.connect(server.ws_url) as ws:
+                await ws.send(json.dumps({"type": "start", "config": LONG}))
+                t0 = time.perf_counter()
+                count = 0
+                while time.perf_counter() - t0 < 1.5:
+                    frame = strict_loads(await ws.recv())
+                    count += frame["type"] == "step"
+                job = next(iter(server.manager.live))
+                return count, len(job.steps)
+
+        frames, trained = run(go())
+        assert frames <= 1.5 * 10 + 3  # ~10 per second (+ the first frame kept)
+        assert trained > 5 * frames  # training did not wait for the client
+
+
+def test_slow_consumer_is_coalesced_not_buffered():
+    with make_server(frame_rate=200, max_jobs=2, send_timeout=2) as server:
+        async def go():
+            async with websockets.connect(server.ws_url, max_queue=1) as ws:
+                await ws.send(json.dumps({"type": "start", "config": LONG}))
+                await asyncio.sleep(1.5)  # read nothing meanwhile
+                job = next(iter(server.manager.live))
+                sink = job.sink
+                pending = len(sink._kept) + (sink._latest is not None)
+                return pending, len(job.steps)
+
+        pending, trained = run(go())
+        assert trained > 50
+        assert pending <= 3  # bounded whatever the client does
+
+
+def test_health_stays_fast_while_jobs_run(live_server):
+    async def go():
+        async with websockets.connect(live_server.ws_url) as a, \
+                websockets.connect(live_server.ws_url) as b:
+            for ws in (a, b):
+                await ws.send(json.dumps({"type": "start", "config": {**LONG, "width": 128,
+                                                                      "depth": 20}}))
+            async with httpx.AsyncClient(base_url=live_server.url) as client:
+                times = []
+                for _ in range(30):
+                    t0 = time.perf_counter()
+                    assert (await client.get("/api/health")).status_code == 200
+                    times.append(time.perf_counter() - t0)
+                    await asyncio.sleep(0.02)
+            return sorted(times)
+
+    times = run(go())
+    assert times[int(0.95 * len(times))] < 0.1
+
+
+@pytest.mark.parametrize("size", [1_000_000])
+def test_huge_message_closes_only_that_socket(live_server, size):
+    async def go():
+        async with websockets.connect(live_server.ws_url) as other:
+            try:
+                async with websockets.connect(live_server.ws_url, max_size=None) as ws:
+                    await ws.send("x" * size)
+                    await ws.recv()
+            except websockets.ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else None
+            await other.send(json.dumps({"type": "ping"}))
+            return code, strict_loads(await other.recv())
+
+    code, pong = run(go())
+    assert code == 1009 and pong["type"] == "pong"
