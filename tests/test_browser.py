@@ -11,6 +11,9 @@ from conftest import make_server
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SMALL = "depth=6&width=16&steps=20&batch_size=8"
+OUTPUT_OF = "el => el.parentElement.querySelector('output').textContent"
+PLOT_DATA = ("() => ['plot-flow', 'plot-loss', 'plot-heatmap'].map(id => JSON.stringify("
+             "document.getElementById(id).data.map(t => [t.x, t.y, t.z])))")
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +80,9 @@ def test_depth_slider_updates_the_flow_plot_within_a_second(page, server):
         timeout=3000)
     elapsed = page.evaluate(f"() => performance.now() - {start}")
     assert elapsed < 1000
-    depth = int(page.locator("#ctl-depth").evaluate("el => el.parentElement.querySelector('output').textContent"))
-    page.wait_for_function(f"() => document.getElementById('plot-flow').data[0].x.length === {depth + 1}")
+    depth = int(page.locator("#ctl-depth").evaluate(OUTPUT_OF))
+    page.wait_for_function(
+        f"() => document.getElementById('plot-flow').data[0].x.length === {depth + 1}")
 
 
 def test_exploding_preset_shows_the_overflow_badge_and_stays_responsive(page, server):
@@ -105,8 +109,7 @@ def test_export_then_import_reproduces_the_plots(page, server, tmp_path):
     page.goto(f"{server.url}/#{SMALL}&record.jacobian_every=5")
     page.wait_for_function("() => window.backproplab?.state.status === 'done'", timeout=10000)
     page.wait_for_timeout(400)
-    before = page.evaluate("() => ['plot-flow','plot-loss','plot-heatmap'].map(id => "
-                           "JSON.stringify(document.getElementById(id).data.map(t => [t.x, t.y, t.z])))")
+    before = page.evaluate(PLOT_DATA)
     with page.expect_download() as info:
         page.click("#export")
     path = tmp_path / "run.json"
@@ -118,11 +121,9 @@ def test_export_then_import_reproduces_the_plots(page, server, tmp_path):
     page.set_input_files("#import-file", str(path))
     page.wait_for_function("() => window.backproplab.state.source === 'import'")
     page.wait_for_timeout(600)
-    after = page.evaluate("() => ['plot-flow','plot-loss','plot-heatmap'].map(id => "
-                          "JSON.stringify(document.getElementById(id).data.map(t => [t.x, t.y, t.z])))")
+    after = page.evaluate(PLOT_DATA)
     assert after == before
-    assert page.locator("#ctl-depth").evaluate(
-        "el => el.parentElement.querySelector('output').textContent") == "6"
+    assert page.locator("#ctl-depth").evaluate(OUTPUT_OF) == "6"
 
 
 def test_copied_url_restores_the_same_controls(page, server, browser):
