@@ -58,6 +58,9 @@ class Engine:
     def apply(self, updates: list) -> None:
         raise NotImplementedError
 
+    def make_batch(self, step: int) -> tuple:
+        return batch(self.spec, step)
+
     # --- shared ------------------------------------------------------------------
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -74,7 +77,7 @@ class Engine:
 
     def train_step(self, step: int, probe: bool, update: bool = True) -> StepResult:
         spec, xp = self.spec, self.xp
-        x, labels, targets = batch(spec, step)
+        x, labels, targets = self.make_batch(step)
         n = len(x)
         passes = []
         for xb, lb, tb in split_batch((x, labels, targets), spec.microbatches):
@@ -87,7 +90,8 @@ class Engine:
             loss = sum(w * p.loss for w, _, p in passes)
             grads = [sum(w * p.grads[i] for w, _, p in passes)
                      for i in range(len(passes[0][2].grads))]
-        output = xp.concat([p.output for _, _, p in passes], 0)
+        output = passes[0][2].output if len(passes) == 1 else \
+            xp.concat([p.output for _, _, p in passes], 0)
         grad_norms = xp.norms(grads) if (probe or spec.clip is not None) else None
         if spec.clip is not None:
             scale, _ = clip_scale(xp, grad_norms, spec.clip)
@@ -104,10 +108,14 @@ class Engine:
             self.apply(updates)
         if not probe:
             return StepResult(loss, output, labels, None, None, None, None)
-        layers = len(passes[0][2].zs)
+        layers = range(len(passes[0][2].zs))
         # δ(l) of each example's own loss: the mean-loss cotangent times the part size
+        if len(passes) == 1:
+            p, size = passes[0][2], passes[0][1]
+            return StepResult(loss, output, labels, p.zs, p.acts,
+                              [ct * size for ct in p.z_cotangents], norms)
         deltas = [xp.concat([p.z_cotangents[i] * size for _, size, p in passes], 0)
-                  for i in range(layers)]
-        zs = [xp.concat([p.zs[i] for _, _, p in passes], 0) for i in range(layers)]
-        acts = [xp.concat([p.acts[i] for _, _, p in passes], 0) for i in range(layers)]
+                  for i in layers]
+        zs = [xp.concat([p.zs[i] for _, _, p in passes], 0) for i in layers]
+        acts = [xp.concat([p.acts[i] for _, _, p in passes], 0) for i in layers]
         return StepResult(loss, output, labels, zs, acts, deltas, norms)

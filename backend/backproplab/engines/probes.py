@@ -64,19 +64,17 @@ def _histograms(xp, values, valid, bins):
     return lo, hi, counts
 
 
-def _group_stats(xp, activation, Z, A, D, bins, sample_units):
-    """All statistics for a group of equally shaped layers, stacked (L, N, W)."""
+def _group_stats(xp, activation, Z, A, D, bins, sample_units, delta_norm, dead):
+    """Statistics for a group of equally shaped layers, from the subsample stacked
+    as (L, n, W); delta_norm and dead come from the full batch."""
     z_mean, z_std = _moments(xp, Z)
     a_mean, a_std = _moments(xp, A)
     d = derivative(activation, Z, xp)
     saturated = xp.mean(xp.mean(xp.to_float(d < SATURATION * MAX_DERIVATIVE[activation]), 2), 1)
-    dead = xp.mean(xp.to_float(xp.all(d == 0, 1)), 1)
-    delta_norm = xp.sqrt(xp.mean(xp.sum(D * D, 2), 1))
-    n_hist = min(HIST_EXAMPLES, Z.shape[1])
     layers = Z.shape[0]
-    a_vals = xp.to_float(A[:, :n_hist].reshape(layers, -1))
+    a_vals = xp.to_single(A.reshape(layers, -1))
     a_lo, a_hi, a_counts = _histograms(xp, a_vals, xp.isfinite(a_vals), bins)
-    d_abs = xp.abs(xp.to_float(D[:, :n_hist].reshape(layers, -1)))
+    d_abs = xp.abs(xp.to_single(D.reshape(layers, -1)))
     d_valid = xp.isfinite(d_abs) & (d_abs > 0)
     d_log = xp.log10(xp.where(d_valid, d_abs, 1.0))
     d_lo, d_hi, d_counts = _histograms(xp, d_log, d_valid, bins)
@@ -93,16 +91,28 @@ def _group_stats(xp, activation, Z, A, D, bins, sample_units):
 
 def compute(xp: Any, t: StepTensors, activation: str, bins: int, delta_samples: int,
             seed: int) -> dict[str, np.ndarray]:
-    """Per-layer statistics as host arrays, keyed as in the record's layers."""
+    """Per-layer statistics as host arrays, keyed as in the record's layers.
+
+    Exact over the whole batch: ‖δ(l)‖ (RMS of per-example norms), dead units (no
+    error signal through the unit for any example: for ReLU exactly φ'(z) = 0 on the
+    whole batch), gradient and weight norms. Over a fixed subsample of the first
+    HIST_EXAMPLES examples: moments, saturation, histograms and δ samples, so that
+    probing costs a few passes over the data whatever the batch size."""
     width = t.zs[0].shape[1]
     units = np.random.default_rng([seed, 0x5A4D]).permutation(width)[:delta_samples]
     hidden = len(t.zs) - 1
+    batch = t.zs[0].shape[0]
+    n_sub = min(HIST_EXAMPLES, batch)
+    delta_sq, alive = xp.delta_stats(t.deltas)  # per layer: Σ‖δ_n‖², units with δ ≠ 0
+    delta_norm_all = xp.sqrt(delta_sq / batch)
     groups = [(activation, slice(0, hidden)), ("linear", slice(hidden, hidden + 1))]
     scalars, hists, samples = [], [], []
     for act, sl in groups:
-        Z, A, D = (xp.stack(seq[sl]) for seq in (t.zs, t.acts, t.deltas))
+        Z, A, D = (xp.stack([x[:n_sub] for x in seq[sl]]) for seq in (t.zs, t.acts, t.deltas))
+        dead = 1.0 - alive[sl] / Z.shape[2]
         out_units = np.arange(min(delta_samples, Z.shape[2])) if act == "linear" else units
-        s, h, smp = _group_stats(xp, act, Z, A, D, bins, xp.index(out_units, Z))
+        s, h, smp = _group_stats(xp, act, Z, A, D, bins, xp.index(out_units, Z),
+                                 delta_norm_all[sl], dead)
         scalars.append(s)
         hists.append(h)
         samples.append(smp)

@@ -7,6 +7,7 @@ layer; the probes then reduce all hidden layers in a few batched kernels.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,12 @@ class TorchEngine(Engine):
         self.xp = TorchXP(torch)
         super().__init__(spec)
         self._act = _torch_activation(torch, spec.activation)
+
+    def make_batch(self, step: int) -> tuple:
+        # the data are drawn with NumPy (identical for both engines); one BLAS thread for
+        # that, so OpenBLAS workers left spinning do not fight torch's threads for the cores
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            return super().make_batch(step)
 
     @property
     def device_name(self) -> str:
@@ -143,6 +150,13 @@ class TorchEngine(Engine):
         with self.torch.no_grad():
             for p, u in zip(self.params, updates, strict=True):
                 p.add_(u)
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _torch_activation(torch, name: str):

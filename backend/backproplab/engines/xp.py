@@ -64,6 +64,11 @@ class NumpyXP:
         return np.clip(x, lo, hi)
 
     @staticmethod
+    def to_single(x):
+        """float32 or wider, as it is (histograms need no more)."""
+        return x
+
+    @staticmethod
     def bincount(idx, length):
         return np.bincount(idx.ravel().astype(np.int64), minlength=length)[:length]
 
@@ -73,11 +78,22 @@ class NumpyXP:
 
     @staticmethod
     def norms(tensors):
-        return np.array([np.sqrt(np.sum(np.square(t, dtype=np.float64))) for t in tensors])
+        # one BLAS dot per tensor, no temporaries; inf and nan pass through
+        squares = np.array([np.dot(t.ravel(), t.ravel()) for t in tensors], dtype=np.float64)
+        return np.sqrt(squares)
 
     @staticmethod
     def host(x) -> np.ndarray:
         return np.asarray(x, dtype=np.float64)
+
+    @staticmethod
+    def delta_stats(deltas):
+        """Per layer, one pass each: Σ_n ‖δ_n‖² and the number of units with any δ ≠ 0."""
+        sq = np.array([np.vdot(d.ravel(), d.ravel()) for d in deltas], dtype=np.float64)
+        alive = np.array([np.count_nonzero(np.count_nonzero(d, axis=0)) for d in deltas],
+                         dtype=np.float64)
+        # float32 sums that overflowed stay inf, as the values they summarize
+        return sq, alive
 
     @staticmethod
     def arange(n, like):
@@ -161,6 +177,9 @@ class TorchXP:
     def clamp(self, x, lo, hi):
         return self.torch.clamp(x, lo, hi)
 
+    def to_single(self, x):
+        return x.float() if x.dtype in (self.torch.bfloat16, self.torch.float16) else x
+
     def bincount(self, idx, length):
         return self.torch.bincount(idx.reshape(-1), minlength=length)[:length]
 
@@ -172,6 +191,20 @@ class TorchXP:
 
     def host(self, x) -> np.ndarray:
         return x.detach().to("cpu", self.torch.float64).numpy()
+
+    def delta_stats(self, deltas):
+        """Per layer: Σ_n ‖δ_n‖² and the number of units with any δ ≠ 0 (on the device)."""
+        torch = self.torch
+        if deltas[0].device.type == "cuda":  # few big kernels over all equal-shaped layers
+            hidden = torch.stack(deltas[:-1])
+            sq = torch.cat([torch.linalg.vector_norm(hidden, dim=(1, 2)) ** 2,
+                            torch.linalg.vector_norm(deltas[-1])[None] ** 2])
+            alive = torch.cat([(torch.count_nonzero(hidden, dim=1) > 0).sum(1),
+                               (torch.count_nonzero(deltas[-1], dim=0) > 0).sum()[None]])
+            return sq.to(torch.float64), alive.to(torch.float64)
+        sq = torch.stack([torch.dot(d.reshape(-1), d.reshape(-1)) for d in deltas])
+        alive = torch.stack([(torch.count_nonzero(d, dim=0) > 0).sum() for d in deltas])
+        return sq.to(torch.float64), alive.to(torch.float64)
 
     def arange(self, n, like):
         return self.torch.arange(n, device=like.device)

@@ -1,0 +1,131 @@
+"""Probing must be nearly free: a plain torch train step against the probed one
+(every per-layer statistic, reduced on the device, one transfer per step), side
+by side in one run; plus the usual per-layer-hook-with-.item() approach for
+reference, and the tape engine with probes against the bare tape step.
+
+    python benchmarks/probe_overhead.py                # CPU sizes
+    python benchmarks/probe_overhead.py --device cuda  # the GPU sizes of the issue
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+
+import numpy as np
+import torch
+
+from _timing import machine, median_ms, table
+from backproplab.engines import make_engine
+from backproplab.engines.runner import step_record
+from backproplab.model import RecordSpec, RunSpec
+
+CPU_SIZES = [(50, 256, 128)]
+GPU_SIZES = [(100, 1024, 256), (500, 1024, 256)]
+
+
+def spec_for(engine, device, depth, width, batch):
+    return RunSpec(engine=engine, device=device, dtype="float32", depth=depth, width=width,
+                   batch_size=batch, input_dim=width, activation="tanh", steps=10**6,
+                   record=RecordSpec(hist_bins=24, delta_samples=8))
+
+
+def plain_torch_step(params, x, y, lr=0.01):
+    """What anyone would write: forward, autograd, SGD. No statistics."""
+    a = x
+    for W, b in params[:-1]:
+        a = torch.tanh(a @ W.T + b)
+    out = a @ params[-1][0].T + params[-1][1]
+    loss = torch.mean((out - y) ** 2)
+    flat = [p for pair in params for p in pair]
+    grads = torch.autograd.grad(loss, flat)
+    with torch.no_grad():
+        for p, g in zip(flat, grads, strict=True):
+            p.sub_(lr * g)
+    return loss.item()
+
+
+def hooked_torch_step(params, x, y, lr=0.01):
+    """The usual way: a hook per layer that calls .item() (a host sync per layer)."""
+    stats = []
+    a = x
+    for W, b in params[:-1]:
+        z = a @ W.T + b
+        z.register_hook(lambda g: stats.append(g.norm().item()))
+        a = torch.tanh(z)
+        stats.append(a.std().item())
+    out = a @ params[-1][0].T + params[-1][1]
+    loss = torch.mean((out - y) ** 2)
+    flat = [p for pair in params for p in pair]
+    grads = torch.autograd.grad(loss, flat)
+    with torch.no_grad():
+        for p, g in zip(flat, grads, strict=True):
+            stats.append(g.norm().item())
+            p.sub_(lr * g)
+    return loss.item()
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    sizes = GPU_SIZES if args.device == "cuda" else CPU_SIZES
+    rows = []
+    for depth, width, batch in sizes:
+        spec = spec_for("torch", args.device, depth, width, batch)
+        engine = make_engine(spec)
+        params = [(p.detach().clone().requires_grad_(True), q.detach().clone().requires_grad_(True))
+                  for p, q in zip(engine.params[0::2], engine.params[1::2], strict=True)]
+        x = torch.randn(batch, width, device=engine.device)
+        y = torch.randn(batch, 10, device=engine.device)
+        counter = iter(range(10**9))
+
+        def probed():
+            step = next(counter)
+            result = engine.train_step(step, probe=True)
+            step_record(engine, step, result, 0.0, False)  # reduce + one transfer
+
+        def unprobed():
+            step = next(counter)
+            result = engine.train_step(step, probe=False)
+            float(engine.xp.host(result.loss))
+
+        fns = {"plain": lambda: (plain_torch_step(params, x, y), sync(args.device)),
+               "engine": lambda: (unprobed(), sync(args.device)),
+               "probed": lambda: (probed(), sync(args.device)),
+               "hooks+item": lambda: (hooked_torch_step(params, x, y), sync(args.device))}
+        ms = median_ms(fns, repeats=args.repeats)
+        rows.append([f"torch/{args.device} ({depth}, {width}, {batch})", ms["plain"],
+                     ms["engine"], ms["probed"], ms["hooks+item"],
+                     f"{ms['probed'] / ms['plain']:.3f}", f"{ms['hooks+item'] / ms['plain']:.3f}"])
+    if args.device == "cpu":
+        for depth, width, batch in CPU_SIZES:
+            spec = spec_for("numpy", "cpu", depth, width, batch)
+            engine = make_engine(spec)
+            counter = iter(range(10**9))
+
+            def tape_probed():
+                step = next(counter)
+                step_record(engine, step, engine.train_step(step, probe=True), 0.0, False)
+
+            def tape_plain():
+                engine.train_step(next(counter), probe=False)
+
+            ms = median_ms({"plain": tape_plain, "probed": tape_probed}, repeats=args.repeats)
+            rows.append([f"tape/numpy ({depth}, {width}, {batch})", ms["plain"], ms["plain"],
+                         ms["probed"], "-", f"{ms['probed'] / ms['plain']:.3f}", "-"])
+    name = torch.cuda.get_device_name() if args.device == "cuda" else machine()
+    print(f"# probe_overhead — {datetime.date.today()} — {name}, torch {torch.__version__}, "
+          f"numpy {np.__version__}, float32, tanh")
+    print(table(["engine (depth, width, batch)", "plain ms", "engine unprobed ms", "probed ms",
+                 "hooks+.item() ms", "probed/plain", "hooks/plain"], rows))
+
+
+if __name__ == "__main__":
+    main()
