@@ -183,7 +183,9 @@ def test_ws_start_streams_run_steps_done(client):
     with client.websocket_connect("/api/live") as ws:
         ws.send_text(json.dumps({"type": "start", "config": SMALL}))
         msgs = receive_until(ws, {"done"})
-        assert msgs[0]["type"] == "run" and "theory" in msgs[0]
+        assert msgs[0]["type"] == "run"
+        theory = [m for m in msgs if m["type"] == "theory"]
+        assert len(theory) == 1 and theory[0]["theory"]["chi1"] > 0
         steps = [m for m in msgs if m["type"] == "step"]
         assert steps[0]["step"] == 0 and steps[-1]["step"] == 5
         assert all(m["run"] == msgs[0]["id"] for m in steps)

@@ -35,10 +35,15 @@ function onMessage(msg) {
   switch (msg.type) {
     case 'run':
       state.runId = msg.id;
-      state.theory = msg.theory;
+      state.theory = msg.theory; // null here: a 'theory' frame follows the first step
       state.environment = msg.environment;
       state.status = 'running';
       changed('run', 'status');
+      break;
+    case 'theory':
+      if (msg.run !== state.runId) return;
+      state.theory = msg.theory;
+      changed('run');
       break;
     case 'step': {
       if (msg.run !== state.runId) return; // a frame of a run we already replaced

@@ -3,6 +3,8 @@ kept as floats — encoding them for JSON is the run layer's job)."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import platform
 import threading
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model.spec import RunSpec
+from ..model.spec import RecordSpec, RunSpec
 from . import probes
 from .base import Engine, StepResult
 from .jacobian import singular_values
@@ -137,11 +139,25 @@ def first_nonfinite(record: dict[str, Any]) -> int | None:
 
 
 def theory_for(spec: RunSpec) -> dict[str, Any]:
-    """The mean-field prediction for this run, from the length of its actual input."""
-    from ..model import batch
-    from ..theory import input_length, predict
+    """The mean-field prediction for this run, from the length of its actual input.
 
-    return predict(spec, input_length(batch(spec, 0)[0]))
+    q_in is estimated from one batch (its sampling error is a few percent), so it is
+    kept to 3 significant digits; predictions are cached on what they depend on,
+    which makes a slider drag that only moves the seed or the learning rate free."""
+    from ..model import batch
+
+    q_in = float(f"{float(np.mean(np.square(batch(spec, 0)[0]))):.3g}")
+    relevant = spec.replace(seed=0, lr=0.0, engine="numpy", device="cpu", dtype="float64",
+                            microbatches=1, clip=None, checkpoint="none", record=RecordSpec(),
+                            batch_size=1, steps=min(spec.steps, 1))
+    return copy.deepcopy(_cached_predict(relevant, q_in))
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_predict(spec: RunSpec, q_in: float) -> dict[str, Any]:
+    from ..theory import predict
+
+    return predict(spec, q_in)
 
 
 def run(spec: RunSpec, on_step: Callable[[dict], None] | None = None,

@@ -9,6 +9,7 @@ import itertools
 import threading
 import time
 from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..model.spec import RunSpec
 from ..settings import Settings
 
 _ids = itertools.count(1)
+_THEORY = ThreadPoolExecutor(max_workers=1, thread_name_prefix="theory")
 
 
 class Refused(Exception):
@@ -157,8 +159,8 @@ class Job:
         try:
             engine = make_engine(self.spec, threads=self.settings.torch_threads)
             self.environment = environment(engine)
-            self.theory = theory_for(self.spec)
-            self.sink.put({"type": "run", "id": self.id, "theory": self.theory,
+            # the theory frame follows the first step, so a slider move shows data at once
+            self.sink.put({"type": "run", "id": self.id, "theory": None,
                            "environment": self.environment}, keep=True)
 
             def before(step: int) -> bool:
@@ -176,6 +178,8 @@ class Job:
                     diverged = True
                     record = {**record, "overflow": {"step": record["step"], "layer": bad}}
                 self.sink.put({"type": "step", "run": self.id, **record}, keep=first or turned)
+                if first:
+                    self._theory_future = _THEORY.submit(self._publish_theory)
                 first = False
             self.status = "done"
             self.sink.put({"type": "done", "id": self.id, "steps": len(self.steps)}, keep=True)
@@ -192,8 +196,19 @@ class Job:
         finally:
             self.slots.release()
 
+    def _publish_theory(self) -> None:
+        """Off the job thread, so a cancelled job exits at once (theory is pure NumPy)."""
+        if self.cancel.is_set():
+            return
+        self.theory = theory_for(self.spec)
+        if not self.cancel.is_set():
+            self.sink.put({"type": "theory", "run": self.id, "theory": self.theory}, keep=True)
+
     def stop(self) -> None:
         self.cancel.set()
+        future = getattr(self, "_theory_future", None)
+        if future is not None:
+            future.cancel()
         with self.control.cond:
             self.control.cond.notify_all()
 

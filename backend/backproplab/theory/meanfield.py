@@ -14,6 +14,7 @@ node exactly on relu's kink).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -111,6 +112,7 @@ def critical_curve(act: str, q_max: float = 100.0, points: int = 4000) -> tuple:
     return w2, b2
 
 
+@functools.lru_cache(maxsize=256)
 def critical_sigma_w2(act: str, sigma_b2: float) -> float:
     """σ_w² on the order-to-chaos line χ₁(q*) = 1 at this σ_b² (nan if none).
 

@@ -164,9 +164,17 @@ class LiveSession:
                 for frame in sink.take_kept():
                     await self._send(frame)
                 if sink.has_latest():
-                    wait = last + interval - time.monotonic()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
+                    # wait for the throttle slot, but send kept frames (a new run's first
+                    # step, an overflow, done) the moment they arrive
+                    deadline = last + interval
+                    while (remaining := deadline - time.monotonic()) > 0:
+                        sink.ready.clear()
+                        try:
+                            await asyncio.wait_for(sink.ready.wait(), remaining)
+                        except TimeoutError:
+                            break
+                        for frame in sink.take_kept():
+                            await self._send(frame)
                     for frame in sink.take():
                         await self._send(frame)
                     last = time.monotonic()
