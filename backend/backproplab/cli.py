@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -197,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=cmd_sweep)
 
     serve = sub.add_parser("serve", help="start the web app")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default=os.environ.get("BACKPROPLAB_HOST", "127.0.0.1"),
+                       help="bind address (default 127.0.0.1; the Docker image uses 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("BACKPROPLAB_PORT", 8000)))
     serve.add_argument("--open", action="store_true", help="open a browser")
     serve.set_defaults(func=cmd_serve)
 
