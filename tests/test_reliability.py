@@ -25,6 +25,7 @@ json_values = st.recursive(
                                                                        children, max_size=3),
     max_leaves=6)
 FIELDS = list(RunConfig.model_fields)
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def client():
         app.state.manager.shutdown()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(field=st.sampled_from(FIELDS), value=json_values)
 def test_any_value_in_any_rest_field_is_accepted_or_named(client, field, value):
     r = client.post("/api/runs", json={"steps": 2, "depth": 2, "width": 4, field: value})
@@ -49,7 +50,7 @@ def test_any_value_in_any_rest_field_is_accepted_or_named(client, field, value):
     assert q.status_code in (200, 422)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(body=json_values)
 def test_any_body_on_every_post_route_is_4xx_not_5xx(client, body):
     for path in ("/api/runs", "/api/runs/import", "/api/tape/inspect",
@@ -58,7 +59,7 @@ def test_any_body_on_every_post_route_is_4xx_not_5xx(client, body):
         assert r.status_code < 500, (path, r.text)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(message=st.one_of(
     json_values,
     st.fixed_dictionaries({"type": st.sampled_from(
