@@ -22,16 +22,25 @@ browser-deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
 
 lint: $(STAMP)
-	$(PY) -m ruff check backend tests benchmarks
+	$(PY) -m ruff check backend tests benchmarks scripts
 
+# the whole suite: lint, unit, API, live-server, browser tests, then the Docker smoke test
 test: $(STAMP) browser-deps lint
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) docker-test
+
+docker-test: $(STAMP)
+	PY=$(PY) bash scripts/docker_test.sh
+
+screenshots: $(STAMP) browser-deps
+	$(PY) scripts/screenshots.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not browser and not docker and not slow"
 
 bench: $(STAMP)
-	cd benchmarks && for b in tape_vs_torch jacobian_modes; do ../$(PY) $$b.py; done
+	cd benchmarks && for b in tape_vs_torch jacobian_modes probe_overhead phase_sweep \
+	  stream_latency load; do ../$(PY) $$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -10,8 +10,12 @@ import numpy as np
 
 
 def median_ms(fns: dict[str, Callable[[], object]], repeats: int = 15,
-              min_time: float = 0.02) -> dict[str, float]:
-    """Time several functions side by side, interleaved, so drift hits all alike."""
+              min_time: float = 0.02, settle: float = 0.05) -> dict[str, float]:
+    """Time several functions side by side, interleaved, so drift hits all alike.
+
+    `settle` seconds pass between blocks: OpenMP (torch) and OpenBLAS (numpy) worker
+    threads spin for a while after a call, and would otherwise slow whichever
+    function runs next on a 2-core machine."""
     for fn in fns.values():
         fn()  # warm up
     loops = {}
@@ -24,6 +28,7 @@ def median_ms(fns: dict[str, Callable[[], object]], repeats: int = 15,
     for _ in range(repeats):
         for name, fn in fns.items():
             n = loops[name]
+            time.sleep(settle)
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()

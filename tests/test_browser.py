@@ -169,3 +169,26 @@ def test_stepper_walks_every_node_with_the_servers_delta(page, server):
     assert seen == 3
     assert page.locator("#stepper-pos").text_content().startswith(
         f"backward mode: {len(walk['steps'])} / {len(walk['steps'])}")
+
+
+def test_depth_500_at_20_frames_per_second_stays_smooth(page, server):
+    """Frames are batched per animation frame: at depth 500 the main thread keeps
+    painting while ~20 frames per second stream in."""
+    page.goto(f"{server.url}/#depth=500&width=8&batch_size=8&steps=3000")
+    page.wait_for_function("() => window.backproplab?.state.steps.length > 0", timeout=20000)
+    gaps = page.evaluate("""() => new Promise(resolve => {
+        const gaps = []; let last = performance.now();
+        const start = last; const seen0 = window.backproplab.state.steps.length;
+        function tick(now) {
+            gaps.push(now - last); last = now;
+            if (now - start < 3000) requestAnimationFrame(tick);
+            else resolve({gaps, received: window.backproplab.state.steps.length - seen0});
+        }
+        requestAnimationFrame(tick);
+    })""")
+    frame_gaps = sorted(gaps["gaps"])
+    assert gaps["received"] >= 10  # frames kept arriving
+    assert frame_gaps[len(frame_gaps) // 2] < 100  # median frame under 100 ms
+    assert frame_gaps[-1] < 1000  # never frozen
+    assert page.evaluate("() => document.getElementById('plot-flow').data[0].x.length") == 501
+    assert page.errors == []

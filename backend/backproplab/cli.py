@@ -128,6 +128,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             fig.write_html(args.html, include_plotlyjs=True, full_html=True)
             print(f"wrote {args.html}")
         if args.png:
+            import shutil
+
+            if "BROWSER_PATH" not in os.environ and shutil.which("chromium"):
+                os.environ["BROWSER_PATH"] = shutil.which("chromium")  # kaleido's browser
             try:
                 fig.write_image(args.png)
             except Exception as exc:  # kaleido missing or no browser for it

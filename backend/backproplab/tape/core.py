@@ -249,20 +249,26 @@ class ReverseTrace:
     def process(self, prim: Primitive, args: tuple, params: dict) -> Box:
         vals = []
         parents = []
+        lower = False  # do other (outer) traces see these values too?
         for i, a in enumerate(args):
-            if isinstance(a, Box) and a._trace is self:
-                vals.append(a._value)
-                parents.append((i, a._node))
-            else:
-                vals.append(a)
-        ans = prim(*vals, **params)
+            if isinstance(a, Tracer):
+                if a._trace is self:
+                    vals.append(a._value)
+                    parents.append((i, a._node))
+                    lower = lower or isinstance(a._value, Tracer)
+                    continue
+                lower = True
+            vals.append(a)
+        ans = prim(*vals, **params) if lower else prim.impl(*vals, **params)
         m = self.meter
         m.forward_ops += 1
         if not self.save:
             return Box(ans, self, None)
         node = Node(prim, vals, params, parents, ans, len(self.nodes))
         self.nodes.append(node)
-        m.save(nbytes_of(ans))
+        m.live_bytes += ans.nbytes if type(ans) is np.ndarray else nbytes_of(ans)
+        if m.live_bytes > m.peak_bytes:
+            m.peak_bytes = m.live_bytes
         return Box(ans, self, node)
 
     def release(self) -> None:
