@@ -4,9 +4,8 @@ import json
 import subprocess
 import sys
 
-from conftest import strict_loads
-
 from backproplab.cli import main
+from conftest import strict_loads
 
 
 def test_run_writes_a_record_with_flags_over_a_config(tmp_path):

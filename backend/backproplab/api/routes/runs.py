@@ -23,12 +23,17 @@ class RunStatus(BaseModel):
     error: str | None = None
 
 
+def as_422(exc: ValidationError, loc: str = "body") -> RequestValidationError:
+    """A pydantic error as FastAPI's 422, each path prefixed with where it came from."""
+    return RequestValidationError(
+        [{**e, "loc": (loc, *e["loc"])} for e in exc.errors(include_input=False)])
+
+
 def _validate(data: Any, request: Request, loc: str = "body") -> RunConfig:
     try:
         return validate_config(data, request.app.state.settings.compute_budget)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": (loc, *e["loc"])} for e in exc.errors(include_input=False)]) from None
+        raise as_422(exc, loc) from None
 
 
 @router.post("/api/runs", status_code=202, response_model=RunStatus)
@@ -85,9 +90,7 @@ def report_record(record: dict = Body(...)) -> HTMLResponse:
     try:
         normalized = validate_record(record)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
-        ) from None
+        raise as_422(exc) from None
     if not normalized["steps"]:
         raise HTTPException(422, "the record has no steps")
     return HTMLResponse(report_html(normalized), headers={
@@ -100,6 +103,4 @@ def import_run(record: dict = Body(...)) -> StrictJSONResponse:
     try:
         return StrictJSONResponse(validate_record(record))
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
-        ) from None
+        raise as_422(exc) from None
