@@ -137,7 +137,8 @@ class Job:
     """One training run in its own thread, publishing frames to a sink."""
 
     def __init__(self, spec: RunSpec, sink: FrameSink, slots: JobSlots, settings: Settings,
-                 run_id: str, paused: bool = False):
+                 run_id: str, paused: bool = False, on_exit=None):
+        self.on_exit = on_exit
         self.spec, self.sink, self.slots, self.settings = spec, sink, slots, settings
         self.id = run_id
         self.cancel = threading.Event()
@@ -195,6 +196,8 @@ class Job:
                            "field": None}, keep=True)
         finally:
             self.slots.release()
+            if self.on_exit is not None:
+                self.on_exit(self)
 
     def _publish_theory(self) -> None:
         """Off the job thread, so a cancelled job exits at once (theory is pure NumPy)."""
@@ -233,7 +236,8 @@ class RunManager:
         if not self.slots.try_acquire():
             raise Refused(f"all {self.slots.limit} job slots are busy; try again shortly "
                           f"(setting BACKPROPLAB_MAX_JOBS)")
-        job = Job(spec, sink, self.slots, self.settings, self.new_id(), paused=paused)
+        job = Job(spec, sink, self.slots, self.settings, self.new_id(), paused=paused,
+                  on_exit=self.live.discard)
         job.config = config
         self.live.add(job)
         # every run stays exportable by id; the oldest finished ones are dropped first
