@@ -182,6 +182,9 @@ class Job:
                 if first:
                     self._theory_future = _THEORY.submit(self._publish_theory)
                 first = False
+            future = getattr(self, "_theory_future", None)
+            if future is not None and not future.cancelled():
+                future.result()  # a finished record always carries its theory
             self.status = "done"
             self.sink.put({"type": "done", "id": self.id, "steps": len(self.steps)}, keep=True)
         except Cancelled:
@@ -203,7 +206,11 @@ class Job:
         """Off the job thread, so a cancelled job exits at once (theory is pure NumPy)."""
         if self.cancel.is_set():
             return
-        self.theory = theory_for(self.spec)
+        try:
+            self.theory = theory_for(self.spec)
+        except Exception as exc:  # a prediction that fails must not fail the run
+            self.theory = {"applies": False,
+                           "notes": [f"theory unavailable ({type(exc).__name__})"]}
         if not self.cancel.is_set():
             self.sink.put({"type": "theory", "run": self.id, "theory": self.theory}, keep=True)
 
