@@ -1,6 +1,7 @@
 """Per-layer probes, computed where the tensors live (GPU or host) and reduced
-to small summaries before they leave: one batched reduction per statistic over
-all hidden layers at once, and one transfer to the host per recorded step.
+to small summaries before they leave: batched reductions over all hidden layers
+at once, no host sync per layer, and a handful of small transfers per recorded
+step (the scalar table, the histograms, the δ samples).
 
 A record's size depends on depth and bins, never on width or batch.
 """
@@ -14,7 +15,9 @@ import numpy as np
 
 from ..model.activations import MAX_DERIVATIVE, derivative
 
-HIST_EXAMPLES = 32  # histograms look at this many examples (an unbiased subsample)
+# moments, saturation, histograms and δ samples use the first HIST_EXAMPLES examples
+# of the batch (the batch is drawn at random, so this is an unbiased subsample)
+HIST_EXAMPLES = 32
 SATURATION = 0.05  # φ'(z) below 5% of its maximum counts as saturated
 
 SCALAR_KEYS = ("z_mean", "z_std", "a_mean", "a_std", "saturated_frac", "dead_frac",

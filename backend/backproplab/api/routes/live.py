@@ -26,7 +26,7 @@ router = APIRouter(tags=["live"])
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
-BIG_FRAME = 32_768  # encode frames with more layers than this in a worker thread
+BIG_FRAME = 32_768  # step frames estimated above this many bytes are encoded off the loop
 
 
 def origin_allowed(ws: WebSocket, extra: list[str]) -> bool:
