@@ -59,7 +59,10 @@ class TorchEngine(Engine):
     def make_batch(self, step: int) -> tuple:
         # the data are drawn with NumPy (identical for both engines); one BLAS thread for
         # that, so OpenBLAS workers left spinning do not fight torch's threads for the cores
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        controller = _blas_controller()
+        if controller is None:
+            return super().make_batch(step)
+        with controller.limit(limits=1, user_api="blas"):
             return super().make_batch(step)
 
     @property
@@ -154,8 +157,10 @@ class TorchEngine(Engine):
 
 @functools.cache
 def _blas_controller():
-    from threadpoolctl import ThreadpoolController
-
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: only a speed matter
+        return None
     return ThreadpoolController()
 
 

@@ -11,8 +11,8 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import special as _special
 
+from ..model.special import erf as _erf
 from .core import Primitive, defjvp, defvjp, primal_value
 
 
@@ -370,7 +370,7 @@ def selu(x: Any) -> Any:
     return mul(elu(x, alpha=SELU_ALPHA), SELU_SCALE)
 
 
-erf = Primitive("erf", _special.erf)
+erf = Primitive("erf", _erf)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 defjvp(erf, lambda t, ans, x: mul(t, mul(_TWO_OVER_SQRT_PI, exp(neg(mul(x, x))))))
 defvjp(erf, lambda g, ans, x: mul(g, mul(_TWO_OVER_SQRT_PI, exp(neg(mul(x, x))))))
@@ -380,7 +380,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def _gelu_impl(x):
-    return 0.5 * x * (1.0 + _special.erf(x * _INV_SQRT2))
+    return 0.5 * x * (1.0 + _erf(x * _INV_SQRT2))
 
 
 def _gelu_deriv(x):
