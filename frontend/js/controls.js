@@ -16,6 +16,9 @@ const LABELS = {
 const LOG_SCALE = new Set(['depth', 'width', 'lr', 'batch_size', 'steps', 'input_dim', 'clip',
   'every', 'jacobian_every']);
 const RESIDUAL_SCALES = ['1/sqrt(depth)', 0.1, 0.25, 0.5, 1, 2];
+// slider ranges for fine control; larger values (allowed by the schema) come from
+// presets and links, and the value shown stays exact
+const UI_MAX = { sigma_w: 5, sigma_b: 2 };
 const SLIDER_STEPS = 200;
 
 function resolve(schema, prop) {
@@ -141,6 +144,7 @@ function makeControl(path, key, prop, info, onChange) {
     };
   }
   const spec = numberSpec(prop);
+  if (UI_MAX[key] !== undefined) spec.max = Math.min(spec.max, UI_MAX[key]);
   const scale = scaler(key, spec);
   const out = document.createElement('output');
   out.htmlFor = id;
