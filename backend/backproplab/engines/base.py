@@ -33,8 +33,9 @@ class StepResult:
     labels: np.ndarray
     zs: list | None
     acts: list | None
-    deltas: list | None
+    deltas: list | None  # per-example δ(l), once multiplied by delta_scale
     norms: dict | None  # grad_w, grad_b, weight, update: per-layer norm vectors on the device
+    delta_scale: float = 1.0  # the probes scale what they read, not every δ
 
 
 class Engine:
@@ -112,8 +113,8 @@ class Engine:
         # δ(l) of each example's own loss: the mean-loss cotangent times the part size
         if len(passes) == 1:
             p, size = passes[0][2], passes[0][1]
-            return StepResult(loss, output, labels, p.zs, p.acts,
-                              [ct * size for ct in p.z_cotangents], norms)
+            return StepResult(loss, output, labels, p.zs, p.acts, p.z_cotangents, norms,
+                              delta_scale=float(size))
         deltas = [xp.concat([p.z_cotangents[i] * size for _, size, p in passes], 0)
                   for i in layers]
         zs = [xp.concat([p.zs[i] for _, _, p in passes], 0) for i in layers]

@@ -35,7 +35,7 @@ class Optimizer:
         self.t += 1
         lr = self.lr
         if self.name == "sgd":
-            return [-lr * g for g in grads]
+            return xp.scaled(grads, -lr)
         if self.name == "momentum":
             self.m = list(grads) if self.m is None else \
                 [MOMENTUM * m + g for m, g in zip(self.m, grads, strict=True)]

@@ -36,6 +36,7 @@ class StepTensors:
     acts: list
     deltas: list
     norms: dict
+    delta_scale: float = 1.0  # δ(l) = delta_scale · deltas[l]
 
 
 def _moments(xp, x):
@@ -107,11 +108,13 @@ def compute(xp: Any, t: StepTensors, activation: str, bins: int, delta_samples: 
     batch = t.zs[0].shape[0]
     n_sub = min(HIST_EXAMPLES, batch)
     delta_sq, alive = xp.delta_stats(t.deltas)  # per layer: Σ‖δ_n‖², units with δ ≠ 0
-    delta_norm_all = xp.sqrt(delta_sq / batch)
+    delta_norm_all = xp.sqrt(delta_sq / batch) * t.delta_scale
     groups = [(activation, slice(0, hidden)), ("linear", slice(hidden, hidden + 1))]
     scalars, hists, samples = [], [], []
     for act, sl in groups:
         Z, A, D = (xp.stack([x[:n_sub] for x in seq[sl]]) for seq in (t.zs, t.acts, t.deltas))
+        if t.delta_scale != 1.0:
+            D = D * t.delta_scale
         dead = 1.0 - alive[sl] / Z.shape[2]
         out_units = np.arange(min(delta_samples, Z.shape[2])) if act == "linear" else units
         s, h, smp = _group_stats(xp, act, Z, A, D, bins, xp.index(out_units, Z),

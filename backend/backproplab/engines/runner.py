@@ -77,7 +77,8 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
     """The record of one step: {step, loss, accuracy, time_s, layers[, jacobian_sv]}."""
     spec, xp = engine.spec, engine.xp
     stats = probes.compute(xp, probes.StepTensors(result.zs, result.acts, result.deltas,
-                                                  result.norms), spec.activation,
+                                                  result.norms, result.delta_scale),
+                           spec.activation,
                            spec.record.hist_bins, spec.record.delta_samples, spec.seed)
     accuracy = None
     if spec.dataset != "gaussian" or spec.loss == "cross_entropy":

@@ -78,5 +78,4 @@ class TapeEngine(Engine):
                     z_cotangents=[cts.get(("z", i), np.zeros_like(zs[i])) for i in layers])
 
     def apply(self, updates: list) -> None:
-        for p, u in zip(self.params, updates, strict=True):
-            p += u
+        self.xp.add_(self.params, updates)

@@ -150,9 +150,7 @@ class TorchEngine(Engine):
         return a
 
     def apply(self, updates: list) -> None:
-        with self.torch.no_grad():
-            for p, u in zip(self.params, updates, strict=True):
-                p.add_(u)
+        self.xp.add_(self.params, updates)
 
 
 @functools.cache

@@ -88,6 +88,15 @@ class NumpyXP:
         return np.asarray(x, dtype=np.float64)
 
     @staticmethod
+    def scaled(tensors, factor):
+        return [t * factor for t in tensors]
+
+    @staticmethod
+    def add_(targets, values):
+        for t, v in zip(targets, values, strict=True):
+            t += v
+
+    @staticmethod
     def delta_stats(deltas):
         """Per layer, one pass each: Σ_n ‖δ_n‖² and the number of units with any δ ≠ 0."""
         sq = np.array([np.vdot(d.ravel(), d.ravel()) for d in deltas], dtype=np.float64)
@@ -192,6 +201,13 @@ class TorchXP:
 
     def host(self, x) -> np.ndarray:
         return x.detach().to("cpu", self.torch.float64).numpy()
+
+    def scaled(self, tensors, factor):
+        return list(self.torch._foreach_mul(list(tensors), factor))  # one fused launch
+
+    def add_(self, targets, values):
+        with self.torch.no_grad():
+            self.torch._foreach_add_(list(targets), list(values))
 
     def delta_stats(self, deltas):
         """Per layer: Σ_n ‖δ_n‖² and the number of units with any δ ≠ 0 (on the device)."""
