@@ -94,15 +94,20 @@ class Engine:
         output = passes[0][2].output if len(passes) == 1 else \
             xp.concat([p.output for _, _, p in passes], 0)
         grad_norms = xp.norms(grads) if (probe or spec.clip is not None) else None
+        scale = None
         if spec.clip is not None:
             scale, _ = clip_scale(xp, grad_norms, spec.clip)
-            grads = [g * scale for g in grads]
+            grads = xp.scaled(grads, scale)
         updates = self.optimizer.updates(xp, grads) if update else None
         norms = None
         if probe:
             weight_norms = xp.norms(self.weights)
-            update_norms = (xp.norms(updates[0::2]) if updates is not None
-                            else 0.0 * weight_norms)
+            if updates is None:
+                update_norms = 0.0 * weight_norms
+            elif spec.optimizer == "sgd":  # ΔW = −lr·(clip scale)·∇W: no pass over ΔW needed
+                update_norms = spec.lr * grad_norms[0::2] * (1.0 if scale is None else scale)
+            else:
+                update_norms = xp.norms(updates[0::2])
             norms = {"grad_w": grad_norms[0::2], "grad_b": grad_norms[1::2],
                      "weight": weight_norms, "update": update_norms}
         if updates is not None:

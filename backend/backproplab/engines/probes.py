@@ -15,9 +15,15 @@ import numpy as np
 
 from ..model.activations import MAX_DERIVATIVE, derivative
 
-# moments, saturation, histograms and δ samples use the first HIST_EXAMPLES examples
-# of the batch (the batch is drawn at random, so this is an unbiased subsample)
+# moments, saturation, histograms and δ samples use the first examples of the batch
+# (drawn at random, so an unbiased subsample): enough for ~SUBSAMPLE_VALUES values per
+# layer, between 8 and 32 examples, so their cost does not grow with width or batch
+SUBSAMPLE_VALUES = 4096
 HIST_EXAMPLES = 32
+
+
+def subsample_size(batch: int, width: int) -> int:
+    return min(batch, max(8, min(HIST_EXAMPLES, -(-SUBSAMPLE_VALUES // max(width, 1)))))
 SATURATION = 0.05  # φ'(z) below 5% of its maximum counts as saturated
 
 SCALAR_KEYS = ("z_mean", "z_std", "a_mean", "a_std", "saturated_frac", "dead_frac",
@@ -100,13 +106,13 @@ def compute(xp: Any, t: StepTensors, activation: str, bins: int, delta_samples: 
     Exact over the whole batch: ‖δ(l)‖ (RMS of per-example norms), dead units (no
     error signal through the unit for any example: for ReLU exactly φ'(z) = 0 on the
     whole batch), gradient and weight norms. Over a fixed subsample of the first
-    HIST_EXAMPLES examples: moments, saturation, histograms and δ samples, so that
-    probing costs a few passes over the data whatever the batch size."""
+    `subsample_size` examples: moments, saturation, histograms and δ samples, so that
+    probing costs a few passes over the data whatever the width and batch."""
     width = t.zs[0].shape[1]
     units = np.random.default_rng([seed, 0x5A4D]).permutation(width)[:delta_samples]
     hidden = len(t.zs) - 1
     batch = t.zs[0].shape[0]
-    n_sub = min(HIST_EXAMPLES, batch)
+    n_sub = subsample_size(batch, width)
     delta_sq, alive = xp.delta_stats(t.deltas)  # per layer: Σ‖δ_n‖², units with δ ≠ 0
     delta_norm_all = xp.sqrt(delta_sq / batch) * t.delta_scale
     groups = [(activation, slice(0, hidden)), ("linear", slice(hidden, hidden + 1))]
