@@ -223,7 +223,8 @@ class Job:
             self.control.cond.notify_all()
 
     def record(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "config": None, "environment": self.environment,
+        """The run record {schema, config, environment, theory, steps} so far."""
+        return {"schema": SCHEMA, "config": self.config, "environment": self.environment,
                 "theory": self.theory, "steps": self.steps}
 
 
@@ -233,7 +234,7 @@ class RunManager:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.slots = JobSlots(settings.max_jobs)
-        self.runs: OrderedDict[str, tuple[Job, dict]] = OrderedDict()
+        self.runs: OrderedDict[str, Job] = OrderedDict()
         self.live: set[Job] = set()
 
     def new_id(self) -> str:
@@ -248,8 +249,8 @@ class RunManager:
         job.config = config
         self.live.add(job)
         # every run stays exportable by id; the oldest finished ones are dropped first
-        self.runs[job.id] = (job, config)
-        finished = [rid for rid, (j, _) in self.runs.items() if not j.thread.is_alive()]
+        self.runs[job.id] = job
+        finished = [rid for rid, j in self.runs.items() if not j.thread.is_alive()]
         while len(self.runs) > self.settings.max_stored_runs and finished:
             self.runs.pop(finished.pop(0))
         job.start()
@@ -258,7 +259,7 @@ class RunManager:
     def start_headless(self, spec: RunSpec, config: dict) -> Job:
         return self.start(spec, FrameSink(None), config)
 
-    def get(self, run_id: str) -> tuple[Job, dict] | None:
+    def get(self, run_id: str) -> Job | None:
         return self.runs.get(run_id)
 
     async def stop(self, job: Job) -> None:
@@ -268,10 +269,7 @@ class RunManager:
         self.live.discard(job)
 
     def shutdown(self) -> None:
-        for job in list(self.live) + [j for j, _ in self.runs.values()]:
+        for job in list(self.live) + list(self.runs.values()):
             job.stop()
         for job in list(self.live):
             job.thread.join(2.0)
-
-    def full_record(self, job: Job, config: dict) -> dict[str, Any]:
-        return {**job.record(), "config": config}

@@ -64,10 +64,6 @@ def _as_array(x: Any) -> Any:
     return x if isinstance(x, (Tracer, np.ndarray)) else np.asarray(x, dtype=float)
 
 
-def _zeros_like(x: Any) -> np.ndarray:
-    return ops.zeros_like(x)
-
-
 # --- reverse mode ----------------------------------------------------------------
 
 
@@ -90,10 +86,10 @@ def _vjp(f, primals, consume):
         seeds = [(o._node, ct) for o, ct in zip(out_leaves, ct_leaves, strict=True)
                  if isinstance(o, Box) and o._trace is trace]
         if not seeds:
-            return tree_unflatten(struct, [_zeros_like(b._value) for b in boxes])
+            return tree_unflatten(struct, [ops.zeros_like(b._value) for b in boxes])
         cts = run_backward(trace, seeds, consume=consume)
         grads = [cts[b._node.index] for b in boxes]
-        grads = [_zeros_like(b._value) if g is None else g for g, b in zip(grads, boxes,
+        grads = [ops.zeros_like(b._value) if g is None else g for g, b in zip(grads, boxes,
                                                                            strict=True)]
         if consume:
             trace.release()
@@ -173,10 +169,10 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
     for o in out_leaves:
         if isinstance(o, JVPTracer) and o._trace is trace:
             primal_out.append(o._primal)
-            tangent_out.append(_zeros_like(o._primal) if o._tangent is None else o._tangent)
+            tangent_out.append(ops.zeros_like(o._primal) if o._tangent is None else o._tangent)
         else:
             primal_out.append(o)
-            tangent_out.append(_zeros_like(o))
+            tangent_out.append(ops.zeros_like(o))
     return tree_unflatten(out_struct, primal_out), tree_unflatten(out_struct, tangent_out)
 
 
@@ -225,7 +221,7 @@ def jacfwd(f: Callable, argnums: int = 0) -> Callable:
             columns = []
             out_shape = None
             for e in _basis(shape, np.asarray(value).dtype):
-                tangent = [e if j == k else _zeros_like(a) for j, a in enumerate(arg_leaves)]
+                tangent = [e if j == k else ops.zeros_like(a) for j, a in enumerate(arg_leaves)]
                 out, col = jvp(lambda c: f(*rebuild([c])), (chosen[0],),
                                (tree_unflatten(arg_struct, tangent),))
                 out_shape = np.shape(primal_value(out))

@@ -58,8 +58,8 @@ def _job(request: Request, run_id: str):
 @router.get("/api/runs/{run_id}", response_class=StrictJSONResponse)
 def get_run(request: Request, run_id: str) -> StrictJSONResponse:
     """Status, and the whole run record {schema, config, environment, theory, steps}."""
-    job, config = _job(request, run_id)
-    record = request.app.state.manager.full_record(job, config)
+    job = _job(request, run_id)
+    record = job.record()
     return StrictJSONResponse({"id": job.id, "status": job.status, "error": job.error,
                                "steps_recorded": len(job.steps), "record": record})
 
@@ -67,8 +67,8 @@ def get_run(request: Request, run_id: str) -> StrictJSONResponse:
 @router.get("/api/runs/{run_id}/export", response_class=StrictJSONResponse)
 def export_run(request: Request, run_id: str) -> StrictJSONResponse:
     """The run record as a JSON file download."""
-    job, config = _job(request, run_id)
-    record = request.app.state.manager.full_record(job, config)
+    job = _job(request, run_id)
+    record = job.record()
     return StrictJSONResponse(record, headers={
         "content-disposition": f'attachment; filename="backproplab-{job.id}.json"'})
 
@@ -76,8 +76,8 @@ def export_run(request: Request, run_id: str) -> StrictJSONResponse:
 @router.get("/api/runs/{run_id}/report", response_class=HTMLResponse)
 def report_run(request: Request, run_id: str) -> HTMLResponse:
     """A self-contained interactive HTML report of a run (plotly.js embedded)."""
-    job, config = _job(request, run_id)
-    record = request.app.state.manager.full_record(job, config)
+    job = _job(request, run_id)
+    record = job.record()
     if not record["steps"]:
         raise HTTPException(409, "the run has no recorded step yet")
     return HTMLResponse(report_html(record), headers={
