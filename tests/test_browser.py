@@ -192,3 +192,13 @@ def test_depth_500_at_20_frames_per_second_stays_smooth(page, server):
     assert frame_gaps[-1] < 1000  # never frozen
     assert page.evaluate("() => document.getElementById('plot-flow').data[0].x.length") == 501
     assert page.errors == []
+
+
+def test_api_docs_render_offline_under_the_csp(page, server):
+    page.goto(f"{server.url}/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=10000)
+    paths = page.locator(".opblock-summary-path").all_text_contents()
+    assert any("/api/live" in p or "/api/runs" in p for p in paths)
+    hosts = {urlsplit(u).hostname for u in page.requests if not u.startswith("data:")}
+    assert hosts == {"127.0.0.1"}
+    assert page.errors == []

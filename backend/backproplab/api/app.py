@@ -30,6 +30,12 @@ def plotly_js() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
+def swagger_ui_dir() -> Path:
+    import swagger_ui_bundle
+
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     manager = RunManager(settings)
@@ -40,8 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         manager.shutdown()  # cancel every job on shutdown
 
     app = FastAPI(title="backproplab", version=__version__, lifespan=lifespan,
-                  default_response_class=StrictJSONResponse,
+                  default_response_class=StrictJSONResponse, docs_url=None, redoc_url=None,
                   description="A live laboratory for backpropagation.")
+    # the bundled Swagger UI (4.x, offline) reads OpenAPI 3.0 documents
+    app.openapi_version = "3.0.3"
     app.state.settings = settings
     app.state.manager = manager
     for module in (health, info, runs, theory, tape, live):
@@ -71,6 +79,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(plotly_js(), media_type="text/javascript",
                             headers={"cache-control": "public, max-age=86400"})
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> FileResponse:
+        """Swagger UI from the installed swagger-ui-bundle package: works offline."""
+        return FileResponse(static / "docs.html")
+
+    app.mount("/vendor/swagger", StaticFiles(directory=swagger_ui_dir()), name="swagger")
     app.mount("/static", StaticFiles(directory=static), name="static")
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
