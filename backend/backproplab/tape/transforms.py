@@ -24,20 +24,33 @@ from .core import (
 # --- pytrees ------------------------------------------------------------------
 
 
+_CONTAINERS = (list, tuple, dict)
+
+
 def tree_flatten(tree: Any) -> tuple[list, Any]:
     """Leaves in a fixed order, and a structure to rebuild the tree from them."""
-    if isinstance(tree, (list, tuple)):
-        leaves, structs = [], []
-        for item in tree:
-            item_leaves, struct = tree_flatten(item)
-            leaves.extend(item_leaves)
-            structs.append((len(item_leaves), struct))
-        return leaves, (type(tree), structs)
-    if isinstance(tree, dict):
+    leaves: list = []
+    return leaves, _flatten_into(tree, leaves)
+
+
+def _flatten_into(tree: Any, leaves: list) -> Any:
+    kind = type(tree)
+    if kind is dict or isinstance(tree, dict):
         keys = sorted(tree)
-        leaves, struct = tree_flatten([tree[k] for k in keys])
-        return leaves, (dict, (keys, struct))
-    return [tree], None
+        return (dict, (keys, _flatten_into([tree[k] for k in keys], leaves)))
+    if kind is list or kind is tuple or isinstance(tree, (list, tuple)):
+        structs = []
+        for item in tree:
+            if isinstance(item, _CONTAINERS):
+                start = len(leaves)
+                sub = _flatten_into(item, leaves)
+                structs.append((len(leaves) - start, sub))
+            else:  # a leaf: no recursion (the common case, and the hot one)
+                leaves.append(item)
+                structs.append((1, None))
+        return (type(tree), structs)
+    leaves.append(tree)
+    return None
 
 
 def tree_unflatten(struct: Any, leaves: Sequence) -> Any:
@@ -49,7 +62,7 @@ def tree_unflatten(struct: Any, leaves: Sequence) -> Any:
         return dict(zip(keys, tree_unflatten(list_struct, leaves), strict=True))
     out, pos = [], 0
     for count, sub in inner:
-        out.append(tree_unflatten(sub, leaves[pos:pos + count]))
+        out.append(leaves[pos] if sub is None else tree_unflatten(sub, leaves[pos:pos + count]))
         pos += count
     return kind(out)
 
