@@ -21,9 +21,9 @@ def strict_loads(text: str):
 
 
 class ServerThread:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, port: int = 0):
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning",
                                 ws_max_size=settings.max_message_bytes, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -55,5 +55,5 @@ def live_server():
         yield server
 
 
-def make_server(**settings):
-    return ServerThread(Settings(**settings))
+def make_server(port: int = 0, **settings):
+    return ServerThread(Settings(**settings), port=port)

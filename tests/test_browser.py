@@ -202,3 +202,21 @@ def test_api_docs_render_offline_under_the_csp(page, server):
     hosts = {urlsplit(u).hostname for u in page.requests if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}
     assert page.errors == []
+
+
+def test_page_picks_the_run_up_again_after_a_server_restart(browser):
+    first = make_server(max_jobs=2)
+    first.__enter__()
+    port = int(first.url.rsplit(":", 1)[1])
+    page = browser.new_page()
+    try:
+        page.goto(f"{first.url}/#{SMALL}&steps=2000")
+        page.wait_for_function("() => window.backproplab?.state.steps.length > 0")
+        old_run = page.evaluate("() => window.backproplab.state.runId")
+        first.__exit__(None, None, None)
+        with make_server(port=port, max_jobs=2):
+            page.wait_for_function(
+                f"() => {{ const s = window.backproplab.state; return s.runId && "
+                f"s.runId !== '{old_run}' && s.steps.length > 0; }}", timeout=15000)
+    finally:
+        page.close()

@@ -239,7 +239,14 @@ async function downloadReport() {
 
 // --- boot -------------------------------------------------------------------------
 async function boot() {
-  transport = new Transport(onMessage, (s) => { $('conn').textContent = s; });
+  let opened = 0;
+  transport = new Transport(onMessage, (s) => {
+    $('conn').textContent = s;
+    // after a dropped connection (server restart, busy), pick the live run up again
+    if (s === 'connected' && opened++ > 0 && state.source === 'live' && state.schema) {
+      startRun('start');
+    }
+  });
   const [schema, info] = await Promise.all([transport.get('/api/schema/config'),
     transport.get('/api/info')]);
   state.schema = schema;
