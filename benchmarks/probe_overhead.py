@@ -21,6 +21,9 @@ from backproplab.engines.runner import step_record
 from backproplab.model import RecordSpec, RunSpec
 
 CPU_SIZES = [(50, 256, 128)]
+# each timed block runs consecutive steps for at least this long, as training does (a
+# lone step after an idle pause pays for cold caches and sleeping worker threads)
+BLOCK_S = 0.1
 GPU_SIZES = [(100, 1024, 256), (500, 1024, 256)]
 
 
@@ -73,7 +76,7 @@ def sync(device):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=21)
     args = parser.parse_args()
     sizes = GPU_SIZES if args.device == "cuda" else CPU_SIZES
     rows = []
@@ -100,7 +103,7 @@ def main() -> None:
                "engine": lambda: (unprobed(), sync(args.device)),
                "probed": lambda: (probed(), sync(args.device)),
                "hooks+item": lambda: (hooked_torch_step(params, x, y), sync(args.device))}
-        ms = median_ms(fns, repeats=args.repeats)
+        ms = median_ms(fns, repeats=args.repeats, min_time=BLOCK_S)
         rows.append([f"torch/{args.device} ({depth}, {width}, {batch})", ms["plain"],
                      ms["engine"], ms["probed"], ms["hooks+item"],
                      f"{ms['probed'] / ms['plain']:.3f}", f"{ms['hooks+item'] / ms['plain']:.3f}"])
@@ -117,7 +120,8 @@ def main() -> None:
             def tape_plain():
                 engine.train_step(next(counter), probe=False)
 
-            ms = median_ms({"plain": tape_plain, "probed": tape_probed}, repeats=args.repeats)
+            ms = median_ms({"plain": tape_plain, "probed": tape_probed}, repeats=args.repeats,
+                           min_time=BLOCK_S)
             rows.append([f"tape/numpy ({depth}, {width}, {batch})", ms["plain"], ms["plain"],
                          ms["probed"], "-", f"{ms['probed'] / ms['plain']:.3f}", "-"])
     name = torch.cuda.get_device_name() if args.device == "cuda" else machine()

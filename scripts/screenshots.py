@@ -27,7 +27,7 @@ SHOTS = [
     ("spectrum", "activation=tanh&depth=30&init=orthogonal&record.jacobian_every=5",
      "#view-spectrum"),
     ("stepper", "activation=tanh&depth=3", "#view-stepper"),
-    ("overflow", "activation=tanh&depth=100&init=normal&sigma_w=20", None),
+    ("overflow", "activation=tanh&depth=300&init=normal&sigma_w=20", None),
 ]
 
 

@@ -13,7 +13,7 @@ from backproplab.settings import Settings
 from conftest import strict_loads
 
 SMALL = {"depth": 3, "width": 8, "steps": 6, "batch_size": 8}
-OVERFLOW = {"activation": "tanh", "depth": 100, "width": 32, "init": "normal", "sigma_w": 20.0,
+OVERFLOW = {"activation": "tanh", "depth": 300, "width": 32, "init": "normal", "sigma_w": 20.0,
             "dtype": "float32", "steps": 3, "batch_size": 8}
 
 

@@ -110,7 +110,7 @@ def test_delta_norm_is_rms_of_per_example_norms_by_hand():
 @pytest.mark.parametrize("engine", ["numpy", "torch"])
 def test_overflowing_runs_keep_nan_and_inf(engine):
     """Exploding gradients are data: records keep ±Inf/NaN, probes never crash."""
-    spec = RunSpec(engine=engine, activation="tanh", depth=100, width=32, init="normal",
+    spec = RunSpec(engine=engine, activation="tanh", depth=300, width=32, init="normal",
                    sigma_w=20.0, dtype="float32", steps=3, batch_size=8,
                    record=RecordSpec(jacobian_every=1))
     records = list(iter_steps(spec))
@@ -121,3 +121,17 @@ def test_overflowing_runs_keep_nan_and_inf(engine):
         for layer in r["layers"]:
             assert sum(layer["a_hist"]["counts"]) <= 32 * 8
             assert all(c >= 0 for c in layer["delta_log_hist"]["counts"])
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_vanishing_float32_norms_do_not_underflow(engine):
+    """A float32 δ of 1e-30 has a norm of about 1e-30, not 0: its squares underflow,
+    so the norm is retaken scaled. Reference: the same network in float64."""
+    base = RunSpec(engine=engine, activation="sigmoid", depth=60, width=16, init="normal",
+                   sigma_w=1.0, steps=0, batch_size=8, dataset="xor")
+    low = next(iter_steps(base.replace(dtype="float32")))["layers"]
+    high = next(iter_steps(base.replace(dtype="float64")))["layers"]
+    assert min(layer["delta_norm"] for layer in high) < 1e-25  # squares < float32's tiny
+    for a, b in zip(low, high, strict=True):
+        for key in ("delta_norm", "grad_w_norm", "grad_b_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-3), (a["index"], key)

@@ -12,7 +12,7 @@ import websockets
 from conftest import make_server, strict_loads
 
 LONG = {"depth": 4, "width": 16, "steps": 100000, "batch_size": 8}
-OVERFLOW = {"activation": "tanh", "depth": 100, "width": 32, "init": "normal", "sigma_w": 20.0,
+OVERFLOW = {"activation": "tanh", "depth": 300, "width": 32, "init": "normal", "sigma_w": 20.0,
             "dtype": "float32", "steps": 5, "batch_size": 8}
 
 

@@ -2,7 +2,7 @@
 export const PRESETS = {
   'vanishing (sigmoid, depth 30, Xavier)': { activation: 'sigmoid', depth: 30, init: 'xavier_normal',
     sigma_w: 1, sigma_b: 0, residual: false, norm: 'none' },
-  'exploding (tanh, σ_w = 20, depth 100)': { activation: 'tanh', depth: 100, init: 'normal',
+  'exploding (tanh, σ_w = 20, depth 300)': { activation: 'tanh', depth: 300, init: 'normal',
     sigma_w: 20, sigma_b: 0, residual: false, norm: 'none', dtype: 'float32', clip: null },
   'dead ReLUs (large learning rate)': { activation: 'relu', depth: 20, init: 'he_normal',
     sigma_w: 1, lr: 2, optimizer: 'sgd', residual: false, norm: 'none' },

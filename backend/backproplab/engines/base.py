@@ -11,19 +11,17 @@ import numpy as np
 from ..model import batch, init_params
 from ..model.spec import RunSpec
 from ..tape.optim import split_batch
+from . import probes
 from .optim import Optimizer, clip_scale
 
 
 @dataclass
 class Pass:
-    """One forward/backward over a (micro)batch. Probe fields only when probing."""
+    """One forward/backward over a (micro)batch."""
 
     loss: Any
     grads: list  # [∇W(1), ∇b(1), ..., ∇W(L+1), ∇b(L+1)] of the mean loss
     output: Any
-    zs: list | None = None
-    acts: list | None = None
-    z_cotangents: list | None = None  # ∂(mean loss)/∂z(l)
 
 
 @dataclass
@@ -31,17 +29,24 @@ class StepResult:
     loss: Any
     output: Any
     labels: np.ndarray
-    zs: list | None
-    acts: list | None
-    deltas: list | None  # per-example δ(l), once multiplied by delta_scale
+    probe: probes.ProbeData | None
     norms: dict | None  # grad_w, grad_b, weight, update: per-layer norm vectors on the device
-    delta_scale: float = 1.0  # the probes scale what they read, not every δ
+
+    @property
+    def zs(self) -> list | None:
+        return None if self.probe is None else self.probe.zs
+
+    @property
+    def acts(self) -> list | None:
+        return None if self.probe is None else self.probe.acts
 
 
 class Engine:
     """Base: params are a flat list [W(1), b(1), ..., W(L+1), b(L+1)] on the device."""
 
     xp: Any
+    inline_probes = True  # reduce each δ(l) in cache (CPU); False: all layers at once (GPU)
+    probe_view = None  # a zero-copy NumPy view of a host tensor, for the inline reductions
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
@@ -53,7 +58,10 @@ class Engine:
     def to_device(self, array: np.ndarray) -> Any:
         raise NotImplementedError
 
-    def forward_backward(self, x: Any, labels: np.ndarray, targets: Any, probe: bool) -> Pass:
+    def forward_backward(self, x: Any, labels: np.ndarray, targets: Any,
+                         probe: probes.Collector | None) -> Pass:
+        """Loss, gradients and output; with a collector, tell it every z(l), a(l) and
+        δ(l) (and optionally the layer's gradient norms) as they are computed."""
         raise NotImplementedError
 
     def apply(self, updates: list) -> None:
@@ -80,48 +88,54 @@ class Engine:
         spec, xp = self.spec, self.xp
         x, labels, targets = self.make_batch(step)
         n = len(x)
+        n_sub = probes.subsample_size(n, spec.width)
         passes = []
         for xb, lb, tb in split_batch((x, labels, targets), spec.microbatches):
             weight = len(xb) / n  # the mean gradient is the share-weighted mean of parts
-            p = self.forward_backward(self.to_device(xb), lb, self.to_device(tb), probe)
-            passes.append((weight, len(xb), p))
+            collector = probes.make_collector(xp, spec.depth, n_sub, self.inline_probes,
+                                              self.probe_view) if probe else None
+            p = self.forward_backward(self.to_device(xb), lb, self.to_device(tb), collector)
+            passes.append((weight, len(xb), p, collector.finish() if probe else None))
         if len(passes) == 1:
             loss, grads = passes[0][2].loss, passes[0][2].grads
+            output = passes[0][2].output
         else:
-            loss = sum(w * p.loss for w, _, p in passes)
-            grads = [sum(w * p.grads[i] for w, _, p in passes)
+            loss = sum(w * p.loss for w, _, p, _ in passes)
+            grads = [sum(w * p.grads[i] for w, _, p, _ in passes)
                      for i in range(len(passes[0][2].grads))]
-        output = passes[0][2].output if len(passes) == 1 else \
-            xp.concat([p.output for _, _, p in passes], 0)
-        grad_norms = xp.norms(grads) if (probe or spec.clip is not None) else None
+            output = xp.concat([p.output for _, _, p, _ in passes], 0)
+        inline = passes[0][3].param_norms if probe and len(passes) == 1 else None
+        grad_norms, weight_norms = None, None
+        if inline is not None:  # taken in cache by the engine during its backward pass
+            grad_norms = xp.stack([inline["grad_w"], inline["grad_b"]], 1).reshape(-1)
+            weight_norms = inline["weight"]
+        elif probe or spec.clip is not None:
+            grad_norms = xp.norms(grads)
         scale = None
         if spec.clip is not None:
             scale, _ = clip_scale(xp, grad_norms, spec.clip)
             grads = xp.scaled(grads, scale)
-        updates = self.optimizer.updates(xp, grads) if update else None
-        norms = None
-        if probe:
-            weight_norms = xp.norms(self.weights)
-            if updates is None:
-                update_norms = 0.0 * weight_norms
-            elif spec.optimizer == "sgd":  # ΔW = −lr·(clip scale)·∇W: no pass over ΔW needed
+        update_norms = None
+        if update and spec.optimizer == "sgd":  # ΔW = −lr·(clip scale)·∇W, applied in place
+            if probe:
                 update_norms = spec.lr * grad_norms[0::2] * (1.0 if scale is None else scale)
-            else:
+            if probe and weight_norms is None:
+                weight_norms = xp.norms(self.weights)  # before the update
+            xp.axpy_(self.params, grads, -spec.lr)
+        elif update:
+            updates = self.optimizer.updates(xp, grads)
+            if probe:
                 update_norms = xp.norms(updates[0::2])
-            norms = {"grad_w": grad_norms[0::2], "grad_b": grad_norms[1::2],
-                     "weight": weight_norms, "update": update_norms}
-        if updates is not None:
+                if weight_norms is None:
+                    weight_norms = xp.norms(self.weights)
             self.apply(updates)
         if not probe:
-            return StepResult(loss, output, labels, None, None, None, None)
-        layers = range(len(passes[0][2].zs))
-        # δ(l) of each example's own loss: the mean-loss cotangent times the part size
-        if len(passes) == 1:
-            p, size = passes[0][2], passes[0][1]
-            return StepResult(loss, output, labels, p.zs, p.acts, p.z_cotangents, norms,
-                              delta_scale=float(size))
-        deltas = [xp.concat([p.z_cotangents[i] * size for _, size, p in passes], 0)
-                  for i in layers]
-        zs = [xp.concat([p.zs[i] for _, _, p in passes], 0) for i in layers]
-        acts = [xp.concat([p.acts[i] for _, _, p in passes], 0) for i in layers]
-        return StepResult(loss, output, labels, zs, acts, deltas, norms)
+            return StepResult(loss, output, labels, None, None)
+        if weight_norms is None:
+            weight_norms = xp.norms(self.weights)
+        if update_norms is None:
+            update_norms = 0.0 * weight_norms
+        norms = {"grad_w": grad_norms[0::2], "grad_b": grad_norms[1::2],
+                 "weight": weight_norms, "update": update_norms}
+        data = probes.combine(xp, [(size, part) for _, size, _, part in passes], n)
+        return StepResult(loss, output, labels, data, norms)

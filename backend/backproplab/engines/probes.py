@@ -1,95 +1,443 @@
-"""Per-layer probes, computed where the tensors live (GPU or host) and reduced
-to small summaries before they leave: batched reductions over all hidden layers
-at once, no host sync per layer, and a handful of small transfers per recorded
-step (the scalar table, the histograms, the δ samples).
+"""Per-layer probes, gathered where the tensors live and reduced to small
+summaries before they leave the device.
+
+Exact over the whole batch: ‖δ(l)‖ (RMS of per-example norms), dead units (no
+error signal through the unit for any example), gradient and weight norms. Over
+the first `subsample_size` examples (the data are drawn at random, so an unbiased
+subsample): moments, saturation, histograms and δ samples.
+
+Two ways to gather the exact statistics, with the same results:
+- inline (CPU): an engine hands each δ(l) to a `Collector` the moment it exists,
+  and the collector reduces it while it is still in cache (a few µs per layer);
+- batched (GPU): the collector keeps the δ(l) and reduces all layers at once at
+  the end, a handful of kernel launches and no host sync per layer.
 
 A record's size depends on depth and bins, never on width or batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from ..model.activations import MAX_DERIVATIVE, derivative
 
-# moments, saturation, histograms and δ samples use the first examples of the batch
-# (drawn at random, so an unbiased subsample): enough for ~SUBSAMPLE_VALUES values per
-# layer, between 8 and 32 examples, so their cost does not grow with width or batch
-SUBSAMPLE_VALUES = 4096
+SUBSAMPLE_VALUES = 2048  # values per layer for moments, saturation and histograms
 HIST_EXAMPLES = 32
-
-
-def subsample_size(batch: int, width: int) -> int:
-    return min(batch, max(8, min(HIST_EXAMPLES, -(-SUBSAMPLE_VALUES // max(width, 1)))))
-SATURATION = 0.05  # φ'(z) below 5% of its maximum counts as saturated
+SATURATION = 0.05  # φ'(u) below 5% of its maximum counts as saturated
+LAYERNORM_EPS = 1e-5
 
 SCALAR_KEYS = ("z_mean", "z_std", "a_mean", "a_std", "saturated_frac", "dead_frac",
                "delta_norm", "grad_w_norm", "grad_b_norm", "weight_norm", "update_ratio")
 
 
+def subsample_size(batch: int, width: int) -> int:
+    """Examples in the subsample: ~SUBSAMPLE_VALUES values per layer, 8 to 32 examples."""
+    return min(batch, max(8, min(HIST_EXAMPLES, -(-SUBSAMPLE_VALUES // max(width, 1)))))
+
+
 @dataclass
-class StepTensors:
-    """What one training step leaves behind, per layer (hidden layers, then output).
+class PartProbe:
+    """What one forward/backward over a (micro)batch part leaves for the probes.
 
-    deltas are per-example δ(l) = ∂ℓ_n/∂z(l) for the example's own loss ℓ_n; norms
-    holds per-layer vectors grad_w, grad_b, weight (before the update) and update.
-    """
+    Hidden layers are stacked (L, n, W); the output layer is kept apart. D and d_out
+    are cotangents of the part's mean loss; norms are their Frobenius norms (float64,
+    one per layer, output last). param_norms, when the engine took them inline:
+    {"grad_w", "grad_b", "weight"} float64 vectors of the part's gradients."""
 
-    zs: list
-    acts: list
-    deltas: list
-    norms: dict
-    delta_scale: float = 1.0  # δ(l) = delta_scale · deltas[l]
+    Z: Any
+    A: Any
+    D: Any
+    z_out: Any
+    d_out: Any
+    norms: Any
+    alive_hidden: Any  # (L, W) bool: some example has δ ≠ 0 through the unit
+    alive_out: Any  # (out,) bool
+    param_norms: dict | None = None
 
 
-def _moments(xp, x):
-    # over examples and units: (L, N, W) -> (L,)
-    mean = xp.mean(xp.mean(x, 2), 1)
+@dataclass
+class ProbeData:
+    """The probe inputs of one whole step: first-n subsamples of z, a and the
+    per-example δ, exact δ norms (RMS over the batch) and alive-unit counts."""
+
+    Z: Any
+    A: Any
+    D: Any
+    z_out: Any
+    d_out: Any
+    delta_norm: Any  # (L+1,) float64
+    alive: Any  # (L+1,) float64
+
+    @property
+    def zs(self) -> list:
+        """z(l) rows per layer, input side first, output last (row 0 is example 0)."""
+        return [self.Z[i] for i in range(self.Z.shape[0])] + [self.z_out]
+
+    @property
+    def acts(self) -> list:
+        return [self.A[i] for i in range(self.A.shape[0])] + [self.z_out]
+
+
+class Collector:
+    """Gathers one part's probes while an engine runs its forward and backward.
+
+    forward(l, z, a) as each layer is computed; backward(l, g) with the mean-loss
+    cotangent at z(l) as soon as it is final; params(l, gW, gb, W) optionally, right
+    after the layer's gradients, for norms taken in cache. Layers are 0..L, L the
+    output."""
+
+    def __init__(self, xp: Any, depth: int, n_sub: int, inline: bool,
+                 view: Callable[[Any], Any] | None = None):
+        """view: for tensors in host memory, a zero-copy NumPy view of one; the
+        inline reductions then run in NumPy (a few µs less per call than torch)."""
+        from .xp import NumpyXP
+
+        self.xp, self.n, self.inline = xp, n_sub, inline
+        self.view = view if inline else None
+        self.hx = NumpyXP if self.view is not None else xp  # what the inline work runs on
+        layers = depth + 1
+        self.z: list = [None] * layers
+        self.a: list = [None] * layers
+        self.d: list = [None] * layers
+        self.dnorm: list = [0.0] * layers
+        self.alive: list = [None] * layers
+        self.pnorms: list = [None] * layers
+
+    def _host(self, x: Any) -> Any:
+        return x if self.view is None else self.view(x)
+
+    def forward(self, index: int, z: Any, a: Any) -> None:
+        """The first rows of z(l) and a(l): copied when inline (so the engine can free
+        the whole tensors as usual), views when batched (no extra kernel per layer)."""
+        self.z[index] = self.hx.rows(self._host(z), self.n, copy=self.inline)
+        self.a[index] = self.hx.rows(self._host(a), self.n, copy=self.inline)
+
+    def backward(self, index: int, g: Any) -> None:
+        if self.inline:
+            hx, g = self.hx, self._host(g)
+            self.dnorm[index] = hx.safe_norm(g)
+            self.alive[index] = hx.alive_units(g)
+            # a copy of the first rows: holding on to the whole δ(l) until the end of
+            # the step costs more (the allocator cannot reuse its memory) than copying
+            self.d[index] = hx.rows(g, self.n, copy=True)
+        else:
+            self.d[index] = g
+
+    def params(self, index: int, gW: Any, gb: Any, W: Any) -> None:
+        if self.inline:
+            hx = self.hx
+            self.pnorms[index] = tuple(hx.safe_norm(self._host(t)) for t in (gW, gb, W))
+
+    def finish(self) -> PartProbe:
+        xp = self.hx
+        hidden = len(self.z) - 1
+        for i, d in enumerate(self.d):
+            if d is None:  # no cotangent reached z(l): the loss does not depend on it
+                self.d[i] = 0.0 * self.z[i]
+                self.alive[i] = xp.alive_units(self.d[i])
+        Z, A = xp.stack(self.z[:hidden]), xp.stack(self.a[:hidden])
+        like = Z
+        if self.inline:
+            D = xp.stack(self.d[:hidden])
+            norms = xp.from_host(self.dnorm, like)
+            alive_hidden = xp.stack(self.alive[:hidden])
+            alive_out = self.alive[hidden]
+            d_out = self.d[hidden]
+        else:
+            full = xp.stack(self.d[:hidden])
+            d_out_full = self.d[hidden]
+            norms = xp.concat([xp.stacked_norms(full), xp.norms([d_out_full])])
+            alive_hidden = xp.stacked_alive(full)
+            alive_out = xp.alive_units(d_out_full)
+            D, d_out = full[:, :self.n], xp.rows(d_out_full, self.n, copy=False)
+        param_norms = None
+        if all(p is not None for p in self.pnorms):
+            columns = list(zip(*self.pnorms, strict=True))
+            param_norms = {key: xp.from_host(list(col), like)
+                           for key, col in zip(("grad_w", "grad_b", "weight"), columns,
+                                               strict=True)}
+        part = PartProbe(Z, A, D, self.z[hidden], d_out, norms, alive_hidden, alive_out,
+                         param_norms)
+        if self.view is not None:  # back to the engine's arrays (zero-copy)
+            back = self.xp.from_numpy
+            part = PartProbe(*(back(getattr(part, f)) for f in
+                               ("Z", "A", "D", "z_out", "d_out", "norms", "alive_hidden",
+                                "alive_out")),
+                             None if param_norms is None else
+                             {k: back(v) for k, v in param_norms.items()})
+        return part
+
+
+class HostCollector:
+    """The inline collector for arrays in host memory, in NumPy with as little Python
+    per layer as possible (it runs 2·depth times per recorded step): first rows go
+    straight into preallocated stacks, norms are one BLAS dot each."""
+
+    def __init__(self, depth: int, n_sub: int, view: Callable[[Any], Any] | None,
+                 back: Callable[[Any], Any] | None):
+        self.depth, self.n = depth, n_sub
+        self.view = view or np.asarray
+        self.back = back
+        layers = depth + 1
+        self.stacks: tuple | None = None  # Z, A, D (L, n, W) for the hidden layers
+        self.out: list = [None, None, None]  # z, a, δ rows of the output layer
+        self.dnorm = np.zeros(layers)
+        self.alive: list = [None] * layers
+        self.pnorms = np.full((layers, 2), np.nan)  # ‖∇W‖, ‖W‖
+        self.biases: list = [None] * layers  # ∇b, reduced all at once at the end
+        self.window = (0.0, math.inf)
+
+    def _stacks(self, x) -> tuple:
+        if self.stacks is None:
+            rows = min(self.n, x.shape[0])
+            self.stacks = tuple(np.empty((self.depth, rows, x.shape[1]), x.dtype)
+                                for _ in range(3))
+            self.window = norm_window_of(x.dtype)
+        return self.stacks
+
+    def forward(self, index: int, z: Any, a: Any) -> None:
+        z, a = self.view(z), self.view(a)
+        if index == self.depth:
+            self.out[0], self.out[1] = z[:self.n].copy(), a[:self.n].copy()
+            return
+        Z, A, _ = self._stacks(z)
+        Z[index] = z[:Z.shape[1]]
+        A[index] = a[:A.shape[1]]
+
+    def _norm(self, x) -> float:
+        flat = x.reshape(-1)
+        sq = float(np.dot(flat, flat))
+        lo, hi = self.window
+        return math.sqrt(sq) if lo < sq < hi else _host_safe_norm(x)
+
+    def backward(self, index: int, g: Any) -> None:
+        g = self.view(g)
+        if self.stacks is None:
+            self.window = norm_window_of(g.dtype)
+        self.dnorm[index] = self._norm(g)
+        self.alive[index] = g.any(0)
+        if index == self.depth:
+            self.out[2] = g[:self.n].copy()
+        else:
+            D = self._stacks(g)[2]
+            D[index] = g[:D.shape[1]]
+
+    def params(self, index: int, gW: Any, gb: Any, W: Any) -> None:
+        self.pnorms[index, 0] = self._norm(self.view(gW))
+        self.pnorms[index, 1] = self._norm(self.view(W))
+        self.biases[index] = self.view(gb)
+
+    def finish(self) -> PartProbe:
+        Z, A, D = self._stacks(self.out[0])
+        for i, alive in enumerate(self.alive):
+            if alive is None:  # no cotangent reached z(l): the loss does not depend on it
+                self.alive[i] = np.zeros(Z.shape[2] if i < self.depth else
+                                         self.out[0].shape[1], dtype=bool)
+                if i < self.depth:
+                    D[i] = 0
+                else:
+                    self.out[2] = np.zeros_like(self.out[0])
+        param_norms = None
+        if not np.isnan(self.pnorms).any() and all(b is not None for b in self.biases):
+            bias = np.array([_host_safe_norm(b) for b in self.biases])
+            param_norms = {"grad_w": self.pnorms[:, 0].copy(), "grad_b": bias,
+                           "weight": self.pnorms[:, 1].copy()}
+        part = PartProbe(Z, A, D, self.out[0], self.out[2], self.dnorm,
+                         np.stack(self.alive[:self.depth]), self.alive[self.depth], param_norms)
+        if self.back is not None:  # back to the engine's arrays (zero-copy)
+            back = self.back
+            part = PartProbe(*(back(getattr(part, f)) for f in
+                               ("Z", "A", "D", "z_out", "d_out", "norms", "alive_hidden",
+                                "alive_out")),
+                             None if param_norms is None else
+                             {k: back(v) for k, v in param_norms.items()})
+        return part
+
+
+def make_collector(xp: Any, depth: int, n_sub: int, inline: bool,
+                   view: Callable[[Any], Any] | None = None) -> Collector | HostCollector:
+    """HostCollector for host arrays reduced inline, Collector otherwise."""
+    from .xp import NumpyXP
+
+    if inline and xp is NumpyXP:
+        return HostCollector(depth, n_sub, None, None)
+    if inline and view is not None:
+        return HostCollector(depth, n_sub, view, xp.from_numpy)
+    return Collector(xp, depth, n_sub, inline)
+
+
+def _host_safe_norm(x) -> float:
+    from .xp import NumpyXP
+
+    return NumpyXP.safe_norm(np.asarray(x))
+
+
+def norm_window_of(dtype) -> tuple[float, float]:
+    from .xp import norm_window
+
+    return norm_window(np.dtype(dtype))
+
+
+def combine(xp: Any, parts: list[tuple[int, PartProbe]], batch: int) -> ProbeData:
+    """The step's probe data from its parts (size, probe): per-example δ(l) is the
+    part's mean-loss cotangent times the part size; subsamples are the first rows."""
+    if len(parts) == 1:
+        size, p = parts[0]
+        scale = float(size)
+        return ProbeData(p.Z, p.A, p.D * scale, p.z_out, p.d_out * scale,
+                         p.norms * (scale / math.sqrt(batch)),
+                         _alive_counts(xp, p.alive_hidden, p.alive_out))
+    probes = [p for _, p in parts]
+    n = max(p.Z.shape[1] for p in probes)  # the subsample size each part was asked for
+
+    def first_rows(arrays: list, axis: int) -> Any:
+        joined = xp.concat(arrays, axis)
+        return joined[:, :n] if axis == 1 else joined[:n]
+
+    squares = sum((float(size) * p.norms) ** 2 for size, p in parts)
+    alive_hidden, alive_out = probes[0].alive_hidden, probes[0].alive_out
+    for p in probes[1:]:
+        alive_hidden = alive_hidden | p.alive_hidden
+        alive_out = alive_out | p.alive_out
+    return ProbeData(first_rows([p.Z for p in probes], 1), first_rows([p.A for p in probes], 1),
+                     first_rows([p.D * float(size) for size, p in parts], 1),
+                     first_rows([p.z_out for p in probes], 0),
+                     first_rows([p.d_out * float(size) for size, p in parts], 0),
+                     xp.sqrt(squares / batch), _alive_counts(xp, alive_hidden, alive_out))
+
+
+def _alive_counts(xp: Any, alive_hidden: Any, alive_out: Any) -> Any:
+    counts = xp.concat([xp.sum(alive_hidden, 1), xp.sum(alive_out, 0)[None]])
+    return xp.to_float(counts)
+
+
+def _moments(xp, x, host):
+    # over examples and units: (L, N, W) -> (L,), in the data's own precision
+    mean = xp.mean(x, (1, 2))
     centred = x - mean[:, None, None]
-    return mean, xp.sqrt(xp.mean(xp.mean(centred * centred, 2), 1))
+    if host:  # one pass for the sum of squares, no temporary
+        return mean, np.sqrt(np.einsum("lij,lij->l", centred, centred) / max(centred[0].size, 1))
+    return mean, xp.sqrt(xp.mean(centred * centred, (1, 2)))
 
 
-def _histograms(xp, values, valid, bins):
-    """Per-layer histograms of values (L, M) over entries where `valid`.
+def _histograms(xp, values, bins, host):
+    """Per-layer histograms of the finite entries of values (L, M): lo (L,), hi (L,),
+    counts (L, bins), bin edges uniform on [lo, hi], the largest value in the last bin;
+    and True when every value was known finite (only said on the host).
 
-    Returns lo (L,), hi (L,), counts (L, bins). Bin edges are uniform on [lo, hi].
-    """
+    On the host, the usual case (every value finite) skips the masking; on a device
+    the same arithmetic runs without a branch (no host sync)."""
+    layers = values.shape[0]
+    if host and values.size and bool(np.isfinite(values).all()):
+        lo, hi = values.min(1), values.max(1)
+        scale = bins / np.maximum(hi - lo, 1e-12)
+        if np.isfinite(scale).all() and np.isfinite(hi - lo).all():
+            pos = values - lo[:, None]
+            pos *= scale[:, None]
+            idx = pos.astype(np.int32)  # pos >= 0: truncation is floor
+            np.minimum(idx, bins - 1, out=idx)
+            idx += (np.arange(layers, dtype=np.int32) * (bins + 1))[:, None]
+            counts = np.bincount(idx.ravel(), minlength=layers * (bins + 1))
+            return lo, hi, counts.reshape(layers, bins + 1)[:, :bins], True
+    valid = xp.isfinite(values)
     big = 3.0e38
     lo = xp.amin(xp.where(valid, values, big), 1)
     hi = xp.amax(xp.where(valid, values, -big), 1)
     empty = lo > hi
     lo = xp.where(empty, 0.0 * lo, lo)
     hi = xp.where(empty, 0.0 * hi, hi)
-    span = xp.maximum(hi - lo, 1e-12)
-    pos = xp.floor((values - lo[:, None]) / span[:, None] * bins)
-    # invalid entries (and any position that is not finite) go to the overflow bin
-    idx = xp.clamp(xp.where(valid & xp.isfinite(pos), pos, float(bins)), 0, bins)
-    layers = values.shape[0]
+    scale = bins / xp.maximum(hi - lo, 1e-12)
+    pos = xp.clamp(xp.floor((values - lo[:, None]) * scale[:, None]), 0, bins - 1)
+    # invalid entries (and any position that is not finite) go to an overflow bin, cut off
+    idx = xp.where(valid & xp.isfinite(pos), pos, float(bins))
     flat = xp.to_int(idx) + xp.arange(layers, values)[:, None] * (bins + 1)
     counts = xp.bincount(flat, layers * (bins + 1))
-    counts = counts.reshape(layers, bins + 1)[:, :bins]
-    return lo, hi, counts
+    return lo, hi, counts.reshape(layers, bins + 1)[:, :bins], False
 
 
-def _group_stats(xp, activation, Z, A, D, bins, sample_units, delta_norm, dead):
+@functools.cache
+def saturation_rule(activation: str) -> tuple[float, float]:
+    """(c_lo, c_hi) with φ'(u) < 5% of max φ'  ⇔  u ≤ c_lo or u ≥ c_hi (±inf: no such
+    side). Found once from φ' itself (a scan, then bisection at each switch), so the
+    probes compare instead of evaluating tanh, erf or exp on every value."""
+    from .xp import NumpyXP
+
+    limit = SATURATION * MAX_DERIVATIVE[activation]
+
+    def saturated(u):
+        return np.asarray(derivative(activation, np.asarray(u, dtype=np.float64), NumpyXP)
+                          < limit)
+
+    grid = np.linspace(-60.0, 60.0, 120_001)
+    mask = saturated(grid)
+    switches = np.flatnonzero(mask[1:] != mask[:-1])
+    if len(switches) > 2 or (len(switches) == 2 and not mask[0]) or \
+            (len(switches) == 1 and mask[0] == mask[-1]):
+        raise ValueError(f"saturation of {activation!r} is not one- or two-sided")
+
+    def edge(i):  # bisect between grid[i] and grid[i+1]: the last saturated point
+        a, b = grid[i], grid[i + 1]
+        inside_left = bool(mask[i])
+        for _ in range(80):
+            m = 0.5 * (a + b)
+            if bool(saturated(m)) == inside_left:
+                a = m
+            else:
+                b = m
+        return a if inside_left else b
+
+    c_lo, c_hi = -math.inf, math.inf
+    for i in switches:
+        if mask[i]:
+            c_lo = float(edge(i))
+        else:
+            c_hi = float(edge(i))
+    if not switches.size and mask[0]:
+        c_lo = math.inf  # saturated everywhere (no activation here is)
+    return c_lo, c_hi
+
+
+def _saturated(xp, activation, u):
+    c_lo, c_hi = saturation_rule(activation)
+    if c_lo == -math.inf and c_hi == math.inf:
+        return 0.0 * xp.mean(u, (1, 2))
+    mask = None
+    if c_lo > -math.inf:
+        mask = u <= c_lo
+    if c_hi < math.inf:
+        mask = (u >= c_hi) if mask is None else (mask | (u >= c_hi))
+    return xp.mean(xp.as_dtype(mask, u), (1, 2))
+
+
+def _layernorm(xp, z):
+    centred = z - xp.mean(z, 2)[:, :, None]
+    return centred / xp.sqrt(xp.mean(centred * centred, 2)[:, :, None] + LAYERNORM_EPS)
+
+
+def _group_stats(xp, activation, norm, Z, A, D, bins, sample_units, delta_norm, dead, host):
     """Statistics for a group of equally shaped layers, from the subsample stacked
     as (L, n, W); delta_norm and dead come from the full batch."""
-    z_mean, z_std = _moments(xp, Z)
-    a_mean, a_std = _moments(xp, A)
-    d = derivative(activation, Z, xp)
-    saturated = xp.mean(xp.mean(xp.to_float(d < SATURATION * MAX_DERIVATIVE[activation]), 2), 1)
+    z_mean, z_std = _moments(xp, Z, host)
+    a_mean, a_std = _moments(xp, A, host)
+    u = _layernorm(xp, Z) if norm == "layernorm" and activation != "linear" else Z
+    saturated = _saturated(xp, activation, u)
     layers = Z.shape[0]
-    a_vals = xp.to_single(A.reshape(layers, -1))
-    a_lo, a_hi, a_counts = _histograms(xp, a_vals, xp.isfinite(a_vals), bins)
+    a_lo, a_hi, a_counts, _ = _histograms(xp, xp.to_single(A.reshape(layers, -1)), bins,
+                                          host)
     d_abs = xp.abs(xp.to_single(D.reshape(layers, -1)))
-    d_valid = xp.isfinite(d_abs) & (d_abs > 0)
-    d_log = xp.log10(xp.where(d_valid, d_abs, 1.0))
-    d_lo, d_hi, d_counts = _histograms(xp, d_log, d_valid, bins)
-    d_zero = xp.sum(xp.to_float(d_abs == 0), 1)
-    d_nonfinite = xp.sum(xp.to_float(~xp.isfinite(d_abs)), 1)
+    # log10|δ|: zeros become -inf and, like ±inf and NaN, stay out of the histogram
+    d_lo, d_hi, d_counts, all_finite = _histograms(xp, xp.log10(d_abs), bins, host)
+    if all_finite:  # no zero and no ±inf/NaN among the δ
+        d_zero = d_nonfinite = np.zeros(layers)
+    else:
+        d_zero = xp.sum(d_abs == 0, 1)
+        d_nonfinite = xp.sum(~xp.isfinite(d_abs), 1)
     sample = D[:, 0, :][:, sample_units[: D.shape[2]]] if D.shape[1] else D[:, 0, :0]
     scalars = xp.stack([xp.to_float(v) for v in (z_mean, z_std, a_mean, a_std, saturated,
                                                    dead, delta_norm)], 1)
@@ -99,38 +447,46 @@ def _group_stats(xp, activation, Z, A, D, bins, sample_units, delta_norm, dead):
     return scalars, hist, xp.to_float(sample)
 
 
-def compute(xp: Any, t: StepTensors, activation: str, bins: int, delta_samples: int,
-            seed: int) -> dict[str, np.ndarray]:
+def compute(xp: Any, data: ProbeData, norms: dict, activation: str, norm: str, bins: int,
+            delta_samples: int, seed: int, host: bool | None = None) -> dict[str, np.ndarray]:
     """Per-layer statistics as host arrays, keyed as in the record's layers.
 
-    Exact over the whole batch: ‖δ(l)‖ (RMS of per-example norms), dead units (no
-    error signal through the unit for any example: for ReLU exactly φ'(z) = 0 on the
-    whole batch), gradient and weight norms. Over a fixed subsample of the first
-    `subsample_size` examples: moments, saturation, histograms and δ samples, so that
-    probing costs a few passes over the data whatever the width and batch."""
-    width = t.zs[0].shape[1]
+    Data in host memory (NumPy, torch on the CPU) are reduced with NumPy, which has
+    far less per-call overhead than torch at these sizes; data on a device are reduced
+    there, then three transfers per recorded step (scalars, histograms, δ samples).
+    `host=False` forces the device code (tests run it on the CPU)."""
+    from .xp import NumpyXP
+
+    if host is None:
+        host = xp.host_resident(data.Z)
+    if host and xp is not NumpyXP:
+        data = ProbeData(*(xp.as_numpy(getattr(data, f.name)) for f in fields(ProbeData)))
+        norms = {key: xp.as_numpy(v) for key, v in norms.items()}
+        xp = NumpyXP
+    with np.errstate(all="ignore"):
+        return _compute(xp, data, norms, activation, norm, bins, delta_samples, seed, host)
+
+
+def _compute(xp, data, norms, activation, norm, bins, delta_samples, seed, host):
+    width = data.Z.shape[2]
     units = np.random.default_rng([seed, 0x5A4D]).permutation(width)[:delta_samples]
-    hidden = len(t.zs) - 1
-    batch = t.zs[0].shape[0]
-    n_sub = subsample_size(batch, width)
-    delta_sq, alive = xp.delta_stats(t.deltas)  # per layer: Σ‖δ_n‖², units with δ ≠ 0
-    delta_norm_all = xp.sqrt(delta_sq / batch) * t.delta_scale
-    groups = [(activation, slice(0, hidden)), ("linear", slice(hidden, hidden + 1))]
+    hidden = data.Z.shape[0]
+    dead = xp.concat([1.0 - data.alive[:hidden] / width,
+                      1.0 - data.alive[hidden:] / data.z_out.shape[1]])
+    out_units = np.arange(min(delta_samples, data.z_out.shape[1]))
+    groups = [(activation, data.Z, data.A, data.D, units, slice(0, hidden)),
+              ("linear", data.z_out[None], data.z_out[None], data.d_out[None], out_units,
+               slice(hidden, hidden + 1))]
     scalars, hists, samples = [], [], []
-    for act, sl in groups:
-        Z, A, D = (xp.stack([x[:n_sub] for x in seq[sl]]) for seq in (t.zs, t.acts, t.deltas))
-        if t.delta_scale != 1.0:
-            D = D * t.delta_scale
-        dead = 1.0 - alive[sl] / Z.shape[2]
-        out_units = np.arange(min(delta_samples, Z.shape[2])) if act == "linear" else units
-        s, h, smp = _group_stats(xp, act, Z, A, D, bins, xp.index(out_units, Z),
-                                 delta_norm_all[sl], dead)
+    for act, Z, A, D, unit_ids, sl in groups:
+        s, h, smp = _group_stats(xp, act, norm, Z, A, D, bins, xp.index(unit_ids, Z),
+                                 data.delta_norm[sl], dead[sl], host)
         scalars.append(s)
         hists.append(h)
         samples.append(smp)
-    n = t.norms
-    norms = xp.stack([n["grad_w"], n["grad_b"], n["weight"], n["update"] / n["weight"]], 1)
-    table = xp.host(xp.concat([xp.concat(scalars, 0), norms], 1))
+    n = norms
+    table_cols = xp.stack([n["grad_w"], n["grad_b"], n["weight"], n["update"] / n["weight"]], 1)
+    table = xp.host(xp.concat([xp.concat(scalars, 0), table_cols], 1))
     hist = xp.host(xp.concat(hists, 0))
     sample_rows = [xp.host(s) for s in samples]
     out = {key: table[:, i] for i, key in enumerate(SCALAR_KEYS)}

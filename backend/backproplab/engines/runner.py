@@ -68,32 +68,31 @@ def _float(x: Any) -> float:
     return float(x)
 
 
-def _hist(counts, lo, hi) -> dict:
-    return {"lo": float(lo), "hi": float(hi), "counts": [int(c) for c in counts]}
-
-
 def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
                 jacobian: bool) -> dict[str, Any]:
     """The record of one step: {step, loss, accuracy, time_s, layers[, jacobian_sv]}."""
     spec, xp = engine.spec, engine.xp
-    stats = probes.compute(xp, probes.StepTensors(result.zs, result.acts, result.deltas,
-                                                  result.norms, result.delta_scale),
-                           spec.activation,
+    stats = probes.compute(xp, result.probe, result.norms, spec.activation, spec.norm,
                            spec.record.hist_bins, spec.record.delta_samples, spec.seed)
     accuracy = None
     if spec.dataset != "gaussian" or spec.loss == "cross_entropy":
         predicted = np.argmax(xp.host(result.output), axis=1)
         accuracy = float(np.mean(predicted == result.labels))
+    # whole columns to Python at once (tolist), not value by value
+    table = np.stack([stats[key] for key in probes.SCALAR_KEYS], 1).tolist()
+    a_counts, a_lo, a_hi = stats["a_hist"]
+    d_counts, d_lo, d_hi, d_zero, d_nonfinite = stats["delta_log_hist"]
+    a_counts, d_counts = a_counts.astype(np.int64).tolist(), d_counts.astype(np.int64).tolist()
+    a_lo, a_hi, d_lo, d_hi = (v.tolist() for v in (a_lo, a_hi, d_lo, d_hi))
+    d_zero, d_nonfinite = d_zero.astype(np.int64).tolist(), d_nonfinite.astype(np.int64).tolist()
     layers = []
     for i in range(spec.depth + 1):
-        a_counts, a_lo, a_hi = (v[i] for v in stats["a_hist"])
-        d_counts, d_lo, d_hi, d_zero, d_nonfinite = (v[i] for v in stats["delta_log_hist"])
         layer = {"index": i, "kind": "hidden" if i < spec.depth else "output"}
-        layer.update({key: _float(stats[key][i]) for key in probes.SCALAR_KEYS})
-        layer["a_hist"] = _hist(a_counts, a_lo, a_hi)
-        layer["delta_log_hist"] = {**_hist(d_counts, d_lo, d_hi), "zero": int(d_zero),
-                                   "nonfinite": int(d_nonfinite)}
-        layer["delta_sample"] = [float(v) for v in stats["delta_sample"][i]]
+        layer.update(zip(probes.SCALAR_KEYS, table[i], strict=True))
+        layer["a_hist"] = {"lo": a_lo[i], "hi": a_hi[i], "counts": a_counts[i]}
+        layer["delta_log_hist"] = {"lo": d_lo[i], "hi": d_hi[i], "counts": d_counts[i],
+                                   "zero": d_zero[i], "nonfinite": d_nonfinite[i]}
+        layer["delta_sample"] = np.asarray(stats["delta_sample"][i], dtype=np.float64).tolist()
         layers.append(layer)
     record = {"step": step, "loss": _float(xp.host(result.loss)), "accuracy": accuracy,
               "time_s": elapsed, "layers": layers}

@@ -1,8 +1,11 @@
-"""The training step on PyTorch, CPU or CUDA.
+"""The training step on PyTorch, CPU or CUDA, with a backward pass of its own.
 
-δ(l) comes from the same autograd call that computes the parameter gradients
-(`torch.autograd.grad(loss, params + zs)`): no hooks and no host sync per
-layer; the probes then reduce all hidden layers in a few batched kernels.
+The network is a plain stack of layers, so its backward is a short loop over them
+(the same fused kernels autograd would launch: addmm, mm, tanh_backward, ...).
+Owning the loop is what makes the probes nearly free: each δ(l) and each layer's
+gradient is in hand, in cache, the moment it exists (CPU: reduced right there;
+GPU: kept and reduced for all layers at once, with no host sync per layer).
+Tests check it against torch.autograd in float64 and against the NumPy tape.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ class TorchEngine(Engine):
         self.xp = TorchXP(torch)
         super().__init__(spec)
         self._act = _torch_activation(torch, spec.activation)
+        self._act_backward = _torch_activation_backward(torch, spec.activation)
+        self.inline_probes = self.device.type != "cuda"
+        if self.device.type == "cpu" and spec.dtype in ("float32", "float64"):
+            self.probe_view = self.xp.as_numpy
 
     def make_batch(self, step: int) -> tuple:
         # the data are drawn with NumPy (identical for both engines); one BLAS thread for
@@ -74,80 +81,94 @@ class TorchEngine(Engine):
     def to_device(self, array: np.ndarray) -> Any:
         return self.torch.as_tensor(np.asarray(array), device=self.device).to(self.dtype)
 
-    def _hidden(self, a, W, b, index, zs, acts):
-        spec = self.spec
-        self.check_cancel()
-        z = a @ W.T + b
-        zs.append(z)
-        u = z
+    # --- forward and backward, by hand ------------------------------------------------
+    def _layer_forward(self, a, index):
+        """a(l-1) -> (saved for the backward, z, a(l))."""
+        spec, torch = self.spec, self.torch
+        W, b = self.params[2 * index], self.params[2 * index + 1]
+        z = torch.addmm(b, a, W.T)
+        inv = None
         if spec.norm == "layernorm":
             centred = z - z.mean(-1, keepdim=True)
-            u = centred / (centred.square().mean(-1, keepdim=True) + LAYERNORM_EPS).sqrt()
+            inv = torch.rsqrt(centred.square().mean(-1, keepdim=True) + LAYERNORM_EPS)
+            u = centred * inv
+        else:
+            u = z
         y = self._act(u)
-        a = a + spec.alpha * y if spec.is_residual_layer(index) else y
-        acts.append(a)
-        return a
+        residual = spec.is_residual_layer(index)
+        a_next = torch.add(a, y, alpha=spec.alpha) if residual else y  # a(l-1) + α·σ(z(l))
+        return (a, u, inv, y, residual), z, a_next
 
-    def forward_backward(self, x, labels, targets, probe: bool) -> Pass:
-        torch, spec = self.torch, self.spec
-        params = [p.detach().requires_grad_(True) for p in self.params]
-        zs: list = []
-        acts: list = []
-        a = x
-        hidden = spec.depth
-        if spec.segments > 1:
-            a = self._checkpointed(a, params, zs, acts)
-        else:
-            for index in range(hidden):
-                a = self._hidden(a, params[2 * index], params[2 * index + 1], index, zs, acts)
-        out = a @ params[-2].T + params[-1]
-        zs.append(out)
-        acts.append(out)
-        if spec.loss == "mse":
-            loss = torch.mean((out - targets) ** 2)
-        else:
-            loss = torch.nn.functional.cross_entropy(
-                out, torch.as_tensor(labels, device=self.device))
-        if not probe:
-            grads = torch.autograd.grad(loss, params)
-            return Pass(loss.detach(), list(grads), out.detach())
-        if spec.segments > 1:
-            grads = torch.autograd.grad(loss, params + [out])
-            cts = [self._hooked[i] for i in range(hidden)] + [grads[-1]]
-        else:
-            grads = torch.autograd.grad(loss, params + zs)
-            cts = list(grads[len(params):])
-        return Pass(loss.detach(), list(grads[:len(params)]), out.detach(),
-                    zs=[z.detach() for z in zs], acts=[a.detach() for a in acts],
-                    z_cotangents=cts)
+    def _layer_backward(self, g_a, saved, index, grads, probe):
+        """∂loss/∂a(l) -> ∂loss/∂a(l-1); fills the layer's gradients."""
+        spec, torch = self.spec, self.torch
+        a_prev, u, inv, y, residual = saved
+        g_y = g_a * spec.alpha if residual else g_a
+        g_z = self._act_backward(g_y, u, y)
+        if inv is not None:  # layernorm: ∂z = (∂u − mean ∂u − u·mean(∂u ⊙ u)) / s
+            g_z = inv * (g_z - g_z.mean(-1, keepdim=True)
+                         - u * (g_z * u).mean(-1, keepdim=True))
+        W = self.params[2 * index]
+        gW, gb = torch.mm(g_z.T, a_prev), g_z.sum(0)
+        grads[2 * index], grads[2 * index + 1] = gW, gb
+        if probe is not None:
+            probe.backward(index, g_z)
+            probe.params(index, gW, gb, W)
+        if index == 0:
+            return None  # the data need no gradient
+        g_prev = torch.mm(g_z, W)
+        return g_prev.add_(g_a) if residual else g_prev
 
-    def _checkpointed(self, a, params, zs, acts):
-        """√depth segments with torch.utils.checkpoint; δ(l) inside them through
-        tensor hooks, which fire during the recomputing backward pass."""
-        from torch.utils.checkpoint import checkpoint
+    def _loss_and_grad(self, out, labels, targets):
+        torch = self.torch
+        if self.spec.loss == "mse":
+            r = out - targets
+            return (r * r).mean(), r * (2.0 / r.numel())
+        logp = torch.log_softmax(out, -1)
+        index = torch.as_tensor(labels, device=self.device)
+        loss = -logp.gather(1, index[:, None]).mean()
+        g = logp.exp()
+        g[torch.arange(len(index), device=self.device), index] -= 1.0
+        return loss, g / len(index)
 
-        self._hooked = {}
-        depth, segments = self.spec.depth, self.spec.segments
-        bounds = [round(k * depth / segments) for k in range(segments + 1)]
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            def segment(h, *ps, lo=lo, hi=hi):
-                for k, index in enumerate(range(lo, hi)):
-                    inner_z: list = []
-                    inner_a: list = []
-                    h = self._hidden(h, ps[2 * k], ps[2 * k + 1], index, inner_z, inner_a)
-                    if inner_z[0].requires_grad:
-                        inner_z[0].register_hook(
-                            lambda g, index=index: self._hooked.__setitem__(index, g))
-                    self._values[index] = (inner_z[0].detach(), inner_a[0].detach())
-                return h
-
-            self._values = getattr(self, "_values", {})
-            a = checkpoint(segment, a, *params[2 * lo:2 * hi], use_reentrant=False)
-        for index in range(depth):
-            z, act = self._values[index]
-            zs.append(z)
-            acts.append(act)
-        return a
+    def forward_backward(self, x, labels, targets, probe) -> Pass:
+        spec, torch = self.spec, self.torch
+        depth = spec.depth
+        bounds = [round(k * depth / spec.segments) for k in range(spec.segments + 1)]
+        segments = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+        checkpointing = len(segments) > 1
+        with torch.no_grad():
+            saved: dict = {}
+            starts = []  # checkpointing keeps only each segment's input
+            a = x
+            for lo, hi in segments:
+                starts.append(a)
+                for index in range(lo, hi):
+                    self.check_cancel()
+                    kept, z, a = self._layer_forward(a, index)
+                    if probe is not None:
+                        probe.forward(index, z, a)
+                    if not checkpointing:
+                        saved[index] = kept
+            W_out = self.params[-2]
+            out = torch.addmm(self.params[-1], a, W_out.T)
+            loss, g = self._loss_and_grad(out, labels, targets)
+            grads: list = [None] * len(self.params)
+            grads[-2], grads[-1] = torch.mm(g.T, a), g.sum(0)
+            if probe is not None:
+                probe.forward(depth, out, out)
+                probe.backward(depth, g)
+                probe.params(depth, grads[-2], grads[-1], W_out)
+            g_a = torch.mm(g, W_out)
+            for (lo, hi), start in zip(reversed(segments), reversed(starts), strict=True):
+                if checkpointing:  # recompute the segment, then pull back through it
+                    a = start
+                    for index in range(lo, hi):
+                        saved[index], _, a = self._layer_forward(a, index)
+                for index in range(hi - 1, lo - 1, -1):
+                    self.check_cancel()
+                    g_a = self._layer_backward(g_a, saved.pop(index), index, grads, probe)
+        return Pass(loss, grads, out)
 
     def apply(self, updates: list) -> None:
         self.xp.add_(self.params, updates)
@@ -168,4 +189,23 @@ def _torch_activation(torch, name: str):
         "linear": lambda x: x, "relu": F.relu, "leaky_relu": lambda x: F.leaky_relu(x, 0.01),
         "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "silu": F.silu,
         "softplus": F.softplus, "elu": F.elu, "selu": F.selu,
+    }[name]
+
+
+def _torch_activation_backward(torch, name: str):
+    """(∂y, u, y=φ(u)) -> ∂u with the kernels autograd uses for each activation."""
+    from ..model.activations import LEAKY_SLOPE, SELU_ALPHA, SELU_SCALE
+
+    aten = torch.ops.aten
+    return {
+        "linear": lambda g, u, y: g,
+        "relu": lambda g, u, y: aten.threshold_backward(g, y, 0),
+        "leaky_relu": lambda g, u, y: aten.leaky_relu_backward(g, u, LEAKY_SLOPE, False),
+        "tanh": lambda g, u, y: aten.tanh_backward(g, y),
+        "sigmoid": lambda g, u, y: aten.sigmoid_backward(g, y),
+        "gelu": lambda g, u, y: aten.gelu_backward(g, u),
+        "silu": lambda g, u, y: aten.silu_backward(g, u),
+        "softplus": lambda g, u, y: aten.softplus_backward(g, u, 1.0, 20.0),
+        "elu": lambda g, u, y: aten.elu_backward(g, 1.0, 1.0, 1.0, False, u),
+        "selu": lambda g, u, y: aten.elu_backward(g, SELU_ALPHA, SELU_SCALE, 1.0, False, u),
     }[name]

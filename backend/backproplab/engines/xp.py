@@ -3,11 +3,29 @@ the optimizers are written once for NumPy and for torch (on any device)."""
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import numpy as np
 
 from ..model.special import erf
+
+
+@functools.cache
+def norm_window(dtype: Any) -> tuple[float, float]:
+    """Sums of squares strictly inside this window are exact enough as they are;
+    outside it some squares may have under- or overflowed, so the norm is retaken
+    scaled by the largest entry (vanishing δ of 1e-30 in float32 is data, not 0)."""
+    info = np.finfo(dtype)
+    return float(info.tiny) * 1e8, float(info.max) * 1e-8
+
+
+def scaled_norm(largest: float, rescaled_norm: Any) -> float:
+    """‖v‖ from max|v| and a callable giving ‖v / max|v|‖ (0, NaN and ±Inf pass)."""
+    if not largest > 0 or math.isinf(largest):
+        return largest
+    return largest * rescaled_norm(largest)
 
 
 class NumpyXP:
@@ -78,10 +96,60 @@ class NumpyXP:
         return x.astype(np.int64)
 
     @staticmethod
-    def norms(tensors):
-        # one BLAS dot per tensor, no temporaries; inf and nan pass through
-        squares = np.array([np.dot(t.ravel(), t.ravel()) for t in tensors], dtype=np.float64)
-        return np.sqrt(squares)
+    def safe_norm(x) -> float:
+        """‖x‖ as a float: one BLAS dot, and a rescaled pass only when the sum of
+        squares left the window where it cannot have under- or overflowed."""
+        v = x.reshape(-1)
+        sq = float(np.dot(v, v))
+        lo, hi = norm_window(v.dtype)
+        if lo < sq < hi:
+            return math.sqrt(sq)
+        largest = float(np.max(np.abs(v))) if v.size else 0.0
+        return scaled_norm(largest, lambda m: math.sqrt(float(np.dot(v / m, v / m))))
+
+    @classmethod
+    def norms(cls, tensors):
+        return np.array([cls.safe_norm(t) for t in tensors], dtype=np.float64)
+
+    @classmethod
+    def stacked_norms(cls, stacked):
+        return cls.norms(list(stacked))
+
+    @staticmethod
+    def alive_units(x):
+        """Per unit (last axis): does any example have a nonzero (or NaN) value?"""
+        return np.any(x, axis=0)
+
+    @staticmethod
+    def stacked_alive(stacked):
+        return np.any(stacked, axis=1)
+
+    @staticmethod
+    def rows(x, n, copy):
+        return x[:n].copy() if copy else x[:n]
+
+    @staticmethod
+    def from_host(values, like):
+        return np.asarray(values, dtype=np.float64)
+
+    @staticmethod
+    def host_resident(x) -> bool:
+        return True
+
+    @staticmethod
+    def as_numpy(x):
+        return np.asarray(x)
+
+    @staticmethod
+    def as_dtype(x, like):
+        return x.astype(like.dtype)
+
+    @staticmethod
+    def axpy_(targets, values, alpha):
+        """targets += alpha · values, in place (values are scratch: they are scaled)."""
+        for t, v in zip(targets, values, strict=True):
+            v *= alpha
+            t += v
 
     @staticmethod
     def host(x) -> np.ndarray:
@@ -95,15 +163,6 @@ class NumpyXP:
     def add_(targets, values):
         for t, v in zip(targets, values, strict=True):
             t += v
-
-    @staticmethod
-    def delta_stats(deltas):
-        """Per layer, one pass each: Σ_n ‖δ_n‖² and the number of units with any δ ≠ 0."""
-        sq = np.array([np.vdot(d.ravel(), d.ravel()) for d in deltas], dtype=np.float64)
-        alive = np.array([np.count_nonzero(np.count_nonzero(d, axis=0)) for d in deltas],
-                         dtype=np.float64)
-        # float32 sums that overflowed stay inf, as the values they summarize
-        return sq, alive
 
     @staticmethod
     def arange(n, like):
@@ -196,8 +255,77 @@ class TorchXP:
     def to_int(self, x):
         return x.to(self.torch.int64)
 
+    def safe_norm(self, x) -> float:
+        """‖x‖ as a host float (a sync: for inline probes on the CPU)."""
+        torch = self.torch
+        v = x.reshape(-1)
+        if v.dtype not in (torch.float32, torch.float64):
+            v = v.float()
+        sq = float(torch.dot(v, v))
+        lo, hi = norm_window(v.dtype == torch.float64 and np.float64 or np.float32)
+        if lo < sq < hi:
+            return math.sqrt(sq)
+        largest = float(v.abs().amax()) if v.numel() else 0.0
+        return scaled_norm(largest, lambda m: float(torch.linalg.vector_norm(v / m)))
+
     def norms(self, tensors):
-        return self.torch.stack(self.torch._foreach_norm(list(tensors))).to(self.torch.float64)
+        """Norms of many tensors, float64, without a host sync for float32/bfloat16
+        (summed in float64: no square of a float32 under- or overflows there)."""
+        torch = self.torch
+        tensors = list(tensors)
+        wide = tensors[0].dtype == torch.float64
+        out = torch.stack(torch._foreach_norm(tensors, 2, dtype=None if wide else torch.float64))
+        if wide:  # float64 squares can still leave the range: retake those scaled
+            lo, hi = norm_window(np.float64)
+            host = out.cpu().numpy()
+            for i in np.flatnonzero(~((host > math.sqrt(lo)) & (host < math.sqrt(hi)))):
+                out[i] = self.safe_norm(tensors[i])
+        return out
+
+    def stacked_norms(self, stacked):
+        """(L, ...) -> (L,) float64 norms in a few kernels over all layers at once."""
+        torch = self.torch
+        flat = stacked.reshape(stacked.shape[0], -1)
+        if flat.dtype != torch.float64:
+            return torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64)
+        largest = flat.abs().amax(1)
+        ok = torch.isfinite(largest) & (largest > 0)
+        safe = torch.where(ok, largest, torch.ones_like(largest))
+        return torch.where(ok, safe * torch.linalg.vector_norm(flat / safe[:, None], dim=1),
+                           largest)
+
+    def alive_units(self, x):
+        return self.torch.amax(x.abs(), 0) != 0  # NaN counts as alive, as any() has it
+
+    def stacked_alive(self, stacked):
+        return self.torch.any(stacked, 1)
+
+    def rows(self, x, n, copy):
+        return x[:n].clone() if copy else x[:n]
+
+    def from_host(self, values, like):
+        return self.torch.tensor(values, dtype=self.torch.float64, device=like.device)
+
+    def host_resident(self, x) -> bool:
+        return x.device.type == "cpu"
+
+    def from_numpy(self, x):
+        return self.torch.from_numpy(np.ascontiguousarray(x))
+
+    def as_numpy(self, x):
+        """A NumPy view of a CPU tensor (bfloat16, which NumPy lacks, as float32)."""
+        if x.requires_grad:
+            x = x.detach()
+        if x.dtype in (self.torch.bfloat16, self.torch.float16):
+            x = x.float()
+        return x.numpy()
+
+    def as_dtype(self, x, like):
+        return x.to(like.dtype)
+
+    def axpy_(self, targets, values, alpha):
+        with self.torch.no_grad():
+            self.torch._foreach_add_(list(targets), list(values), alpha=alpha)
 
     def host(self, x) -> np.ndarray:
         return x.detach().to("cpu", self.torch.float64).numpy()
@@ -208,20 +336,6 @@ class TorchXP:
     def add_(self, targets, values):
         with self.torch.no_grad():
             self.torch._foreach_add_(list(targets), list(values))
-
-    def delta_stats(self, deltas):
-        """Per layer: Σ_n ‖δ_n‖² and the number of units with any δ ≠ 0 (on the device)."""
-        torch = self.torch
-        if deltas[0].device.type == "cuda":  # few big kernels over all equal-shaped layers
-            hidden = torch.stack(deltas[:-1])
-            sq = torch.cat([torch.linalg.vector_norm(hidden, dim=(1, 2)) ** 2,
-                            torch.linalg.vector_norm(deltas[-1])[None] ** 2])
-            alive = torch.cat([(torch.count_nonzero(hidden, dim=1) > 0).sum(1),
-                               (torch.count_nonzero(deltas[-1], dim=0) > 0).sum()[None]])
-            return sq.to(torch.float64), alive.to(torch.float64)
-        sq = torch.stack([torch.dot(d.reshape(-1), d.reshape(-1)) for d in deltas])
-        alive = torch.stack([(torch.count_nonzero(d, dim=0) > 0).sum() for d in deltas])
-        return sq.to(torch.float64), alive.to(torch.float64)
 
     def arange(self, n, like):
         return self.torch.arange(n, device=like.device)

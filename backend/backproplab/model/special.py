@@ -19,4 +19,5 @@ def erf(x):
     if _scipy_erf is not None:
         return _scipy_erf(x)
     x = np.asarray(x)
-    return _math_erf(x).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+    # np.asarray: for a 0-d input frompyfunc gives back a bare Python float
+    return np.asarray(_math_erf(x)).astype(x.dtype if x.dtype.kind == "f" else np.float64)

@@ -331,7 +331,12 @@ def backward_pass(
                 j = parent.index
                 cts[j] = ct if cts[j] is None else add(cts[j], ct)
             if node.tap is not None:
-                _local.sink[1][node.tap] = g
+                report = _local.sink[1]
+                if callable(report):  # told at once, while g is still in cache, with
+                    # what this node passed back to each of its inputs (by position)
+                    report(node.tap, g, dict(zip(positions, outs, strict=True)))
+                else:
+                    report[node.tap] = g
             if inspect:
                 yield BackwardStep(
                     index=i,
@@ -362,18 +367,34 @@ def tap(x: Any, key: Any, cotangent: bool = True) -> Any:
     (and its cotangent) under `key`. Outside that transformation it does nothing."""
     sink = getattr(_local, "sink", None)
     if sink is not None:
-        sink[0][key] = primal_value(x)
+        if callable(sink[0]):
+            sink[0](key, primal_value(x))
+        else:
+            sink[0][key] = primal_value(x)
         if cotangent and isinstance(x, Box) and x._node is not None:
             x._node.tap = key
     return x
 
 
 class tapping:  # noqa: N801  (used like a function)
-    """Collect tapped values and cotangents: `with tapping() as (values, cotangents)`."""
+    """Collect tapped values and cotangents: `with tapping() as (values, cotangents)`.
 
-    def __enter__(self) -> tuple[dict, dict]:
+    With `on_cotangent`, each tapped cotangent is handed to on_cotangent(key, g, sent)
+    the moment the backward pass has finished it (and `cotangents` stays empty), with
+    sent = {argument position: the cotangent this node passed to that input}: a
+    consumer can reduce them while they are still in cache instead of keeping them.
+    Likewise `on_value(key, value)` sees each tapped value as it is computed (and
+    `values` stays empty), so the tape can free it as usual."""
+
+    def __init__(self, on_cotangent: Callable[[Any, Any, dict], None] | None = None,
+                 on_value: Callable[[Any, Any], None] | None = None):
+        self._report = on_cotangent
+        self._see = on_value
+
+    def __enter__(self) -> tuple[Any, Any]:
         self._old = getattr(_local, "sink", None)
-        _local.sink = ({}, {})
+        _local.sink = ({} if self._see is None else self._see,
+                       {} if self._report is None else self._report)
         return _local.sink
 
     def __exit__(self, *exc: Any) -> None:

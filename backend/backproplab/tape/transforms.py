@@ -143,17 +143,22 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     return wrapped
 
 
-def value_and_grad_with_taps(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+def value_and_grad_with_taps(f: Callable, argnums: int | Sequence[int] = 0,
+                             on_cotangent: Callable[[Any, Any, dict], None] | None = None,
+                             on_value: Callable[[Any, Any], None] | None = None) -> Callable:
     """Like value_and_grad, also returning the values and cotangents of every
     intermediate marked with `tap(x, key)` inside f: (value, grads, values, cotangents).
 
     This is how the engines read δ(l) = ∂loss/∂z(l) at every layer in the same
-    backward pass that computes the parameter gradients.
+    backward pass that computes the parameter gradients. With `on_cotangent`, each
+    cotangent goes to on_cotangent(key, g, sent) as soon as it is final, not into the
+    dict (sent: what the node passed back to each input position), and with
+    `on_value` each value to on_value(key, value) as it is computed; see `tapping`.
     """
     vg = value_and_grad(f, argnums)
 
     def wrapped(*args: Any) -> tuple[Any, Any, dict, dict]:
-        with tapping() as (values, cotangents):
+        with tapping(on_cotangent, on_value) as (values, cotangents):
             value, grads = vg(*args)
         return value, grads, values, cotangents
 

@@ -1,0 +1,159 @@
+"""The torch engine's own backward pass against torch.autograd in float64, the
+probes' two ways of gathering (inline on the host, batched as on a GPU) against
+each other, and the saturation rule against φ' itself."""
+
+import math
+
+import numpy as np
+import pytest
+
+from backproplab.engines import iter_steps, make_engine, probes
+from backproplab.engines.xp import NumpyXP
+from backproplab.model import ACTIVATIONS, RecordSpec, RunSpec, batch
+from backproplab.model.activations import MAX_DERIVATIVE, derivative
+
+torch = pytest.importorskip("torch")
+
+
+def autograd_loss(spec, params, x, labels, targets):
+    """The network written plainly for torch.autograd (the reference)."""
+    F = torch.nn.functional
+    act = {"linear": lambda v: v, "relu": F.relu, "leaky_relu": lambda v: F.leaky_relu(v, 0.01),
+           "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "silu": F.silu,
+           "softplus": F.softplus, "elu": F.elu, "selu": F.selu}[spec.activation]
+    a = x
+    for index in range(spec.depth):
+        z = a @ params[2 * index].T + params[2 * index + 1]
+        if spec.norm == "layernorm":
+            c = z - z.mean(-1, keepdim=True)
+            z = c / torch.sqrt(c.square().mean(-1, keepdim=True) + 1e-5)
+        y = act(z)
+        a = a + spec.alpha * y if spec.is_residual_layer(index) else y
+    out = a @ params[-2].T + params[-1]
+    if spec.loss == "mse":
+        return torch.mean((out - targets) ** 2)
+    return F.cross_entropy(out, torch.as_tensor(labels))
+
+
+CASES = [(act, norm, residual, loss)
+         for k, act in enumerate(ACTIVATIONS)
+         for norm, residual, loss in [("none", False, "mse"), ("layernorm", True, "cross_entropy"),
+                                      ("none" if k % 2 else "layernorm", k % 2 == 0,
+                                       "mse" if k % 2 else "cross_entropy")]]
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
+def test_own_backward_matches_autograd_float64(case):
+    act, norm, residual, loss = case
+    spec = RunSpec(engine="torch", dtype="float64", depth=4, width=7, activation=act, norm=norm,
+                   residual=residual, residual_scale=0.6, loss=loss, dataset="spirals",
+                   batch_size=6, sigma_b=0.3, seed=3)
+    engine = make_engine(spec)
+    x, labels, targets = batch(spec, 0)
+    p = engine.forward_backward(engine.to_device(x), labels, engine.to_device(targets), None)
+    params = [q.clone().requires_grad_(True) for q in engine.params]
+    ref = autograd_loss(spec, params, engine.to_device(x), labels, engine.to_device(targets))
+    expected = torch.autograd.grad(ref, params)
+    assert float(p.loss) == pytest.approx(float(ref.detach()), rel=1e-13)
+    for mine, theirs in zip(p.grads, expected, strict=True):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-11, atol=1e-14)
+
+
+def test_checkpointed_backward_is_the_same_backward():
+    spec = RunSpec(engine="torch", dtype="float64", depth=9, width=6, activation="gelu",
+                   residual=True, batch_size=5, steps=3, record=RecordSpec(every=1))
+    plain = list(iter_steps(spec))
+    checkpointed = list(iter_steps(spec.replace(checkpoint="sqrt")))
+    for a, b in zip(plain, checkpointed, strict=True):
+        for la, lb in zip(a["layers"], b["layers"], strict=True):
+            assert la["delta_norm"] == lb["delta_norm"]
+            assert la["grad_w_norm"] == lb["grad_w_norm"]
+            assert la["a_hist"] == lb["a_hist"]
+
+
+def records(spec, **engine_attrs):
+    engine = make_engine(spec)
+    for key, value in engine_attrs.items():
+        setattr(engine, key, value)
+    return list(iter_steps(spec, engine=engine))
+
+
+def assert_same_records(a, b, rtol):
+    for ra, rb in zip(a, b, strict=True):
+        for la, lb in zip(ra["layers"], rb["layers"], strict=True):
+            for key in probes.SCALAR_KEYS:
+                x, y = la[key], lb[key]
+                assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=rtol), \
+                    (ra["step"], la["index"], key)
+            for hist in ("a_hist", "delta_log_hist"):
+                assert la[hist]["counts"] == lb[hist]["counts"], (la["index"], hist)
+            np.testing.assert_allclose(la["delta_sample"], lb["delta_sample"], rtol=rtol)
+
+
+SPECS = [
+    RunSpec(engine="torch", dtype="float64", depth=6, width=24, activation="relu",
+            init="he_normal", lr=0.5, steps=3, batch_size=40, microbatches=2, seed=1,
+            record=RecordSpec(every=1)),
+    RunSpec(engine="torch", dtype="float32", depth=8, width=16, activation="tanh",
+            norm="layernorm", optimizer="adam", steps=2, batch_size=12, seed=2,
+            record=RecordSpec(every=1)),
+    RunSpec(engine="torch", dtype="float32", activation="tanh", depth=300, width=32,
+            init="normal", sigma_w=20.0, steps=2, batch_size=8, record=RecordSpec(every=1)),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["relu-micro", "layernorm-adam", "overflow"])
+def test_batched_gathering_matches_inline(spec):
+    """The GPU way (keep every δ, reduce all layers at once, no host sync) run on the
+    CPU against the CPU way (reduce each δ in cache), on the same network."""
+    inline = records(spec)
+    batched = records(spec, inline_probes=False, probe_view=None)
+    assert_same_records(inline, batched, rtol=1e-5 if spec.dtype == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["relu-micro", "layernorm-adam", "overflow"])
+def test_device_reduction_matches_host_reduction(spec):
+    """probes.compute in torch ops (as on a GPU) against the NumPy one, same data."""
+    engine = make_engine(spec)
+    result = engine.train_step(0, probe=True)
+    args = (spec.activation, spec.norm, 16, 5, spec.seed)
+    host = probes.compute(engine.xp, result.probe, result.norms, *args, host=True)
+    device = probes.compute(engine.xp, result.probe, result.norms, *args, host=False)
+    for key in probes.SCALAR_KEYS:
+        # float32 means of O(1) values near 0: summation order shows at ~1e-7 absolute
+        np.testing.assert_allclose(host[key], device[key], rtol=1e-5, atol=1e-6,
+                                   equal_nan=True)
+    for key in ("a_hist", "delta_log_hist"):
+        np.testing.assert_array_equal(host[key][0], device[key][0])
+        for h, d in zip(host[key][1:], device[key][1:], strict=True):
+            np.testing.assert_allclose(h, d, rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_saturation_rule_is_the_derivative_threshold(activation):
+    """u ≤ c_lo or u ≥ c_hi  ⇔  φ'(u) < 5% of max φ' (away from the two edges)."""
+    rng = np.random.default_rng(0)
+    c_lo, c_hi = probes.saturation_rule(activation)
+    u = np.concatenate([rng.normal(0, 4, 20000), np.linspace(-30, 30, 6001), [0.0, -0.0]])
+    edges = [c for c in (c_lo, c_hi) if math.isfinite(c)]
+    keep = np.all([np.abs(u - c) > 1e-9 for c in edges], axis=0) if edges else slice(None)
+    rule = (u <= c_lo) | (u >= c_hi)
+    truth = derivative(activation, u, NumpyXP) < probes.SATURATION * MAX_DERIVATIVE[activation]
+    np.testing.assert_array_equal(rule[keep], truth[keep])
+    for c in edges:  # and the edges are where φ' crosses the threshold
+        limit = probes.SATURATION * MAX_DERIVATIVE[activation]
+        assert derivative(activation, np.array([c]), NumpyXP)[0] == pytest.approx(limit,
+                                                                                  abs=1e-6) \
+            or activation in ("relu", "leaky_relu")
+
+
+def test_saturated_fraction_counts_units_by_hand():
+    spec = RunSpec(dtype="float64", depth=3, width=10, activation="tanh", init="normal",
+                   sigma_w=3.0, steps=0, batch_size=8, dataset="xor")
+    engine = make_engine(spec)
+    result = engine.train_step(0, probe=True, update=False)
+    record = next(iter_steps(spec))
+    for index in range(spec.depth):
+        z = result.zs[index]
+        expected = np.mean(1 - np.tanh(z) ** 2 < 0.05)
+        assert record["layers"][index]["saturated_frac"] == pytest.approx(expected, abs=1e-15)
