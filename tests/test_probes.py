@@ -157,3 +157,15 @@ def test_saturated_fraction_counts_units_by_hand():
         z = result.zs[index]
         expected = np.mean(1 - np.tanh(z) ** 2 < 0.05)
         assert record["layers"][index]["saturated_frac"] == pytest.approx(expected, abs=1e-15)
+
+
+def test_bfloat16_probes_follow_float32():
+    """bfloat16 goes through the generic (torch) collector: same network, same
+    numbers to bfloat16's ~3 significant digits."""
+    spec = RunSpec(engine="torch", depth=5, width=16, steps=0, batch_size=8, dataset="xor",
+                   activation="tanh")
+    low = next(iter_steps(spec.replace(dtype="bfloat16")))["layers"]
+    high = next(iter_steps(spec.replace(dtype="float32")))["layers"]
+    for a, b in zip(low, high, strict=True):
+        for key in ("delta_norm", "grad_w_norm", "weight_norm"):
+            assert a[key] == pytest.approx(b[key], rel=0.05), (a["index"], key)

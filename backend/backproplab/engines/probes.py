@@ -92,15 +92,8 @@ class Collector:
     after the layer's gradients, for norms taken in cache. Layers are 0..L, L the
     output."""
 
-    def __init__(self, xp: Any, depth: int, n_sub: int, inline: bool,
-                 view: Callable[[Any], Any] | None = None):
-        """view: for tensors in host memory, a zero-copy NumPy view of one; the
-        inline reductions then run in NumPy (a few µs less per call than torch)."""
-        from .xp import NumpyXP
-
+    def __init__(self, xp: Any, depth: int, n_sub: int, inline: bool):
         self.xp, self.n, self.inline = xp, n_sub, inline
-        self.view = view if inline else None
-        self.hx = NumpyXP if self.view is not None else xp  # what the inline work runs on
         layers = depth + 1
         self.z: list = [None] * layers
         self.a: list = [None] * layers
@@ -109,18 +102,15 @@ class Collector:
         self.alive: list = [None] * layers
         self.pnorms: list = [None] * layers
 
-    def _host(self, x: Any) -> Any:
-        return x if self.view is None else self.view(x)
-
     def forward(self, index: int, z: Any, a: Any) -> None:
         """The first rows of z(l) and a(l): copied when inline (so the engine can free
         the whole tensors as usual), views when batched (no extra kernel per layer)."""
-        self.z[index] = self.hx.rows(self._host(z), self.n, copy=self.inline)
-        self.a[index] = self.hx.rows(self._host(a), self.n, copy=self.inline)
+        self.z[index] = self.xp.rows(z, self.n, copy=self.inline)
+        self.a[index] = self.xp.rows(a, self.n, copy=self.inline)
 
     def backward(self, index: int, g: Any) -> None:
         if self.inline:
-            hx, g = self.hx, self._host(g)
+            hx = self.xp
             self.dnorm[index] = hx.safe_norm(g)
             self.alive[index] = hx.alive_units(g)
             # a copy of the first rows: holding on to the whole δ(l) until the end of
@@ -131,11 +121,10 @@ class Collector:
 
     def params(self, index: int, gW: Any, gb: Any, W: Any) -> None:
         if self.inline:
-            hx = self.hx
-            self.pnorms[index] = tuple(hx.safe_norm(self._host(t)) for t in (gW, gb, W))
+            self.pnorms[index] = tuple(self.xp.safe_norm(t) for t in (gW, gb, W))
 
     def finish(self) -> PartProbe:
-        xp = self.hx
+        xp = self.xp
         hidden = len(self.z) - 1
         for i, d in enumerate(self.d):
             if d is None:  # no cotangent reached z(l): the loss does not depend on it
@@ -162,16 +151,8 @@ class Collector:
             param_norms = {key: xp.from_host(list(col), like)
                            for key, col in zip(("grad_w", "grad_b", "weight"), columns,
                                                strict=True)}
-        part = PartProbe(Z, A, D, self.z[hidden], d_out, norms, alive_hidden, alive_out,
+        return PartProbe(Z, A, D, self.z[hidden], d_out, norms, alive_hidden, alive_out,
                          param_norms)
-        if self.view is not None:  # back to the engine's arrays (zero-copy)
-            back = self.xp.from_numpy
-            part = PartProbe(*(back(getattr(part, f)) for f in
-                               ("Z", "A", "D", "z_out", "d_out", "norms", "alive_hidden",
-                                "alive_out")),
-                             None if param_norms is None else
-                             {k: back(v) for k, v in param_norms.items()})
-        return part
 
 
 class HostCollector:
@@ -250,14 +231,13 @@ class HostCollector:
                            "weight": self.pnorms[:, 1].copy()}
         part = PartProbe(Z, A, D, self.out[0], self.out[2], self.dnorm,
                          np.stack(self.alive[:self.depth]), self.alive[self.depth], param_norms)
-        if self.back is not None:  # back to the engine's arrays (zero-copy)
-            back = self.back
-            part = PartProbe(*(back(getattr(part, f)) for f in
-                               ("Z", "A", "D", "z_out", "d_out", "norms", "alive_hidden",
-                                "alive_out")),
-                             None if param_norms is None else
-                             {k: back(v) for k, v in param_norms.items()})
-        return part
+        if self.back is None:
+            return part
+        back = self.back  # to the engine's arrays (zero-copy)
+        arrays = {f.name: back(getattr(part, f.name)) for f in fields(PartProbe)
+                  if f.name != "param_norms"}
+        return PartProbe(**arrays, param_norms=None if param_norms is None else
+                         {k: back(v) for k, v in param_norms.items()})
 
 
 def make_collector(xp: Any, depth: int, n_sub: int, inline: bool,
