@@ -169,3 +169,92 @@ def test_bfloat16_probes_follow_float32():
     for a, b in zip(low, high, strict=True):
         for key in ("delta_norm", "grad_w_norm", "weight_norm"):
             assert a[key] == pytest.approx(b[key], rel=0.05), (a["index"], key)
+
+
+def alive_cases():
+    rng = np.random.default_rng(7)
+    g = rng.normal(size=(64, 40)).astype(np.float32)
+    yield "dense", g
+    relu = g * (rng.random(g.shape) < 0.5)  # half the entries zero, units alive
+    relu[:, [3, 17]] = 0.0  # two dead units
+    relu[:probes.HEAD_ROWS + 2, 20] = 0.0  # alive only past the first rows
+    relu[30, 20] = 0.5
+    yield "relu", relu
+    late = np.zeros_like(g)
+    late[50, 5] = 1e-30  # alive only through an example far past the first rows
+    late[0, :] = 0.0
+    late[:, 9] = np.nan  # NaN counts as alive, as in any()
+    late[63, 11] = -0.0  # negative zero is zero
+    yield "late", late
+    mostly_dead = np.zeros_like(g)
+    mostly_dead[40, ::7] = 2.0  # most units dead: the one-pass branch
+    yield "mostly-dead", mostly_dead
+    yield "few-rows", relu[:3]
+    yield "one-row", relu[:1]
+    yield "no-rows", relu[:0]
+
+
+@pytest.mark.parametrize("case", list(alive_cases()), ids=lambda c: c[0])
+def test_host_alive_is_any(case):
+    _, g = case
+    np.testing.assert_array_equal(probes.host_alive(g), g.any(0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_host_histograms_match_numpy_histogram(dtype):
+    """Counts per layer against np.histogram over [min, max] (its last bin is closed,
+    as ours is)."""
+    rng = np.random.default_rng(3)
+    values = (rng.standard_normal((6, 999)) * np.array([1, 1e-3, 50, 1, 7, 2])[:, None]
+              + np.array([0, 5, -3, 1e3, 0, 0])[:, None]).astype(dtype)
+    values[5] = 0.25  # a constant layer: everything in one bin
+    lo, hi, counts = probes._host_histograms(values.copy(), 12)
+    for layer in range(values.shape[0]):
+        if layer == 5:
+            assert counts[layer].sum() == 999 and counts[layer, 0] == 999
+            continue
+        expected, _ = np.histogram(values[layer], bins=12, range=(lo[layer], hi[layer]))
+        # a value within rounding of an inner edge may land on either side of it
+        assert np.abs(counts[layer] - expected).sum() <= 2, layer
+        assert counts[layer].sum() == 999 and counts[layer, -1] >= 1  # the max is counted
+    assert probes._host_histograms(np.array([[1.0, np.inf]]), 4) is None
+    assert probes._host_histograms(np.array([[1.0, np.nan]]), 4) is None
+
+
+def test_summary_statistics_against_float64_by_hand():
+    """Moments, saturation, histograms and δ samples of a made-up subsample,
+    against plain float64 NumPy."""
+    rng = np.random.default_rng(11)
+    L, n, W, out = 4, 5, 30, 3
+    Z = (rng.standard_normal((L, n, W)) * 2).astype(np.float32)
+    A = np.tanh(Z)
+    D = (rng.standard_normal((L, n, W)) * 10.0 ** rng.integers(-8, 3, (L, 1, 1))).astype(
+        np.float32)
+    D[1, 2, 4] = 0.0  # a zero δ: out of the log histogram, counted apart
+    z_out = rng.standard_normal((n, out)).astype(np.float32)
+    d_out = rng.standard_normal((n, out)).astype(np.float32)
+    data = probes.ProbeData(Z, A, D, z_out, d_out, np.arange(L + 1, dtype=float) + 1.0,
+                            np.full(L + 1, 2.0))
+    norms = {k: np.ones(L + 1) for k in ("grad_w", "grad_b", "weight", "update")}
+    stats = probes.compute(NumpyXP, data, norms, "tanh", "none", 10, 4, 0)
+    c = probes.saturation_rule("tanh")[1]
+    for layer in range(L):
+        z, a, d = (x[layer].astype(np.float64) for x in (Z, A, D))
+        assert stats["z_mean"][layer] == pytest.approx(z.mean(), abs=1e-6)
+        assert stats["z_std"][layer] == pytest.approx(z.std(), rel=1e-5)
+        assert stats["a_std"][layer] == pytest.approx(a.std(), rel=1e-5)
+        assert stats["saturated_frac"][layer] == np.mean(np.abs(z) >= c)
+        assert stats["dead_frac"][layer] == pytest.approx(1 - 2.0 / W)
+        counts, lo, hi = stats["a_hist"]
+        expected, _ = np.histogram(a, bins=10, range=(a.min(), a.max()))
+        assert np.abs(counts[layer] - expected).sum() <= 2
+        d_counts, d_lo, d_hi, zeros, nonfinite = stats["delta_log_hist"]
+        logs = np.log10(np.abs(d[d != 0]))
+        assert d_lo[layer] == pytest.approx(logs.min(), abs=1e-5)
+        assert d_hi[layer] == pytest.approx(logs.max(), abs=1e-5)
+        assert d_counts[layer].sum() == logs.size
+        assert zeros[layer] == (1 if layer == 1 else 0) and nonfinite[layer] == 0
+    units = probes.sampled_units(0, W, 4)
+    for layer in range(L):
+        np.testing.assert_array_equal(stats["delta_sample"][layer], D[layer, 0, units])
+    assert stats["delta_sample"][L] == pytest.approx(list(d_out[0, :3]))

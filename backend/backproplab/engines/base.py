@@ -47,6 +47,7 @@ class Engine:
     xp: Any
     inline_probes = True  # reduce each δ(l) in cache (CPU); False: all layers at once (GPU)
     probe_view = None  # a zero-copy NumPy view of a host tensor, for the inline reductions
+    probe_dtype = None  # the NumPy dtype of host arrays reduced inline (None: not on the host)
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
@@ -92,8 +93,10 @@ class Engine:
         passes = []
         for xb, lb, tb in split_batch((x, labels, targets), spec.microbatches):
             weight = len(xb) / n  # the mean gradient is the share-weighted mean of parts
-            collector = probes.make_collector(xp, spec.depth, n_sub, self.inline_probes,
-                                              self.probe_view) if probe else None
+            collector = probes.make_collector(
+                xp, spec.depth, n_sub, self.inline_probes, self.probe_view, rows=len(xb),
+                width=spec.width, out_dim=spec.out_features, dtype=self.probe_dtype,
+            ) if probe else None
             p = self.forward_backward(self.to_device(xb), lb, self.to_device(tb), collector)
             passes.append((weight, len(xb), p, collector.finish() if probe else None))
         if len(passes) == 1:

@@ -29,6 +29,7 @@ from ..model.activations import MAX_DERIVATIVE, derivative
 
 SUBSAMPLE_VALUES = 2048  # values per layer for moments, saturation and histograms
 HIST_EXAMPLES = 32
+MIN_EXAMPLES = 8
 SATURATION = 0.05  # φ'(u) below 5% of its maximum counts as saturated
 LAYERNORM_EPS = 1e-5
 
@@ -38,7 +39,8 @@ SCALAR_KEYS = ("z_mean", "z_std", "a_mean", "a_std", "saturated_frac", "dead_fra
 
 def subsample_size(batch: int, width: int) -> int:
     """Examples in the subsample: ~SUBSAMPLE_VALUES values per layer, 8 to 32 examples."""
-    return min(batch, max(8, min(HIST_EXAMPLES, -(-SUBSAMPLE_VALUES // max(width, 1)))))
+    per_values = -(-SUBSAMPLE_VALUES // max(width, 1))
+    return min(batch, max(MIN_EXAMPLES, min(HIST_EXAMPLES, per_values)))
 
 
 @dataclass
@@ -144,7 +146,7 @@ class Collector:
             norms = xp.concat([xp.stacked_norms(full), xp.norms([d_out_full])])
             alive_hidden = xp.stacked_alive(full)
             alive_out = xp.alive_units(d_out_full)
-            D, d_out = full[:, :self.n], xp.rows(d_out_full, self.n, copy=False)
+            D, d_out = full[:, :self.n], xp.rows(d_out_full, self.n, copy=True)
         param_norms = None
         if all(p is not None for p in self.pnorms):
             columns = list(zip(*self.pnorms, strict=True))
@@ -157,39 +159,34 @@ class Collector:
 
 class HostCollector:
     """The inline collector for arrays in host memory, in NumPy with as little Python
-    per layer as possible (it runs 2·depth times per recorded step): first rows go
-    straight into preallocated stacks, norms are one BLAS dot each."""
+    per layer as possible (it runs 2·depth times per recorded step): the stacks are
+    allocated up front, first rows are copied straight into them, a norm is one BLAS
+    dot (rescaled only when the sum of squares left its safe window), dead units are
+    looked for past the first rows only where those rows are zero."""
 
-    def __init__(self, depth: int, n_sub: int, view: Callable[[Any], Any] | None,
-                 back: Callable[[Any], Any] | None):
-        self.depth, self.n = depth, n_sub
-        self.view = view or np.asarray
-        self.back = back
+    def __init__(self, depth: int, rows: int, width: int, out_dim: int, dtype: Any,
+                 view: Callable[[Any], Any] | None, back: Callable[[Any], Any] | None):
+        self.depth, self.n = depth, rows
+        self.view, self.back = view, back
+        dtype = np.dtype(dtype)
+        self.Z, self.A, self.D = (np.empty((depth, rows, width), dtype) for _ in range(3))
+        self.out = [np.empty((rows, out_dim), dtype) for _ in range(3)]  # z, a, δ rows
         layers = depth + 1
-        self.stacks: tuple | None = None  # Z, A, D (L, n, W) for the hidden layers
-        self.out: list = [None, None, None]  # z, a, δ rows of the output layer
-        self.dnorm = np.zeros(layers)
-        self.alive: list = [None] * layers
-        self.pnorms = np.full((layers, 2), np.nan)  # ‖∇W‖, ‖W‖
+        self.norms = np.zeros((layers, 3))  # ‖δ‖, ‖∇W‖, ‖W‖
+        self.seen = np.zeros((layers, 2), dtype=bool)  # backward, params reached
+        self.alive = np.zeros((layers, max(width, out_dim)), dtype=bool)
         self.biases: list = [None] * layers  # ∇b, reduced all at once at the end
-        self.window = (0.0, math.inf)
-
-    def _stacks(self, x) -> tuple:
-        if self.stacks is None:
-            rows = min(self.n, x.shape[0])
-            self.stacks = tuple(np.empty((self.depth, rows, x.shape[1]), x.dtype)
-                                for _ in range(3))
-            self.window = norm_window_of(x.dtype)
-        return self.stacks
+        self.window = norm_window_of(dtype)
 
     def forward(self, index: int, z: Any, a: Any) -> None:
-        z, a = self.view(z), self.view(a)
-        if index == self.depth:
-            self.out[0], self.out[1] = z[:self.n].copy(), a[:self.n].copy()
-            return
-        Z, A, _ = self._stacks(z)
-        Z[index] = z[:Z.shape[1]]
-        A[index] = a[:A.shape[1]]
+        if self.view is not None:
+            z, a = self.view(z), self.view(a)
+        if index < self.depth:
+            self.Z[index] = z[:self.n]
+            self.A[index] = a[:self.n]
+        else:
+            self.out[0][...] = z[:self.n]
+            self.out[1][...] = a[:self.n]
 
     def _norm(self, x) -> float:
         flat = x.reshape(-1)
@@ -198,39 +195,52 @@ class HostCollector:
         return math.sqrt(sq) if lo < sq < hi else _host_safe_norm(x)
 
     def backward(self, index: int, g: Any) -> None:
-        g = self.view(g)
-        if self.stacks is None:
-            self.window = norm_window_of(g.dtype)
-        self.dnorm[index] = self._norm(g)
-        self.alive[index] = g.any(0)
-        if index == self.depth:
-            self.out[2] = g[:self.n].copy()
-        else:
-            D = self._stacks(g)[2]
-            D[index] = g[:D.shape[1]]
+        if self.view is not None:
+            g = self.view(g)
+        self.norms[index, 0] = self._norm(g)
+        alive = host_alive(g)
+        self.alive[index, :alive.size] = alive
+        self.seen[index, 0] = True
+        (self.D[index] if index < self.depth else self.out[2])[...] = g[:self.n]
 
     def params(self, index: int, gW: Any, gb: Any, W: Any) -> None:
-        self.pnorms[index, 0] = self._norm(self.view(gW))
-        self.pnorms[index, 1] = self._norm(self.view(W))
-        self.biases[index] = self.view(gb)
+        view = self.view
+        if view is not None:
+            gW, gb, W = view(gW), view(gb), view(W)
+        norms = self.norms[index]
+        norms[1], norms[2] = self._norm(gW), self._norm(W)
+        self.seen[index, 1] = True
+        self.biases[index] = gb
+
+    def _bias_norms(self) -> np.ndarray:
+        """‖∇b(l)‖ of every layer: the hidden ones stacked, one pass."""
+        depth, biases = self.depth, self.biases
+        result = np.empty(depth + 1)
+        if depth:
+            stacked = np.stack(biases[:depth])
+            sq = np.einsum("lw,lw->l", stacked, stacked).astype(np.float64)
+            result[:depth] = np.sqrt(sq)
+            lo, hi = self.window
+            for i in np.flatnonzero(~((lo < sq) & (sq < hi))):  # under- or overflowed
+                result[i] = _host_safe_norm(biases[i])
+        result[depth] = self._norm(biases[depth])
+        return result
 
     def finish(self) -> PartProbe:
-        Z, A, D = self._stacks(self.out[0])
-        for i, alive in enumerate(self.alive):
-            if alive is None:  # no cotangent reached z(l): the loss does not depend on it
-                self.alive[i] = np.zeros(Z.shape[2] if i < self.depth else
-                                         self.out[0].shape[1], dtype=bool)
-                if i < self.depth:
-                    D[i] = 0
-                else:
-                    self.out[2] = np.zeros_like(self.out[0])
+        depth, out = self.depth, self.out
+        missing = ~self.seen[:, 0]  # no cotangent reached z(l): the loss does not use it
+        if missing[:depth].any():
+            self.D[missing[:depth]] = 0
+        if missing[depth]:
+            out[2][...] = 0
+        norms = self.norms
         param_norms = None
-        if not np.isnan(self.pnorms).any() and all(b is not None for b in self.biases):
-            bias = np.array([_host_safe_norm(b) for b in self.biases])
-            param_norms = {"grad_w": self.pnorms[:, 0].copy(), "grad_b": bias,
-                           "weight": self.pnorms[:, 1].copy()}
-        part = PartProbe(Z, A, D, self.out[0], self.out[2], self.dnorm,
-                         np.stack(self.alive[:self.depth]), self.alive[self.depth], param_norms)
+        if self.seen[:, 1].all():
+            param_norms = {"grad_w": norms[:, 1], "grad_b": self._bias_norms(),
+                           "weight": norms[:, 2]}
+        width, out_dim = self.Z.shape[2], out[0].shape[1]
+        part = PartProbe(self.Z, self.A, self.D, out[0], out[2], norms[:, 0],
+                         self.alive[:depth, :width], self.alive[depth, :out_dim], param_norms)
         if self.back is None:
             return part
         back = self.back  # to the engine's arrays (zero-copy)
@@ -241,15 +251,36 @@ class HostCollector:
 
 
 def make_collector(xp: Any, depth: int, n_sub: int, inline: bool,
-                   view: Callable[[Any], Any] | None = None) -> Collector | HostCollector:
-    """HostCollector for host arrays reduced inline, Collector otherwise."""
+                   view: Callable[[Any], Any] | None = None, *, rows: int, width: int,
+                   out_dim: int, dtype: Any = None) -> Collector | HostCollector:
+    """HostCollector for host arrays reduced inline (dtype: their NumPy dtype),
+    Collector otherwise. rows: the part's number of examples."""
     from .xp import NumpyXP
 
-    if inline and xp is NumpyXP:
-        return HostCollector(depth, n_sub, None, None)
-    if inline and view is not None:
-        return HostCollector(depth, n_sub, view, xp.from_numpy)
+    n = min(n_sub, rows)
+    if inline and dtype is not None and (xp is NumpyXP or view is not None):
+        return HostCollector(depth, n, width, out_dim, dtype, view,
+                             None if xp is NumpyXP else xp.from_numpy)
     return Collector(xp, depth, n_sub, inline)
+
+
+HEAD_ROWS = 8
+
+
+def host_alive(g: np.ndarray) -> np.ndarray:
+    """Per unit (last axis): does any example (row) have g ≠ 0? NaN counts as
+    nonzero. Exactly g.any(0), but a live unit almost always shows it within the
+    first rows, so only the units still at zero after them are scanned further."""
+    if g.shape[0] and g[0].all():  # the usual case (tanh, sigmoid, ...): one look
+        return np.ones(g.shape[1], dtype=bool)
+    alive = g[:HEAD_ROWS].any(0)
+    if g.shape[0] <= HEAD_ROWS or alive.all():
+        return alive
+    rest = np.flatnonzero(~alive)
+    if 4 * rest.size > alive.size:  # many dead units (ReLU): one plain pass is cheaper
+        return alive | g[HEAD_ROWS:].any(0)
+    alive[rest] = g[HEAD_ROWS:, rest].any(0)
+    return alive
 
 
 def _host_safe_norm(x) -> float:
@@ -267,10 +298,12 @@ def norm_window_of(dtype) -> tuple[float, float]:
 def combine(xp: Any, parts: list[tuple[int, PartProbe]], batch: int) -> ProbeData:
     """The step's probe data from its parts (size, probe): per-example δ(l) is the
     part's mean-loss cotangent times the part size; subsamples are the first rows."""
-    if len(parts) == 1:
+    if len(parts) == 1:  # the part's arrays are the collector's own: scaled in place
         size, p = parts[0]
         scale = float(size)
-        return ProbeData(p.Z, p.A, p.D * scale, p.z_out, p.d_out * scale,
+        p.D *= scale
+        p.d_out *= scale
+        return ProbeData(p.Z, p.A, p.D, p.z_out, p.d_out,
                          p.norms * (scale / math.sqrt(batch)),
                          _alive_counts(xp, p.alive_hidden, p.alive_out))
     probes = [p for _, p in parts]
@@ -427,9 +460,94 @@ def _group_stats(xp, activation, norm, Z, A, D, bins, sample_units, delta_norm, 
     return scalars, hist, xp.to_float(sample)
 
 
-def compute(xp: Any, data: ProbeData, norms: dict, activation: str, norm: str, bins: int,
-            delta_samples: int, seed: int, host: bool | None = None) -> dict[str, np.ndarray]:
-    """Per-layer statistics as host arrays, keyed as in the record's layers.
+def _host_histograms(values: np.ndarray, bins: int, scratch: np.ndarray | None = None):
+    """_histograms on the host when every value is finite (None otherwise), with the
+    same arithmetic; the positions are written into `scratch` (may be `values`)."""
+    layers = values.shape[0]
+    lo, hi = values.min(1), values.max(1)  # NaN and ±inf reach lo or hi
+    width = hi - lo
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all() and np.isfinite(width).all()):
+        return None
+    scale = bins / np.maximum(width, 1e-12)
+    if not np.isfinite(scale).all():
+        return None
+    pos = np.subtract(values, lo[:, None], out=scratch)
+    pos *= scale[:, None]
+    idx = pos.astype(np.intp)  # pos >= 0: truncation is floor
+    idx += (np.arange(layers, dtype=np.intp) * (bins + 1))[:, None]
+    counts = np.zeros((layers, bins + 1), dtype=np.int64)
+    np.add.at(counts.reshape(-1), idx.reshape(-1), 1)  # faster than bincount in NumPy 2
+    counts[:, bins - 1] += counts[:, bins]  # pos = bins: the largest value, last bin
+    return lo, hi, counts[:, :bins]
+
+
+def _host_group_stats(activation, norm, Z, A, D, bins, sample_units, delta_norm, dead):
+    """_group_stats for float host arrays with as few passes and temporaries as can
+    be: one scratch array serves the centred values, |δ|, log10|δ| and the bin
+    positions in turn (a recorded step follows a training step that has flushed the
+    caches, so every temporary is a trip to memory). Falls back to the general code
+    for what is rare: layernorm, and non-finite values in a histogram."""
+    layers = Z.shape[0]
+    if norm == "layernorm" and activation != "linear" or not layers:
+        return _group_stats(NumpyXP_(), activation, norm, Z, A, D, bins, sample_units,
+                            delta_norm, dead, True)
+    count = max(Z[0].size, 1)
+    scratch = np.empty_like(Z)
+    flat = scratch.reshape(layers, -1)
+    moments = []
+    for x in (Z, A):
+        mean = x.mean((1, 2))
+        centred = np.subtract(x, mean[:, None, None], out=scratch)
+        moments += [mean, np.sqrt(np.einsum("lij,lij->l", centred, centred) / count)]
+    c_lo, c_hi = saturation_rule(activation)
+    if c_lo == -c_hi and c_hi < math.inf:  # symmetric (tanh, sigmoid): |u| ≥ c
+        mask = np.abs(Z, out=scratch) >= c_hi
+    elif c_lo > -math.inf or c_hi < math.inf:
+        mask = np.less_equal(Z, c_lo) | np.greater_equal(Z, c_hi)
+    else:
+        mask = None
+    saturated = (np.zeros(layers) if mask is None else
+                 mask.reshape(layers, -1).view(np.uint8).sum(1, dtype=np.int64) / count)
+    a_hist = _host_histograms(A.reshape(layers, -1), bins, flat)
+    if a_hist is None:
+        a_hist = _histograms(NumpyXP_(), A.reshape(layers, -1), bins, False)[:3]
+    logs = np.abs(D.reshape(layers, -1), out=flat)
+    np.log10(logs, out=logs)  # zeros become -inf, and stay out of the histogram
+    d_hist = _host_histograms(logs, bins, flat)
+    if d_hist is None:
+        d_hist = _histograms(NumpyXP_(), logs, bins, False)[:3]
+        d_zero = (logs == -np.inf).sum(1)
+        d_nonfinite = (np.isnan(logs) | (logs == np.inf)).sum(1)
+    else:
+        d_zero = d_nonfinite = np.zeros(layers)
+    sample = D[:, 0, :][:, sample_units[: D.shape[2]]] if D.shape[1] else D[:, 0, :0]
+    scalars = np.stack(moments + [saturated, dead, delta_norm], 1).astype(np.float64)
+    hist = np.concatenate([a_hist[2], d_hist[2],
+                           np.stack([a_hist[0], a_hist[1], d_hist[0], d_hist[1], d_zero,
+                                     d_nonfinite], 1)], 1, dtype=np.float64)
+    return scalars, hist, sample.astype(np.float64)
+
+
+def NumpyXP_():  # noqa: N802  (the array namespace, imported late: xp imports this module)
+    from .xp import NumpyXP
+
+    return NumpyXP
+
+
+@dataclass
+class Summary:
+    """One recorded step's probes on the host: table (L+1, len(SCALAR_KEYS)) in the
+    order of SCALAR_KEYS; hist (L+1, 2·bins+6): a(l) counts, log10|δ(l)| counts,
+    then a lo, a hi, δ lo, δ hi, δ zeros, δ non-finite; delta_sample, a list per layer."""
+
+    table: np.ndarray
+    hist: np.ndarray
+    delta_sample: list
+
+
+def summarize(xp: Any, data: ProbeData, norms: dict, activation: str, norm: str, bins: int,
+              delta_samples: int, seed: int, host: bool | None = None) -> Summary:
+    """Per-layer statistics as host arrays (see Summary).
 
     Data in host memory (NumPy, torch on the CPU) are reduced with NumPy, which has
     far less per-call overhead than torch at these sizes; data on a device are reduced
@@ -444,12 +562,34 @@ def compute(xp: Any, data: ProbeData, norms: dict, activation: str, norm: str, b
         norms = {key: xp.as_numpy(v) for key, v in norms.items()}
         xp = NumpyXP
     with np.errstate(all="ignore"):
-        return _compute(xp, data, norms, activation, norm, bins, delta_samples, seed, host)
+        return _summarize(xp, data, norms, activation, norm, bins, delta_samples, seed, host)
 
 
-def _compute(xp, data, norms, activation, norm, bins, delta_samples, seed, host):
+def compute(xp: Any, data: ProbeData, norms: dict, activation: str, norm: str, bins: int,
+            delta_samples: int, seed: int, host: bool | None = None) -> dict[str, Any]:
+    """summarize's statistics keyed as in the record's layers (columns per key)."""
+    summary = summarize(xp, data, norms, activation, norm, bins, delta_samples, seed, host)
+    table, hist = summary.table, summary.hist
+    out: dict[str, Any] = {key: table[:, i] for i, key in enumerate(SCALAR_KEYS)}
+    out["a_hist"] = (hist[:, :bins], hist[:, 2 * bins], hist[:, 2 * bins + 1])
+    out["delta_log_hist"] = (hist[:, bins:2 * bins], hist[:, 2 * bins + 2],
+                             hist[:, 2 * bins + 3], hist[:, 2 * bins + 4],
+                             hist[:, 2 * bins + 5])
+    out["delta_sample"] = summary.delta_sample
+    return out
+
+
+@functools.cache
+def sampled_units(seed: int, width: int, count: int) -> np.ndarray:
+    """The hidden units whose δ components are sampled: fixed for a run."""
+    units = np.random.default_rng([seed, 0x5A4D]).permutation(width)[:count]
+    units.flags.writeable = False
+    return units
+
+
+def _summarize(xp, data, norms, activation, norm, bins, delta_samples, seed, host):
     width = data.Z.shape[2]
-    units = np.random.default_rng([seed, 0x5A4D]).permutation(width)[:delta_samples]
+    units = sampled_units(seed, width, delta_samples)
     hidden = data.Z.shape[0]
     dead = xp.concat([1.0 - data.alive[:hidden] / width,
                       1.0 - data.alive[hidden:] / data.z_out.shape[1]])
@@ -459,8 +599,12 @@ def _compute(xp, data, norms, activation, norm, bins, delta_samples, seed, host)
                slice(hidden, hidden + 1))]
     scalars, hists, samples = [], [], []
     for act, Z, A, D, unit_ids, sl in groups:
-        s, h, smp = _group_stats(xp, act, norm, Z, A, D, bins, xp.index(unit_ids, Z),
-                                 data.delta_norm[sl], dead[sl], host)
+        if host and Z.dtype.kind == "f":
+            s, h, smp = _host_group_stats(act, norm, Z, A, D, bins, unit_ids,
+                                          data.delta_norm[sl], dead[sl])
+        else:
+            s, h, smp = _group_stats(xp, act, norm, Z, A, D, bins, xp.index(unit_ids, Z),
+                                     data.delta_norm[sl], dead[sl], host)
         scalars.append(s)
         hists.append(h)
         samples.append(smp)
@@ -468,11 +612,5 @@ def _compute(xp, data, norms, activation, norm, bins, delta_samples, seed, host)
     table_cols = xp.stack([n["grad_w"], n["grad_b"], n["weight"], n["update"] / n["weight"]], 1)
     table = xp.host(xp.concat([xp.concat(scalars, 0), table_cols], 1))
     hist = xp.host(xp.concat(hists, 0))
-    sample_rows = [xp.host(s) for s in samples]
-    out = {key: table[:, i] for i, key in enumerate(SCALAR_KEYS)}
-    out["a_hist"] = (hist[:, :bins], hist[:, 2 * bins], hist[:, 2 * bins + 1])
-    out["delta_log_hist"] = (hist[:, bins:2 * bins], hist[:, 2 * bins + 2],
-                             hist[:, 2 * bins + 3], hist[:, 2 * bins + 4],
-                             hist[:, 2 * bins + 5])
-    out["delta_sample"] = [row for s in sample_rows for row in s]
-    return out
+    rows = [row for s in samples for row in np.asarray(xp.host(s), np.float64).tolist()]
+    return Summary(table, hist, rows)

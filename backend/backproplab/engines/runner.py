@@ -72,27 +72,29 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
                 jacobian: bool) -> dict[str, Any]:
     """The record of one step: {step, loss, accuracy, time_s, layers[, jacobian_sv]}."""
     spec, xp = engine.spec, engine.xp
-    stats = probes.compute(xp, result.probe, result.norms, spec.activation, spec.norm,
-                           spec.record.hist_bins, spec.record.delta_samples, spec.seed)
+    bins = spec.record.hist_bins
+    summary = probes.summarize(xp, result.probe, result.norms, spec.activation, spec.norm,
+                               bins, spec.record.delta_samples, spec.seed)
     accuracy = None
     if spec.dataset != "gaussian" or spec.loss == "cross_entropy":
         predicted = np.argmax(xp.host(result.output), axis=1)
         accuracy = float(np.mean(predicted == result.labels))
-    # whole columns to Python at once (tolist), not value by value
-    table = np.stack([stats[key] for key in probes.SCALAR_KEYS], 1).tolist()
-    a_counts, a_lo, a_hi = stats["a_hist"]
-    d_counts, d_lo, d_hi, d_zero, d_nonfinite = stats["delta_log_hist"]
-    a_counts, d_counts = a_counts.astype(np.int64).tolist(), d_counts.astype(np.int64).tolist()
-    a_lo, a_hi, d_lo, d_hi = (v.tolist() for v in (a_lo, a_hi, d_lo, d_hi))
-    d_zero, d_nonfinite = d_zero.astype(np.int64).tolist(), d_nonfinite.astype(np.int64).tolist()
+    # whole arrays to Python at once (tolist), not value by value
+    hist = summary.hist
+    a_counts = hist[:, :bins].astype(np.int64).tolist()
+    d_counts = hist[:, bins:2 * bins].astype(np.int64).tolist()
+    edges = hist[:, 2 * bins:2 * bins + 4].tolist()
+    d_zero, d_nonfinite = hist[:, 2 * bins + 4:].T.astype(np.int64).tolist()
+    keys = probes.SCALAR_KEYS
     layers = []
-    for i in range(spec.depth + 1):
+    for i, (row, (a_lo, a_hi, d_lo, d_hi)) in enumerate(zip(summary.table.tolist(), edges,
+                                                           strict=True)):
         layer = {"index": i, "kind": "hidden" if i < spec.depth else "output"}
-        layer.update(zip(probes.SCALAR_KEYS, table[i], strict=True))
-        layer["a_hist"] = {"lo": a_lo[i], "hi": a_hi[i], "counts": a_counts[i]}
-        layer["delta_log_hist"] = {"lo": d_lo[i], "hi": d_hi[i], "counts": d_counts[i],
+        layer.update(zip(keys, row, strict=True))
+        layer["a_hist"] = {"lo": a_lo, "hi": a_hi, "counts": a_counts[i]}
+        layer["delta_log_hist"] = {"lo": d_lo, "hi": d_hi, "counts": d_counts[i],
                                    "zero": d_zero[i], "nonfinite": d_nonfinite[i]}
-        layer["delta_sample"] = np.asarray(stats["delta_sample"][i], dtype=np.float64).tolist()
+        layer["delta_sample"] = summary.delta_sample[i]
         layers.append(layer)
     record = {"step": step, "loss": _float(xp.host(result.loss)), "accuracy": accuracy,
               "time_s": elapsed, "layers": layers}

@@ -27,7 +27,7 @@ class TapeEngine(Engine):
     def __init__(self, spec):
         if spec.dtype not in ("float32", "float64"):
             raise ValueError(f"the numpy engine supports float32 and float64, not {spec.dtype}")
-        self.dtype = np.dtype(spec.dtype)
+        self.dtype = self.probe_dtype = np.dtype(spec.dtype)
         super().__init__(spec)
         self._plain_step = tape.value_and_grad(self._loss)
 
@@ -70,22 +70,22 @@ class TapeEngine(Engine):
             loss, grads = self._plain_step(self.params, x, labels, targets)
             return Pass(loss, grads, self._output)
 
+        weights = self.params[0::2]
+
         def on_cotangent(key, g, sent):  # δ(l) of the mean loss, reduced while in cache
-            if key[0] != "z":
-                return
             index = key[1]
             probe.backward(index, g)
             if 1 in sent and 2 in sent:  # dense(h, W, b): W and b are used once, so what
                 # the node sends them is their whole gradient (the engine tests compare)
-                probe.params(index, sent[1], sent[2], self.params[2 * index])
+                probe.params(index, sent[1], sent[2], weights[index])
 
-        z_rows: dict = {}
+        z_value = [None]
 
         def on_value(key, value):  # seen as computed, so the tape frees it as usual
             if key[0] == "z":
-                z_rows[key[1]] = value
+                z_value[0] = value
             else:
-                probe.forward(key[1], z_rows.pop(key[1]), value)
+                probe.forward(key[1], z_value[0], value)
 
         step = tape.value_and_grad_with_taps(self._loss, on_cotangent=on_cotangent,
                                              on_value=on_value)

@@ -62,6 +62,7 @@ class TorchEngine(Engine):
         self.inline_probes = self.device.type != "cuda"
         if self.device.type == "cpu" and spec.dtype in ("float32", "float64"):
             self.probe_view = self.xp.as_numpy
+            self.probe_dtype = np.dtype(spec.dtype)
 
     def make_batch(self, step: int) -> tuple:
         # the data are drawn with NumPy (identical for both engines); one BLAS thread for

@@ -341,7 +341,8 @@ class TorchXP:
         return self.torch.arange(n, device=like.device)
 
     def index(self, values, like):
-        return self.torch.as_tensor(np.asarray(values), device=like.device)
+        # a copy: the values may be read-only
+        return self.torch.as_tensor(np.array(values), device=like.device)
 
     def matmul(self, a, b):
         return a @ b
