@@ -258,3 +258,19 @@ def test_summary_statistics_against_float64_by_hand():
     for layer in range(L):
         np.testing.assert_array_equal(stats["delta_sample"][layer], D[layer, 0, units])
     assert stats["delta_sample"][L] == pytest.approx(list(d_out[0, :3]))
+
+
+def test_microbatches_smaller_than_the_subsample_still_fill_it():
+    """Parts of 2 examples: the subsample is still the first subsample_size examples
+    of the batch, the same values as without microbatches."""
+    spec = RunSpec(dtype="float64", depth=3, width=300, activation="tanh", steps=0,
+                   batch_size=8, microbatches=4, record=RecordSpec(hist_bins=6))
+    n_sub = probes.subsample_size(8, 300)
+    assert n_sub > 2
+    split = next(iter_steps(spec))["layers"]
+    whole = next(iter_steps(spec.replace(microbatches=1)))["layers"]
+    for a, b in zip(split, whole, strict=True):
+        width = 300 if a["kind"] == "hidden" else spec.out_features
+        assert sum(a["a_hist"]["counts"]) == n_sub * width
+        for key in ("z_mean", "z_std", "a_std", "delta_norm", "grad_w_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9), (a["index"], key)

@@ -27,9 +27,9 @@ import numpy as np
 
 from ..model.activations import MAX_DERIVATIVE, derivative
 
-SUBSAMPLE_VALUES = 2048  # values per layer for moments, saturation and histograms
+SUBSAMPLE_VALUES = 1024  # values per layer for moments, saturation and histograms
 HIST_EXAMPLES = 32
-MIN_EXAMPLES = 8
+MIN_EXAMPLES = 4
 SATURATION = 0.05  # φ'(u) below 5% of its maximum counts as saturated
 LAYERNORM_EPS = 1e-5
 
@@ -38,7 +38,7 @@ SCALAR_KEYS = ("z_mean", "z_std", "a_mean", "a_std", "saturated_frac", "dead_fra
 
 
 def subsample_size(batch: int, width: int) -> int:
-    """Examples in the subsample: ~SUBSAMPLE_VALUES values per layer, 8 to 32 examples."""
+    """Examples in the subsample: ~SUBSAMPLE_VALUES values per layer, 4 to 32 examples."""
     per_values = -(-SUBSAMPLE_VALUES // max(width, 1))
     return min(batch, max(MIN_EXAMPLES, min(HIST_EXAMPLES, per_values)))
 
@@ -198,8 +198,11 @@ class HostCollector:
         if self.view is not None:
             g = self.view(g)
         self.norms[index, 0] = self._norm(g)
-        alive = host_alive(g)
-        self.alive[index, :alive.size] = alive
+        if g.shape[0] and g[0].all():  # the usual case: every unit alive at a glance
+            self.alive[index] = True
+        else:
+            alive = host_alive(g)
+            self.alive[index, :alive.size] = alive
         self.seen[index, 0] = True
         (self.D[index] if index < self.depth else self.out[2])[...] = g[:self.n]
 
@@ -307,7 +310,7 @@ def combine(xp: Any, parts: list[tuple[int, PartProbe]], batch: int) -> ProbeDat
                          p.norms * (scale / math.sqrt(batch)),
                          _alive_counts(xp, p.alive_hidden, p.alive_out))
     probes = [p for _, p in parts]
-    n = max(p.Z.shape[1] for p in probes)  # the subsample size each part was asked for
+    n = subsample_size(batch, probes[0].Z.shape[2])  # parts may each hold fewer rows
 
     def first_rows(arrays: list, axis: int) -> Any:
         joined = xp.concat(arrays, axis)

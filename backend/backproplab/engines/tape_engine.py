@@ -30,6 +30,7 @@ class TapeEngine(Engine):
         self.dtype = self.probe_dtype = np.dtype(spec.dtype)
         super().__init__(spec)
         self._plain_step = tape.value_and_grad(self._loss)
+        self._probe = None  # the collector of the pass under way, if any
 
     @property
     def device_name(self) -> str:
@@ -42,11 +43,14 @@ class TapeEngine(Engine):
         spec = self.spec
         self.check_cancel()
         W, b = p
-        z = tape.tap(ops.dense(h, W, b), ("z", index))
+        # δ(l) = ∂loss/∂z(l) is reported by the backward pass (see forward_backward)
+        z = tape.tap(ops.dense(h, W, b), ("z", index), value=False)
         u = layernorm(z) if spec.norm == "layernorm" else z
         y = ops.ACTIVATIONS[spec.activation](u)
         a = h + spec.alpha * y if spec.is_residual_layer(index) else y  # a(l-1) + α·σ(z(l))
-        return tape.tap(a, ("a", index), cotangent=False)
+        if self._probe is not None:  # seen as computed, so the tape frees them as usual
+            self._probe.forward(index, tape.primal_value(z), tape.primal_value(a))
+        return a
 
     def _loss(self, params: list, x: np.ndarray, labels: np.ndarray, targets: np.ndarray):
         spec = self.spec
@@ -58,9 +62,10 @@ class TapeEngine(Engine):
             a = x
             for index, p in enumerate(hidden):
                 a = self._layer(a, p, index)
-        out = tape.tap(ops.dense(a, W_out, b_out), ("z", spec.depth))
-        tape.tap(out, ("a", spec.depth), cotangent=False)
+        out = tape.tap(ops.dense(a, W_out, b_out), ("z", spec.depth), value=False)
         self._output = tape.primal_value(out)
+        if self._probe is not None:
+            self._probe.forward(spec.depth, self._output, self._output)
         if spec.loss == "mse":
             return ops.mse(out, targets)
         return ops.softmax_cross_entropy(out, labels)
@@ -79,17 +84,12 @@ class TapeEngine(Engine):
                 # the node sends them is their whole gradient (the engine tests compare)
                 probe.params(index, sent[1], sent[2], weights[index])
 
-        z_value = [None]
-
-        def on_value(key, value):  # seen as computed, so the tape frees it as usual
-            if key[0] == "z":
-                z_value[0] = value
-            else:
-                probe.forward(key[1], z_value[0], value)
-
-        step = tape.value_and_grad_with_taps(self._loss, on_cotangent=on_cotangent,
-                                             on_value=on_value)
-        loss, grads, _, _ = step(self.params, x, labels, targets)
+        step = tape.value_and_grad_with_taps(self._loss, on_cotangent=on_cotangent)
+        self._probe = probe
+        try:
+            loss, grads, _, _ = step(self.params, x, labels, targets)
+        finally:
+            self._probe = None
         return Pass(loss, grads, self._output)
 
     def apply(self, updates: list) -> None:

@@ -362,12 +362,15 @@ def run_backward(trace, seeds, consume=False) -> list:
     return cotangents
 
 
-def tap(x: Any, key: Any, cotangent: bool = True) -> Any:
+def tap(x: Any, key: Any, cotangent: bool = True, value: bool = True) -> Any:
     """Mark an intermediate value: `value_and_grad_with_taps` reports its value
-    (and its cotangent) under `key`. Outside that transformation it does nothing."""
+    (unless value=False) and its cotangent (unless cotangent=False) under `key`.
+    Outside that transformation it does nothing."""
     sink = getattr(_local, "sink", None)
     if sink is not None:
-        if callable(sink[0]):
+        if not value:
+            pass
+        elif callable(sink[0]):
             sink[0](key, primal_value(x))
         else:
             sink[0][key] = primal_value(x)
