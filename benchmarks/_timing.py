@@ -11,7 +11,21 @@ import numpy as np
 
 def median_ms(fns: dict[str, Callable[[], object]], repeats: int = 15,
               min_time: float = 0.02, settle: float = 0.05) -> dict[str, float]:
-    """Time several functions side by side, interleaved, so drift hits all alike.
+    """Median ms per call of each function, timed side by side (see samples_ms)."""
+    samples = samples_ms(fns, repeats, min_time, settle)
+    return {name: float(np.median(s)) for name, s in samples.items()}
+
+
+def paired_ratio(samples: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over the repeats of num/den, each ratio from blocks timed one right
+    after the other: slow spells of a shared machine hit both sides of a ratio."""
+    return float(np.median(np.asarray(samples[num]) / np.asarray(samples[den])))
+
+
+def samples_ms(fns: dict[str, Callable[[], object]], repeats: int = 15,
+               min_time: float = 0.02, settle: float = 0.05) -> dict[str, list[float]]:
+    """Time several functions side by side, interleaved, so drift hits all alike:
+    ms per call of each function in each repeat.
 
     `settle` seconds pass between blocks: OpenMP (torch) and OpenBLAS (numpy) worker
     threads spin for a while after a call, and would otherwise slow whichever
@@ -33,7 +47,7 @@ def median_ms(fns: dict[str, Callable[[], object]], repeats: int = 15,
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t0) / n * 1e3)
-    return {name: float(np.median(s)) for name, s in samples.items()}
+    return samples
 
 
 def machine() -> str:

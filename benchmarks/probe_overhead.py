@@ -3,7 +3,9 @@ against the probed engine step (every per-layer statistic, reduced where the dat
 are, a few transfers per step), side by side in one run; plus the engine's own
 unprobed step (probed/engine: the cost of the probes alone), the usual
 per-layer-hook-with-.item() approach for reference, and the tape engine with
-probes against the bare tape step.
+probes against the bare tape step. Ratios are medians over the repeats of the
+ratio of blocks timed one right after the other (robust to slow spells of a
+shared machine); the ms columns are plain medians.
 
     python benchmarks/probe_overhead.py                # CPU sizes
     python benchmarks/probe_overhead.py --device cuda  # the GPU sizes of the issue
@@ -17,7 +19,7 @@ import datetime
 import numpy as np
 import torch
 
-from _timing import machine, median_ms, table
+from _timing import machine, paired_ratio, samples_ms, table
 from backproplab.engines import make_engine
 from backproplab.engines.runner import step_record
 from backproplab.model import RecordSpec, RunSpec
@@ -105,11 +107,13 @@ def main() -> None:
                "engine": lambda: (unprobed(), sync(args.device)),
                "probed": lambda: (probed(), sync(args.device)),
                "hooks+item": lambda: (hooked_torch_step(params, x, y), sync(args.device))}
-        ms = median_ms(fns, repeats=args.repeats, min_time=BLOCK_S)
+        samples = samples_ms(fns, repeats=args.repeats, min_time=BLOCK_S)
+        ms = {name: float(np.median(s)) for name, s in samples.items()}
         rows.append([f"torch/{args.device} ({depth}, {width}, {batch})", ms["plain"],
                      ms["engine"], ms["probed"], ms["hooks+item"],
-                     f"{ms['probed'] / ms['plain']:.3f}", f"{ms['probed'] / ms['engine']:.3f}",
-                     f"{ms['hooks+item'] / ms['plain']:.3f}"])
+                     f"{paired_ratio(samples, 'probed', 'plain'):.3f}",
+                     f"{paired_ratio(samples, 'probed', 'engine'):.3f}",
+                     f"{paired_ratio(samples, 'hooks+item', 'plain'):.3f}"])
     if args.device == "cpu":
         for depth, width, batch in CPU_SIZES:
             spec = spec_for("numpy", "cpu", depth, width, batch)
@@ -123,9 +127,10 @@ def main() -> None:
             def tape_plain():
                 engine.train_step(next(counter), probe=False)
 
-            ms = median_ms({"plain": tape_plain, "probed": tape_probed}, repeats=args.repeats,
-                           min_time=BLOCK_S)
-            ratio = f"{ms['probed'] / ms['plain']:.3f}"
+            samples = samples_ms({"plain": tape_plain, "probed": tape_probed},
+                                 repeats=args.repeats, min_time=BLOCK_S)
+            ms = {name: float(np.median(s)) for name, s in samples.items()}
+            ratio = f"{paired_ratio(samples, 'probed', 'plain'):.3f}"
             rows.append([f"tape/numpy ({depth}, {width}, {batch})", ms["plain"], ms["plain"],
                          ms["probed"], "-", ratio, ratio, "-"])
     name = torch.cuda.get_device_name() if args.device == "cuda" else machine()

@@ -115,7 +115,8 @@ def test_batched_gathering_matches_inline(spec):
 def test_device_reduction_matches_host_reduction(spec):
     """probes.compute in torch ops (as on a GPU) against the NumPy one, same data."""
     engine = make_engine(spec)
-    result = engine.train_step(0, probe=True)
+    with np.errstate(all="ignore"):  # the overflow case overflows, as the runner allows
+        result = engine.train_step(0, probe=True)
     args = (spec.activation, spec.norm, 16, 5, spec.seed)
     host = probes.compute(engine.xp, result.probe, result.norms, *args, host=True)
     device = probes.compute(engine.xp, result.probe, result.norms, *args, host=False)

@@ -48,8 +48,9 @@ class PartProbe:
     """What one forward/backward over a (micro)batch part leaves for the probes.
 
     Hidden layers are stacked (L, n, W); the output layer is kept apart. D and d_out
-    are cotangents of the part's mean loss; norms are their Frobenius norms (float64,
-    one per layer, output last). param_norms, when the engine took them inline:
+    are per-example δ (the cotangents of the part's mean loss times the part's size);
+    norms are the Frobenius norms of those cotangents (float64, one per layer,
+    output last). param_norms, when the engine took them inline:
     {"grad_w", "grad_b", "weight"} float64 vectors of the part's gradients."""
 
     Z: Any
@@ -94,8 +95,8 @@ class Collector:
     after the layer's gradients, for norms taken in cache. Layers are 0..L, L the
     output."""
 
-    def __init__(self, xp: Any, depth: int, n_sub: int, inline: bool):
-        self.xp, self.n, self.inline = xp, n_sub, inline
+    def __init__(self, xp: Any, depth: int, n_sub: int, inline: bool, scale: float = 1.0):
+        self.xp, self.n, self.inline, self.scale = xp, n_sub, inline, scale
         layers = depth + 1
         self.z: list = [None] * layers
         self.a: list = [None] * layers
@@ -147,6 +148,7 @@ class Collector:
             alive_hidden = xp.stacked_alive(full)
             alive_out = xp.alive_units(d_out_full)
             D, d_out = full[:, :self.n], xp.rows(d_out_full, self.n, copy=True)
+        D, d_out = D * self.scale, d_out * self.scale  # per-example δ
         param_norms = None
         if all(p is not None for p in self.pnorms):
             columns = list(zip(*self.pnorms, strict=True))
@@ -165,8 +167,9 @@ class HostCollector:
     looked for past the first rows only where those rows are zero."""
 
     def __init__(self, depth: int, rows: int, width: int, out_dim: int, dtype: Any,
-                 view: Callable[[Any], Any] | None, back: Callable[[Any], Any] | None):
-        self.depth, self.n = depth, rows
+                 view: Callable[[Any], Any] | None, back: Callable[[Any], Any] | None,
+                 scale: float = 1.0):
+        self.depth, self.n, self.scale = depth, rows, scale
         self.view, self.back = view, back
         dtype = np.dtype(dtype)
         self.Z, self.A, self.D = (np.empty((depth, rows, width), dtype) for _ in range(3))
@@ -175,7 +178,8 @@ class HostCollector:
         self.norms = np.zeros((layers, 3))  # ‖δ‖, ‖∇W‖, ‖W‖
         self.seen = np.zeros((layers, 2), dtype=bool)  # backward, params reached
         self.alive = np.zeros((layers, max(width, out_dim)), dtype=bool)
-        self.biases: list = [None] * layers  # ∇b, reduced all at once at the end
+        self.biases = np.empty((depth, width), dtype)  # hidden ∇b, reduced at the end
+        self.bias_out: Any = None
         self.window = norm_window_of(dtype)
 
     def forward(self, index: int, z: Any, a: Any) -> None:
@@ -204,7 +208,9 @@ class HostCollector:
             alive = host_alive(g)
             self.alive[index, :alive.size] = alive
         self.seen[index, 0] = True
-        (self.D[index] if index < self.depth else self.out[2])[...] = g[:self.n]
+        # per-example δ rows: the mean-loss cotangent times the part's size
+        np.multiply(g[:self.n], self.scale, out=self.D[index] if index < self.depth
+                    else self.out[2])
 
     def params(self, index: int, gW: Any, gb: Any, W: Any) -> None:
         view = self.view
@@ -213,20 +219,22 @@ class HostCollector:
         norms = self.norms[index]
         norms[1], norms[2] = self._norm(gW), self._norm(W)
         self.seen[index, 1] = True
-        self.biases[index] = gb
+        if index < self.depth:
+            self.biases[index] = gb
+        else:
+            self.bias_out = gb
 
     def _bias_norms(self) -> np.ndarray:
-        """‖∇b(l)‖ of every layer: the hidden ones stacked, one pass."""
+        """‖∇b(l)‖ of every layer: the hidden ones from their stack, one pass."""
         depth, biases = self.depth, self.biases
         result = np.empty(depth + 1)
         if depth:
-            stacked = np.stack(biases[:depth])
-            sq = np.einsum("lw,lw->l", stacked, stacked).astype(np.float64)
+            sq = np.einsum("lw,lw->l", biases, biases).astype(np.float64)
             result[:depth] = np.sqrt(sq)
             lo, hi = self.window
             for i in np.flatnonzero(~((lo < sq) & (sq < hi))):  # under- or overflowed
                 result[i] = _host_safe_norm(biases[i])
-        result[depth] = self._norm(biases[depth])
+        result[depth] = self._norm(self.bias_out)
         return result
 
     def finish(self) -> PartProbe:
@@ -263,8 +271,8 @@ def make_collector(xp: Any, depth: int, n_sub: int, inline: bool,
     n = min(n_sub, rows)
     if inline and dtype is not None and (xp is NumpyXP or view is not None):
         return HostCollector(depth, n, width, out_dim, dtype, view,
-                             None if xp is NumpyXP else xp.from_numpy)
-    return Collector(xp, depth, n_sub, inline)
+                             None if xp is NumpyXP else xp.from_numpy, scale=float(rows))
+    return Collector(xp, depth, n_sub, inline, scale=float(rows))
 
 
 HEAD_ROWS = 8
@@ -299,13 +307,12 @@ def norm_window_of(dtype) -> tuple[float, float]:
 
 
 def combine(xp: Any, parts: list[tuple[int, PartProbe]], batch: int) -> ProbeData:
-    """The step's probe data from its parts (size, probe): per-example δ(l) is the
-    part's mean-loss cotangent times the part size; subsamples are the first rows."""
-    if len(parts) == 1:  # the part's arrays are the collector's own: scaled in place
+    """The step's probe data from its parts (size, probe): the part's δ norms are of
+    its mean-loss cotangents, so times the part size for per-example ones;
+    subsamples are the first rows."""
+    if len(parts) == 1:
         size, p = parts[0]
         scale = float(size)
-        p.D *= scale
-        p.d_out *= scale
         return ProbeData(p.Z, p.A, p.D, p.z_out, p.d_out,
                          p.norms * (scale / math.sqrt(batch)),
                          _alive_counts(xp, p.alive_hidden, p.alive_out))
@@ -322,9 +329,9 @@ def combine(xp: Any, parts: list[tuple[int, PartProbe]], batch: int) -> ProbeDat
         alive_hidden = alive_hidden | p.alive_hidden
         alive_out = alive_out | p.alive_out
     return ProbeData(first_rows([p.Z for p in probes], 1), first_rows([p.A for p in probes], 1),
-                     first_rows([p.D * float(size) for size, p in parts], 1),
+                     first_rows([p.D for p in probes], 1),
                      first_rows([p.z_out for p in probes], 0),
-                     first_rows([p.d_out * float(size) for size, p in parts], 0),
+                     first_rows([p.d_out for p in probes], 0),
                      xp.sqrt(squares / batch), _alive_counts(xp, alive_hidden, alive_out))
 
 
@@ -463,21 +470,26 @@ def _group_stats(xp, activation, norm, Z, A, D, bins, sample_units, delta_norm, 
     return scalars, hist, xp.to_float(sample)
 
 
+@functools.cache
+def _bin_offsets(layers: int, stride: int) -> np.ndarray:
+    offsets = (np.arange(layers, dtype=np.intp) * stride)[:, None]
+    offsets.flags.writeable = False
+    return offsets
+
+
 def _host_histograms(values: np.ndarray, bins: int, scratch: np.ndarray | None = None):
     """_histograms on the host when every value is finite (None otherwise), with the
     same arithmetic; the positions are written into `scratch` (may be `values`)."""
     layers = values.shape[0]
     lo, hi = values.min(1), values.max(1)  # NaN and ±inf reach lo or hi
-    width = hi - lo
-    if not (np.isfinite(lo).all() and np.isfinite(hi).all() and np.isfinite(width).all()):
+    width = hi - lo  # and then width, as does an overflow of the difference
+    if not np.isfinite(width).all():
         return None
     scale = bins / np.maximum(width, 1e-12)
-    if not np.isfinite(scale).all():
-        return None
     pos = np.subtract(values, lo[:, None], out=scratch)
     pos *= scale[:, None]
     idx = pos.astype(np.intp)  # pos >= 0: truncation is floor
-    idx += (np.arange(layers, dtype=np.intp) * (bins + 1))[:, None]
+    idx += _bin_offsets(layers, bins + 1)
     counts = np.zeros((layers, bins + 1), dtype=np.int64)
     np.add.at(counts.reshape(-1), idx.reshape(-1), 1)  # faster than bincount in NumPy 2
     counts[:, bins - 1] += counts[:, bins]  # pos = bins: the largest value, last bin

@@ -61,7 +61,8 @@ class TorchEngine(Engine):
         self._act_backward = _torch_activation_backward(torch, spec.activation)
         self.inline_probes = self.device.type != "cuda"
         if self.device.type == "cpu" and spec.dtype in ("float32", "float64"):
-            self.probe_view = self.xp.as_numpy
+            # zero-copy NumPy views; the engine's own tensors never require grad
+            self.probe_view = torch.Tensor.numpy
             self.probe_dtype = np.dtype(spec.dtype)
 
     def make_batch(self, step: int) -> tuple:
