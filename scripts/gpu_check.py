@@ -2,8 +2,10 @@
 lent one (the device has numpy, torch and pytest, none of the web packages):
 
   1. the torch engine on CUDA agrees with the tape in float64 (20 random configs);
-  2. benchmarks/probe_overhead.py --device cuda   (issue: probed/plain ≤ 1.10);
-  3. benchmarks/phase_sweep.py --device cuda      (issue: 1024 configs ≤ 56 ms).
+  2. dtype tf32: TF32 matmuls in effect (‖δ‖ error against float64 well above
+     float32's, below 5e-2) and the process flag restored afterwards;
+  3. benchmarks/probe_overhead.py --device cuda   (issue: probed/plain ≤ 1.10);
+  4. benchmarks/phase_sweep.py --device cuda      (issue: 1024 configs ≤ 56 ms).
 
     PYTHONPATH=backend:tests:benchmarks python3 scripts/gpu_check.py
 """
@@ -45,10 +47,33 @@ def agreement() -> None:
           f"{worst:.2e} ({status}, {time.perf_counter() - t0:.1f} s)")
 
 
+def tf32_check() -> None:
+    if DEVICE != "cuda":
+        print("tf32: CUDA only, nothing to check in a CPU rehearsal")
+        return
+    from backproplab.model import RunSpec
+
+    base = RunSpec(engine="torch", device="cuda", depth=20, width=512, input_dim=512,
+                   batch_size=256, steps=0, activation="tanh", seed=5)
+    before = torch.backends.cuda.matmul.allow_tf32
+    ref = next(iter_steps(base.replace(dtype="float64")))["layers"]
+    errors = {}
+    for dtype in ("float32", "tf32"):
+        layers = next(iter_steps(base.replace(dtype=dtype)))["layers"]
+        errors[dtype] = max(abs(a["delta_norm"] - b["delta_norm"]) / b["delta_norm"]
+                            for a, b in zip(layers, ref, strict=True))
+    restored = torch.backends.cuda.matmul.allow_tf32 == before
+    ok = errors["tf32"] > 10 * errors["float32"] and errors["tf32"] < 5e-2 and restored
+    print(f"tf32: worst relative ‖δ‖ error against float64 {errors['tf32']:.1e} "
+          f"(float32 {errors['float32']:.1e}), flag restored: {restored} "
+          f"({'OK' if ok else 'FAIL'})")
+
+
 def main() -> int:
     name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu (rehearsal)"
     print(f"device: {name}, torch {torch.__version__}, numpy {np.__version__}")
     agreement()
+    tf32_check()
     env = {"PYTHONPATH": f"{ROOT / 'backend'}:{ROOT / 'benchmarks'}"}
     for script in ("probe_overhead.py", "phase_sweep.py"):
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--device", DEVICE,

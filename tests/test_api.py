@@ -109,6 +109,17 @@ def test_bad_config_is_422_naming_the_field(client, field, value, fragment):
     assert detail["loc"][-1] == field and fragment.lower() in detail["msg"].lower()
 
 
+@pytest.mark.parametrize("extra,fragment", [
+    ({"engine": "numpy", "dtype": "tf32"}, "dtype 'tf32' needs engine 'torch'"),
+    ({"engine": "torch", "device": "cpu", "dtype": "tf32"}, "dtype 'tf32' needs device 'cuda'"),
+    ({"engine": "numpy", "dtype": "bfloat16"}, "dtype 'bfloat16' needs engine 'torch'"),
+])
+def test_dtypes_the_engine_or_device_cannot_run_are_422(client, extra, fragment):
+    r = client.post("/api/runs", json={**SMALL, **extra})
+    assert r.status_code == 422
+    assert fragment in r.json()["detail"][0]["msg"]
+
+
 def test_compute_budget_names_the_limit(client):
     r = client.post("/api/runs", json={"depth": 1000, "width": 4096, "steps": 1000})
     assert r.status_code == 422

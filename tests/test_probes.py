@@ -275,3 +275,35 @@ def test_microbatches_smaller_than_the_subsample_still_fill_it():
         assert sum(a["a_hist"]["counts"]) == n_sub * width
         for key in ("z_mean", "z_std", "a_std", "delta_norm", "grad_w_norm"):
             assert a[key] == pytest.approx(b[key], rel=1e-9), (a["index"], key)
+
+
+def test_tf32_is_cuda_only_and_holds_the_process_flag_under_one_lock():
+    """TF32 is a process-wide torch switch: CUDA work sets it under one lock, and
+    restores it; on a machine without a GPU a tf32 run is refused by name."""
+    import threading
+
+    from backproplab.engines import precision
+    from backproplab.engines.torch_engine import cuda_available
+
+    spec = RunSpec(engine="torch", dtype="tf32", device="auto", depth=2, width=4,
+                   batch_size=4, dataset="xor", steps=1)
+    if cuda_available():
+        engine = make_engine(spec)
+        assert engine.tf32 and engine.dtype == torch.float32
+    else:
+        with pytest.raises(ValueError, match="dtype 'tf32' needs a CUDA device"):
+            make_engine(spec)
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_tf32
+    held, free = [], threading.Event()
+
+    def other_thread():
+        held.append(precision.lock().acquire(blocking=False))
+        free.set()
+
+    with precision.cuda_matmul_precision(torch, not before):
+        assert matmul.allow_tf32 is (not before)
+        threading.Thread(target=other_thread).start()
+        free.wait(5)
+    assert held == [False]  # another run's CUDA work waits for the lock
+    assert matmul.allow_tf32 is before

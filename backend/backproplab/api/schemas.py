@@ -37,7 +37,8 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     engine: Literal["numpy", "torch"] = "numpy"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "float64", "bfloat16"] = "float32"
+    dtype: Literal["float32", "float64", "bfloat16", "tf32"] = Field(
+        "float32", description="tf32: float32 tensors, TF32 matmuls (torch on CUDA)")
     depth: int = Field(20, ge=1, le=1000, description="hidden layers")
     width: int = Field(128, ge=1, le=4096, description="units per hidden layer")
     activation: Activation = "tanh"
@@ -66,8 +67,11 @@ class RunConfig(BaseModel):
     def _check(self, info: ValidationInfo) -> RunConfig:
         if self.engine == "numpy" and self.device == "cuda":
             raise ValueError("device 'cuda' needs engine 'torch'")
-        if self.engine == "numpy" and self.dtype == "bfloat16":
-            raise ValueError("dtype 'bfloat16' needs engine 'torch'")
+        if self.engine == "numpy" and self.dtype in ("bfloat16", "tf32"):
+            raise ValueError(f"dtype '{self.dtype}' needs engine 'torch'")
+        if self.dtype == "tf32" and self.device == "cpu":
+            raise ValueError("dtype 'tf32' needs device 'cuda' (or 'auto' on a machine "
+                             "with a GPU): TF32 is a mode of NVIDIA GPUs' matmuls")
         if self.microbatches > self.batch_size:
             raise ValueError(f"microbatches ({self.microbatches}) cannot exceed "
                              f"batch_size ({self.batch_size})")

@@ -3,6 +3,7 @@ probe bundle. An engine supplies only its forward/backward and array plumbing.""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,11 @@ class Engine:
 
     def make_batch(self, step: int) -> tuple:
         return batch(self.spec, step)
+
+    def full_precision(self) -> contextlib.AbstractContextManager:
+        """Context for matmuls outside the step (Jacobian spectra) at full float
+        precision, whatever another run has set (see engines.precision)."""
+        return contextlib.nullcontext()
 
     # --- shared ------------------------------------------------------------------
     def check_cancel(self) -> None:

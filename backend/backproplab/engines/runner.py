@@ -99,7 +99,8 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
     record = {"step": step, "loss": _float(xp.host(result.loss)), "accuracy": accuracy,
               "time_s": elapsed, "layers": layers}
     if jacobian:
-        sv = singular_values(xp, spec, engine.weights, result.zs, spec.record.jacobian_topk)
+        with engine.full_precision():
+            sv = singular_values(xp, spec, engine.weights, result.zs, spec.record.jacobian_topk)
         record["jacobian_sv"] = [float(v) for v in sv]
     return record
 

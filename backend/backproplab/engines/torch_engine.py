@@ -54,7 +54,11 @@ class TorchEngine(Engine):
             torch.set_num_threads(threads)
         self.device = torch.device(resolve_device(spec.device))
         self.dtype = {"float32": torch.float32, "float64": torch.float64,
-                      "bfloat16": torch.bfloat16}[spec.dtype]
+                      "bfloat16": torch.bfloat16, "tf32": torch.float32}[spec.dtype]
+        self.tf32 = spec.dtype == "tf32"  # float32 tensors, TF32 matmuls (CUDA only)
+        if self.tf32 and self.device.type != "cuda":
+            raise ValueError("dtype 'tf32' needs a CUDA device: TF32 is a mode of NVIDIA "
+                             "GPUs' matmuls (use float32 on the CPU)")
         self.xp = TorchXP(torch)
         super().__init__(spec)
         self._act = _torch_activation(torch, spec.activation)
@@ -134,6 +138,21 @@ class TorchEngine(Engine):
         return loss, g / len(index)
 
     def forward_backward(self, x, labels, targets, probe) -> Pass:
+        if self.device.type != "cuda":
+            return self._forward_backward(x, labels, targets, probe)
+        from .precision import cuda_matmul_precision
+
+        with cuda_matmul_precision(self.torch, self.tf32):  # the flag is process-wide
+            return self._forward_backward(x, labels, targets, probe)
+
+    def full_precision(self):
+        if self.device.type != "cuda":
+            return super().full_precision()
+        from .precision import cuda_matmul_precision
+
+        return cuda_matmul_precision(self.torch, False)
+
+    def _forward_backward(self, x, labels, targets, probe) -> Pass:
         spec, torch = self.spec, self.torch
         depth = spec.depth
         bounds = [round(k * depth / spec.segments) for k in range(spec.segments + 1)]

@@ -4,6 +4,7 @@ and the same measured by building random networks for every grid point at once
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any
@@ -75,7 +76,12 @@ def measured(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
     torch, dev = _torch_or_none(device)
     start = time.perf_counter()
     if torch is not None:
-        log_profile = _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype)
+        from ..engines.precision import cuda_matmul_precision
+
+        with cuda_matmul_precision(torch, False) if dev.type == "cuda" else \
+                contextlib.nullcontext():
+            log_profile = _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed,
+                                         dtype)
         backend = f"torch/{dev.type}"
     else:
         log_profile = _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype)
