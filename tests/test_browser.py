@@ -220,3 +220,15 @@ def test_page_picks_the_run_up_again_after_a_server_restart(browser):
                 f"s.runId !== '{old_run}' && s.steps.length > 0; }}", timeout=15000)
     finally:
         page.close()
+
+
+def test_precision_choices_follow_the_servers_devices(page, server):
+    """dtype offers tf32 only where the server has a CUDA device (from /api/info)."""
+    import httpx
+
+    page.goto(f"{server.url}/#{SMALL}")
+    page.wait_for_function("() => window.backproplab?.state.schema")
+    options = page.locator("#ctl-dtype option").evaluate_all("els => els.map(e => e.value)")
+    devices = httpx.get(f"{server.url}/api/info").json()["devices"]
+    assert {"float32", "float64", "bfloat16"} <= set(options)
+    assert ("tf32" in options) == ("cuda" in devices)

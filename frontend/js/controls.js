@@ -116,6 +116,8 @@ function makeControl(path, key, prop, info, onChange) {
     let options = prop.enum || RESIDUAL_SCALES;
     if (key === 'device' && info) options = options.filter((o) => o === 'auto' || info.devices.includes(o));
     if (key === 'engine' && info) options = options.filter((o) => info.engines.includes(o));
+    // TF32 is a mode of NVIDIA GPUs' matmuls: offered where the server has one
+    if (key === 'dtype' && info) options = options.filter((o) => o !== 'tf32' || info.devices.includes('cuda'));
     const select = document.createElement('select');
     select.id = id;
     for (const o of options) {
