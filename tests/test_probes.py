@@ -307,3 +307,39 @@ def test_tf32_is_cuda_only_and_holds_the_process_flag_under_one_lock():
         free.wait(5)
     assert held == [False]  # another run's CUDA work waits for the lock
     assert matmul.allow_tf32 is before
+
+
+def test_batched_probes_launch_no_kernel_per_layer():
+    """The GPU way (batched gathering, device reduction) counted in aten operations,
+    each a kernel launch on a GPU: what probing adds to a step, and the reduction
+    of a record, are the same at depth 4 and depth 40 (nothing per layer), and the
+    reduction stays under 120 operations."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    added, reduction = [], []
+    for depth in (4, 40):
+        spec = RunSpec(engine="torch", depth=depth, width=16, batch_size=12, steps=10,
+                       activation="tanh", record=RecordSpec(hist_bins=8, delta_samples=3))
+        engine = make_engine(spec)
+        engine.inline_probes, engine.probe_view, engine.probe_dtype = False, None, None
+        engine.train_step(0, probe=True)  # warm up
+        with Count() as plain:
+            engine.train_step(1, probe=False)
+        with Count() as probed:
+            result = engine.train_step(2, probe=True)
+        with Count() as summary:
+            probes.summarize(engine.xp, result.probe, result.norms, "tanh", "none", 8, 3, 0,
+                             host=False)
+        added.append(probed.n - plain.n)
+        reduction.append(summary.n)
+    assert added[0] == added[1], added
+    assert reduction[0] == reduction[1] and reduction[0] < 120, reduction

@@ -106,10 +106,14 @@ class Collector:
         self.pnorms: list = [None] * layers
 
     def forward(self, index: int, z: Any, a: Any) -> None:
-        """The first rows of z(l) and a(l): copied when inline (so the engine can free
-        the whole tensors as usual), views when batched (no extra kernel per layer)."""
-        self.z[index] = self.xp.rows(z, self.n, copy=self.inline)
-        self.a[index] = self.xp.rows(a, self.n, copy=self.inline)
+        """Inline: the first rows of z(l) and a(l), copied (so the engine can free the
+        whole tensors as usual). Batched: the tensors themselves (the engine keeps
+        them for its backward anyway); nothing is launched per layer."""
+        if self.inline:
+            self.z[index] = self.xp.rows(z, self.n, copy=True)
+            self.a[index] = self.xp.rows(a, self.n, copy=True)
+        else:
+            self.z[index], self.a[index] = z, a
 
     def backward(self, index: int, g: Any) -> None:
         if self.inline:
@@ -133,7 +137,12 @@ class Collector:
             if d is None:  # no cotangent reached z(l): the loss does not depend on it
                 self.d[i] = 0.0 * self.z[i]
                 self.alive[i] = xp.alive_units(self.d[i])
-        Z, A = xp.stack(self.z[:hidden]), xp.stack(self.a[:hidden])
+        if self.inline:
+            Z, A = xp.stack(self.z[:hidden]), xp.stack(self.a[:hidden])
+            z_out = self.z[hidden]
+        else:
+            Z, A = (_first_rows_stacked(xp, t[:hidden], self.n) for t in (self.z, self.a))
+            z_out = xp.rows(self.z[hidden], self.n, copy=True)
         like = Z
         if self.inline:
             D = xp.stack(self.d[:hidden])
@@ -155,8 +164,19 @@ class Collector:
             param_norms = {key: xp.from_host(list(col), like)
                            for key, col in zip(("grad_w", "grad_b", "weight"), columns,
                                                strict=True)}
-        return PartProbe(Z, A, D, self.z[hidden], d_out, norms, alive_hidden, alive_out,
-                         param_norms)
+        return PartProbe(Z, A, D, z_out, d_out, norms, alive_hidden, alive_out, param_norms)
+
+
+STACK_BYTES = 1 << 28  # above this, a whole-batch stack is built row block by row block
+
+
+def _first_rows_stacked(xp: Any, tensors: list, n: int) -> Any:
+    """The first n rows of each tensor, stacked (L, n, W): one stack of the whole
+    tensors and one slice (two kernels however deep the net) unless that stack would
+    be large, then a slice per tensor."""
+    if len(tensors) * xp.nbytes(tensors[0]) <= STACK_BYTES:
+        return xp.contiguous(xp.stack(tensors)[:, :n])
+    return xp.stack([xp.rows(t, n, copy=False) for t in tensors])
 
 
 class HostCollector:
@@ -602,7 +622,63 @@ def sampled_units(seed: int, width: int, count: int) -> np.ndarray:
     return units
 
 
+def _device_summarize(xp, data, norms, activation, norm, bins, delta_samples, seed):
+    """summarize for data on a device, in as few kernels as the statistics allow
+    (about 60, whatever the depth; no host sync until the one transfer at the end):
+    z and a moments in one pass over both stacks, the a and log10|δ| histograms in
+    one, every result packed into one float64 vector and read back at once. The
+    output layer's few values travel in that same vector and are reduced on the
+    host, where its ~50 small operations cost less than 50 kernel launches."""
+    Z, A, D = (xp.to_single(x) for x in (data.Z, data.A, data.D))
+    layers, n, width = Z.shape
+    units = sampled_units(seed, width, delta_samples)
+    var, mean = xp.var_mean(xp.concat([Z, A], 0), (1, 2))  # z(l) then a(l), (2L,)
+    u = _layernorm(xp, Z) if norm == "layernorm" and activation != "linear" else Z
+    logs = xp.log10(xp.abs(D.reshape(layers, -1)))  # zeros -> -inf, out of the histogram
+    lo, hi, counts, _ = _histograms(xp, xp.concat([A.reshape(layers, -1), logs], 0), bins,
+                                    False)
+    d_zero = xp.sum(logs == -math.inf, 1)
+    d_nonfinite = xp.sum(~(xp.isfinite(logs) | (logs == -math.inf)), 1)
+    sample = D[:, 0, :][:, xp.index(units[:width], D)] if n else D[:, 0, :0]
+    block = xp.concat([
+        xp.to_float(xp.stack([mean[:layers], xp.sqrt(var[:layers]), mean[layers:],
+                              xp.sqrt(var[layers:]), _saturated(xp, activation, u)], 1)),
+        xp.to_float(counts[:layers]), xp.to_float(counts[layers:]),
+        xp.to_float(xp.stack([lo[:layers], hi[:layers], lo[layers:], hi[layers:]], 1)),
+        xp.to_float(xp.stack([d_zero, d_nonfinite], 1)), xp.to_float(sample)], 1)
+    columns = xp.stack([xp.to_float(v) for v in (data.delta_norm, data.alive, norms["grad_w"],
+                                                  norms["grad_b"], norms["weight"],
+                                                  norms["update"])], 1)
+    out_dtype = data.z_out.dtype
+    packed = xp.host(xp.concat([block.reshape(-1), columns.reshape(-1),
+                                xp.to_float(data.z_out).reshape(-1),
+                                xp.to_float(data.d_out).reshape(-1)]))
+    k = block.shape[1]
+    block, rest = packed[:layers * k].reshape(layers, k), packed[layers * k:]
+    columns, rest = rest[:6 * (layers + 1)].reshape(layers + 1, 6), rest[6 * (layers + 1):]
+    host_dtype = np.float64 if str(out_dtype).endswith("float64") else np.float32
+    z_out, d_out = (part.reshape(n, -1).astype(host_dtype) for part in np.split(rest, 2))
+    delta_norm, alive, grad_w, grad_b, weight, update = columns.T
+    dead = 1.0 - alive / np.array([width] * layers + [z_out.shape[1]], dtype=np.float64)
+    out_units = np.arange(min(delta_samples, z_out.shape[1]))
+    with np.errstate(all="ignore"):
+        o_scalars, o_hist, o_sample = _host_group_stats(
+            "linear", norm, z_out[None], z_out[None], d_out[None], bins, out_units,
+            delta_norm[layers:], dead[layers:])
+    b = bins
+    scalars = np.concatenate([block[:, :5], np.stack([dead[:layers], delta_norm[:layers]], 1)],
+                             1)
+    hist = block[:, 5:5 + 2 * b + 6]
+    table = np.concatenate([np.concatenate([scalars, o_scalars], 0),
+                            np.stack([grad_w, grad_b, weight, update / weight], 1)], 1)
+    samples = [row for row in block[:, 5 + 2 * b + 6:].tolist()] + \
+        [row for row in np.asarray(o_sample, np.float64).tolist()]
+    return Summary(table, np.concatenate([hist, o_hist], 0), samples)
+
+
 def _summarize(xp, data, norms, activation, norm, bins, delta_samples, seed, host):
+    if not host:
+        return _device_summarize(xp, data, norms, activation, norm, bins, delta_samples, seed)
     width = data.Z.shape[2]
     units = sampled_units(seed, width, delta_samples)
     hidden = data.Z.shape[0]

@@ -92,6 +92,19 @@ class NumpyXP:
         return np.bincount(idx.ravel().astype(np.int64), minlength=length)[:length]
 
     @staticmethod
+    def contiguous(x):
+        return np.ascontiguousarray(x)
+
+    @staticmethod
+    def nbytes(x) -> int:
+        return x.nbytes
+
+    @staticmethod
+    def var_mean(x, axis):
+        """(variance, mean) over axis, the variance about the mean (two passes)."""
+        return np.var(x, axis=axis), np.mean(x, axis=axis)
+
+    @staticmethod
     def to_int(x):
         return x.astype(np.int64)
 
@@ -250,7 +263,22 @@ class TorchXP:
         return x.float() if x.dtype in (self.torch.bfloat16, self.torch.float16) else x
 
     def bincount(self, idx, length):
-        return self.torch.bincount(idx.reshape(-1), minlength=length)[:length]
+        """Counts of idx (all in [0, length)) with no host sync: torch.bincount on a GPU
+        reads the largest index back to size its output; this adds into a zero vector."""
+        torch = self.torch
+        flat = idx.reshape(-1)
+        counts = torch.zeros(length, dtype=torch.int64, device=flat.device)
+        return counts.index_add_(0, flat, torch.ones((), dtype=torch.int64,
+                                                     device=flat.device).expand(flat.shape))
+
+    def var_mean(self, x, axis):
+        return self.torch.var_mean(x, dim=axis, correction=0)
+
+    def contiguous(self, x):
+        return x.contiguous()
+
+    def nbytes(self, x) -> int:
+        return x.numel() * x.element_size()
 
     def to_int(self, x):
         return x.to(self.torch.int64)
