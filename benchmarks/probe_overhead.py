@@ -72,6 +72,40 @@ def hooked_torch_step(params, x, y, lr=0.01):
     return loss.item()
 
 
+def op_counts(depth: int) -> list:
+    """aten operations (each a kernel launch on a GPU) of one training step, plain and
+    probed the GPU way (batched gathering, device reduction), counted on the CPU:
+    the counts depend on depth only, not on width, batch or device."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from backproplab.engines import probes
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    spec = spec_for("torch", "cpu", depth, 16, 8)
+    engine = make_engine(spec)
+    engine.inline_probes, engine.probe_view, engine.probe_dtype = False, None, None
+    engine.train_step(0, probe=True)
+    with Count() as plain:
+        engine.train_step(1, probe=False)
+    with Count() as probed:
+        result = engine.train_step(2, probe=True)
+    with Count() as reduce:
+        probes.summarize(engine.xp, result.probe, result.norms, spec.activation, spec.norm,
+                         spec.record.hist_bins, spec.record.delta_samples, spec.seed,
+                         host=False)
+    total = probed.n + reduce.n
+    return [f"torch, batched probes, depth {depth}", plain.n, probed.n - plain.n, reduce.n,
+            f"{total / plain.n:.3f}"]
+
+
 def sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
@@ -133,11 +167,15 @@ def main() -> None:
             ratio = f"{paired_ratio(samples, 'probed', 'plain'):.3f}"
             rows.append([f"tape/numpy ({depth}, {width}, {batch})", ms["plain"], ms["plain"],
                          ms["probed"], "-", ratio, ratio, "-"])
+    ops = [op_counts(depth) for depth, _, _ in GPU_SIZES]
     name = torch.cuda.get_device_name() if args.device == "cuda" else machine()
     print(f"# probe_overhead — {datetime.date.today()} — {name}, torch {torch.__version__}, "
           f"numpy {np.__version__}, float32, tanh")
     print(table(["engine (depth, width, batch)", "plain ms", "engine unprobed ms", "probed ms",
                  "hooks+.item() ms", "probed/plain", "probed/engine", "hooks/plain"], rows))
+    print()
+    print(table(["kernel launches per step (aten ops)", "plain step", "added by probes",
+                 "record reduction", "(probed + reduction)/plain"], ops))
 
 
 if __name__ == "__main__":
