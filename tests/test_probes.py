@@ -343,3 +343,11 @@ def test_batched_probes_launch_no_kernel_per_layer():
         reduction.append(summary.n)
     assert added[0] == added[1], added
     assert reduction[0] == reduction[1] and reduction[0] < 120, reduction
+
+
+def test_batched_gathering_slices_layer_by_layer_when_a_stack_would_be_large(monkeypatch):
+    spec = SPECS[0]
+    whole = records(spec, inline_probes=False, probe_view=None, probe_dtype=None)
+    monkeypatch.setattr(probes, "STACK_BYTES", 0)
+    sliced = records(spec, inline_probes=False, probe_view=None, probe_dtype=None)
+    assert_same_records(whole, sliced, rtol=0)

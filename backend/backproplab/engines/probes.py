@@ -167,7 +167,7 @@ class Collector:
         return PartProbe(Z, A, D, z_out, d_out, norms, alive_hidden, alive_out, param_norms)
 
 
-STACK_BYTES = 1 << 28  # above this, a whole-batch stack is built row block by row block
+STACK_BYTES = 1 << 31  # above this (2 GiB), the first rows are sliced tensor by tensor
 
 
 def _first_rows_stacked(xp: Any, tensors: list, n: int) -> Any:
@@ -624,7 +624,8 @@ def sampled_units(seed: int, width: int, count: int) -> np.ndarray:
 
 def _device_summarize(xp, data, norms, activation, norm, bins, delta_samples, seed):
     """summarize for data on a device, in as few kernels as the statistics allow
-    (about 60, whatever the depth; no host sync until the one transfer at the end):
+    (about 90 operations, whatever the depth; no host sync but the one transfer at the
+    end):
     z and a moments in one pass over both stacks, the a and log10|δ| histograms in
     one, every result packed into one float64 vector and read back at once. The
     output layer's few values travel in that same vector and are reduced on the
@@ -639,13 +640,14 @@ def _device_summarize(xp, data, norms, activation, norm, bins, delta_samples, se
                                     False)
     d_zero = xp.sum(logs == -math.inf, 1)
     d_nonfinite = xp.sum(~(xp.isfinite(logs) | (logs == -math.inf)), 1)
-    sample = D[:, 0, :][:, xp.index(units[:width], D)] if n else D[:, 0, :0]
-    block = xp.concat([
-        xp.to_float(xp.stack([mean[:layers], xp.sqrt(var[:layers]), mean[layers:],
-                              xp.sqrt(var[layers:]), _saturated(xp, activation, u)], 1)),
-        xp.to_float(counts[:layers]), xp.to_float(counts[layers:]),
-        xp.to_float(xp.stack([lo[:layers], hi[:layers], lo[layers:], hi[layers:]], 1)),
-        xp.to_float(xp.stack([d_zero, d_nonfinite], 1)), xp.to_float(sample)], 1)
+    sample = D[:, 0, :][:, xp.index(units, D)]  # δ of example 0 at the sampled units
+    std = xp.sqrt(var)
+    # the float results, then the counts, each converted once: (L, 5 + 4 + k | 2·bins + 2)
+    floats = xp.concat([xp.stack([mean[:layers], std[:layers], mean[layers:], std[layers:],
+                                  _saturated(xp, activation, u), lo[:layers], hi[:layers],
+                                  lo[layers:], hi[layers:]], 1), sample], 1)
+    ints = xp.concat([counts[:layers], counts[layers:], xp.stack([d_zero, d_nonfinite], 1)], 1)
+    block = xp.concat([xp.to_float(floats), xp.to_float(ints)], 1)
     columns = xp.stack([xp.to_float(v) for v in (data.delta_norm, data.alive, norms["grad_w"],
                                                   norms["grad_b"], norms["weight"],
                                                   norms["update"])], 1)
@@ -653,8 +655,8 @@ def _device_summarize(xp, data, norms, activation, norm, bins, delta_samples, se
     packed = xp.host(xp.concat([block.reshape(-1), columns.reshape(-1),
                                 xp.to_float(data.z_out).reshape(-1),
                                 xp.to_float(data.d_out).reshape(-1)]))
-    k = block.shape[1]
-    block, rest = packed[:layers * k].reshape(layers, k), packed[layers * k:]
+    cols = block.shape[1]
+    block, rest = packed[:layers * cols].reshape(layers, cols), packed[layers * cols:]
     columns, rest = rest[:6 * (layers + 1)].reshape(layers + 1, 6), rest[6 * (layers + 1):]
     host_dtype = np.float64 if str(out_dtype).endswith("float64") else np.float32
     z_out, d_out = (part.reshape(n, -1).astype(host_dtype) for part in np.split(rest, 2))
@@ -665,14 +667,13 @@ def _device_summarize(xp, data, norms, activation, norm, bins, delta_samples, se
         o_scalars, o_hist, o_sample = _host_group_stats(
             "linear", norm, z_out[None], z_out[None], d_out[None], bins, out_units,
             delta_norm[layers:], dead[layers:])
-    b = bins
+    k = 9 + len(units)  # float columns: 5 statistics, 4 histogram edges, the δ samples
     scalars = np.concatenate([block[:, :5], np.stack([dead[:layers], delta_norm[:layers]], 1)],
                              1)
-    hist = block[:, 5:5 + 2 * b + 6]
+    hist = np.concatenate([block[:, k:k + 2 * bins], block[:, 5:9], block[:, k + 2 * bins:]], 1)
     table = np.concatenate([np.concatenate([scalars, o_scalars], 0),
                             np.stack([grad_w, grad_b, weight, update / weight], 1)], 1)
-    samples = [row for row in block[:, 5 + 2 * b + 6:].tolist()] + \
-        [row for row in np.asarray(o_sample, np.float64).tolist()]
+    samples = block[:, 9:k].tolist() + np.asarray(o_sample, np.float64).tolist()
     return Summary(table, np.concatenate([hist, o_hist], 0), samples)
 
 
