@@ -160,6 +160,19 @@ def test_saturated_fraction_counts_units_by_hand():
         assert record["layers"][index]["saturated_frac"] == pytest.approx(expected, abs=1e-15)
 
 
+def test_saturated_fraction_with_layernorm_is_taken_on_the_normalized_input():
+    spec = RunSpec(dtype="float64", depth=3, width=10, activation="tanh", init="normal",
+                   sigma_w=3.0, norm="layernorm", steps=0, batch_size=8, dataset="xor")
+    engine = make_engine(spec)
+    result = engine.train_step(0, probe=True, update=False)
+    record = next(iter_steps(spec))
+    for index in range(spec.depth):
+        z = result.zs[index]
+        u = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + 1e-5)
+        expected = np.mean(1 - np.tanh(u) ** 2 < 0.05)
+        assert record["layers"][index]["saturated_frac"] == pytest.approx(expected, abs=1e-15)
+
+
 def test_bfloat16_probes_follow_float32():
     """bfloat16 goes through the generic (torch) collector: same network, same
     numbers to bfloat16's ~3 significant digits."""

@@ -360,48 +360,25 @@ def _alive_counts(xp: Any, alive_hidden: Any, alive_out: Any) -> Any:
     return xp.to_float(counts)
 
 
-def _moments(xp, x, host):
-    # over examples and units: (L, N, W) -> (L,), in the data's own precision
-    mean = xp.mean(x, (1, 2))
-    centred = x - mean[:, None, None]
-    if host:  # one pass for the sum of squares, no temporary
-        return mean, np.sqrt(np.einsum("lij,lij->l", centred, centred) / max(centred[0].size, 1))
-    return mean, xp.sqrt(xp.mean(centred * centred, (1, 2)))
-
-
-def _histograms(xp, values, bins, host):
+def _histograms(xp, values, bins):
     """Per-layer histograms of the finite entries of values (L, M): lo (L,), hi (L,),
-    counts (L, bins), bin edges uniform on [lo, hi], the largest value in the last bin;
-    and True when every value was known finite (only said on the host).
-
-    On the host, the usual case (every value finite) skips the masking; on a device
-    the same arithmetic runs without a branch (no host sync)."""
+    counts (L, bins), bin edges uniform on [lo, hi], the largest value in the last bin.
+    No branch on the data (on a device: no host sync), about 20 operations."""
     layers = values.shape[0]
-    if host and values.size and bool(np.isfinite(values).all()):
-        lo, hi = values.min(1), values.max(1)
-        scale = bins / np.maximum(hi - lo, 1e-12)
-        if np.isfinite(scale).all() and np.isfinite(hi - lo).all():
-            pos = values - lo[:, None]
-            pos *= scale[:, None]
-            idx = pos.astype(np.int32)  # pos >= 0: truncation is floor
-            np.minimum(idx, bins - 1, out=idx)
-            idx += (np.arange(layers, dtype=np.int32) * (bins + 1))[:, None]
-            counts = np.bincount(idx.ravel(), minlength=layers * (bins + 1))
-            return lo, hi, counts.reshape(layers, bins + 1)[:, :bins], True
     valid = xp.isfinite(values)
-    big = 3.0e38
-    lo = xp.amin(xp.where(valid, values, big), 1)
-    hi = xp.amax(xp.where(valid, values, -big), 1)
-    empty = lo > hi
-    lo = xp.where(empty, 0.0 * lo, lo)
-    hi = xp.where(empty, 0.0 * hi, hi)
-    scale = bins / xp.maximum(hi - lo, 1e-12)
+    lo = xp.amin(xp.where(valid, values, math.inf), 1)
+    hi = xp.amax(xp.where(valid, values, -math.inf), 1)
+    some = hi >= lo  # False for a layer without a finite value (lo = inf, hi = -inf)
+    lo = xp.where(some, lo, 0.0)
+    hi = xp.where(some, hi, 0.0)
+    scale = bins / xp.maximum(hi - lo, 1e-12)  # 0 when hi - lo overflows: all in bin 0
+    # finite values give positions in [0, bins] or +inf (an overflowing difference),
+    # all clamped into the bins; the others go to an overflow bin, cut off below
     pos = xp.clamp(xp.floor((values - lo[:, None]) * scale[:, None]), 0, bins - 1)
-    # invalid entries (and any position that is not finite) go to an overflow bin, cut off
-    idx = xp.where(valid & xp.isfinite(pos), pos, float(bins))
-    flat = xp.to_int(idx) + xp.arange(layers, values)[:, None] * (bins + 1)
-    counts = xp.bincount(flat, layers * (bins + 1))
-    return lo, hi, counts.reshape(layers, bins + 1)[:, :bins], False
+    idx = xp.to_int(xp.where(valid, pos, float(bins)))
+    counts = xp.bincount(idx + xp.arange(layers, values)[:, None] * (bins + 1),
+                         layers * (bins + 1))
+    return lo, hi, counts.reshape(layers, bins + 1)[:, :bins]
 
 
 @functools.cache
@@ -463,33 +440,6 @@ def _layernorm(xp, z):
     return centred / xp.sqrt(xp.mean(centred * centred, 2)[:, :, None] + LAYERNORM_EPS)
 
 
-def _group_stats(xp, activation, norm, Z, A, D, bins, sample_units, delta_norm, dead, host):
-    """Statistics for a group of equally shaped layers, from the subsample stacked
-    as (L, n, W); delta_norm and dead come from the full batch."""
-    z_mean, z_std = _moments(xp, Z, host)
-    a_mean, a_std = _moments(xp, A, host)
-    u = _layernorm(xp, Z) if norm == "layernorm" and activation != "linear" else Z
-    saturated = _saturated(xp, activation, u)
-    layers = Z.shape[0]
-    a_lo, a_hi, a_counts, _ = _histograms(xp, xp.to_single(A.reshape(layers, -1)), bins,
-                                          host)
-    d_abs = xp.abs(xp.to_single(D.reshape(layers, -1)))
-    # log10|δ|: zeros become -inf and, like ±inf and NaN, stay out of the histogram
-    d_lo, d_hi, d_counts, all_finite = _histograms(xp, xp.log10(d_abs), bins, host)
-    if all_finite:  # no zero and no ±inf/NaN among the δ
-        d_zero = d_nonfinite = np.zeros(layers)
-    else:
-        d_zero = xp.sum(d_abs == 0, 1)
-        d_nonfinite = xp.sum(~xp.isfinite(d_abs), 1)
-    sample = D[:, 0, :][:, sample_units[: D.shape[2]]] if D.shape[1] else D[:, 0, :0]
-    scalars = xp.stack([xp.to_float(v) for v in (z_mean, z_std, a_mean, a_std, saturated,
-                                                   dead, delta_norm)], 1)
-    hist = xp.concat([xp.to_float(a_counts), xp.to_float(d_counts),
-                      xp.stack([xp.to_float(v) for v in (a_lo, a_hi, d_lo, d_hi, d_zero,
-                                                         d_nonfinite)], 1)], 1)
-    return scalars, hist, xp.to_float(sample)
-
-
 @functools.cache
 def _bin_offsets(layers: int, stride: int) -> np.ndarray:
     offsets = (np.arange(layers, dtype=np.intp) * stride)[:, None]
@@ -517,15 +467,17 @@ def _host_histograms(values: np.ndarray, bins: int, scratch: np.ndarray | None =
 
 
 def _host_group_stats(activation, norm, Z, A, D, bins, sample_units, delta_norm, dead):
-    """_group_stats for float host arrays with as few passes and temporaries as can
-    be: one scratch array serves the centred values, |δ|, log10|δ| and the bin
-    positions in turn (a recorded step follows a training step that has flushed the
-    caches, so every temporary is a trip to memory). Falls back to the general code
-    for what is rare: layernorm, and non-finite values in a histogram."""
+    """Statistics of a group of equally shaped layers, from the subsample stacked as
+    (L, n, W) in host memory; delta_norm and dead come from the whole batch. Rows:
+    scalars (L, 7) as the first seven SCALAR_KEYS, hist (L, 2·bins + 6) as in
+    Summary, the δ samples (L, k).
+
+    As few passes and temporaries as can be: one scratch array serves the centred
+    values, |δ|, log10|δ| and the bin positions in turn (a recorded step follows a
+    training step that has flushed the caches, so every temporary is a trip to
+    memory). Histograms with a non-finite value take the general, masked code."""
     layers = Z.shape[0]
-    if norm == "layernorm" and activation != "linear" or not layers:
-        return _group_stats(NumpyXP_(), activation, norm, Z, A, D, bins, sample_units,
-                            delta_norm, dead, True)
+    u = _layernorm(NumpyXP_(), Z) if norm == "layernorm" and activation != "linear" else Z
     count = max(Z[0].size, 1)
     scratch = np.empty_like(Z)
     flat = scratch.reshape(layers, -1)
@@ -536,21 +488,21 @@ def _host_group_stats(activation, norm, Z, A, D, bins, sample_units, delta_norm,
         moments += [mean, np.sqrt(np.einsum("lij,lij->l", centred, centred) / count)]
     c_lo, c_hi = saturation_rule(activation)
     if c_lo == -c_hi and c_hi < math.inf:  # symmetric (tanh, sigmoid): |u| ≥ c
-        mask = np.abs(Z, out=scratch) >= c_hi
+        mask = np.abs(u, out=scratch) >= c_hi
     elif c_lo > -math.inf or c_hi < math.inf:
-        mask = np.less_equal(Z, c_lo) | np.greater_equal(Z, c_hi)
+        mask = np.less_equal(u, c_lo) | np.greater_equal(u, c_hi)
     else:
         mask = None
     saturated = (np.zeros(layers) if mask is None else
                  mask.reshape(layers, -1).view(np.uint8).sum(1, dtype=np.int64) / count)
     a_hist = _host_histograms(A.reshape(layers, -1), bins, flat)
     if a_hist is None:
-        a_hist = _histograms(NumpyXP_(), A.reshape(layers, -1), bins, False)[:3]
+        a_hist = _histograms(NumpyXP_(), A.reshape(layers, -1), bins)
     logs = np.abs(D.reshape(layers, -1), out=flat)
     np.log10(logs, out=logs)  # zeros become -inf, and stay out of the histogram
     d_hist = _host_histograms(logs, bins, flat)
     if d_hist is None:
-        d_hist = _histograms(NumpyXP_(), logs, bins, False)[:3]
+        d_hist = _histograms(NumpyXP_(), logs, bins)
         d_zero = (logs == -np.inf).sum(1)
         d_nonfinite = (np.isnan(logs) | (logs == np.inf)).sum(1)
     else:
@@ -624,7 +576,7 @@ def sampled_units(seed: int, width: int, count: int) -> np.ndarray:
 
 def _device_summarize(xp, data, norms, activation, norm, bins, delta_samples, seed):
     """summarize for data on a device, in as few kernels as the statistics allow
-    (about 90 operations, whatever the depth; no host sync but the one transfer at the
+    (about 85 operations, whatever the depth; no host sync but the one transfer at the
     end):
     z and a moments in one pass over both stacks, the a and log10|δ| histograms in
     one, every result packed into one float64 vector and read back at once. The
@@ -636,17 +588,15 @@ def _device_summarize(xp, data, norms, activation, norm, bins, delta_samples, se
     var, mean = xp.var_mean(xp.concat([Z, A], 0), (1, 2))  # z(l) then a(l), (2L,)
     u = _layernorm(xp, Z) if norm == "layernorm" and activation != "linear" else Z
     logs = xp.log10(xp.abs(D.reshape(layers, -1)))  # zeros -> -inf, out of the histogram
-    lo, hi, counts, _ = _histograms(xp, xp.concat([A.reshape(layers, -1), logs], 0), bins,
-                                    False)
-    d_zero = xp.sum(logs == -math.inf, 1)
-    d_nonfinite = xp.sum(~(xp.isfinite(logs) | (logs == -math.inf)), 1)
+    lo, hi, counts = _histograms(xp, xp.concat([A.reshape(layers, -1), logs], 0), bins)
+    d_zero = xp.sum(logs == -math.inf, 1)  # the non-finite rest: from the counts, on the host
     sample = D[:, 0, :][:, xp.index(units, D)]  # δ of example 0 at the sampled units
     std = xp.sqrt(var)
     # the float results, then the counts, each converted once: (L, 5 + 4 + k | 2·bins + 2)
     floats = xp.concat([xp.stack([mean[:layers], std[:layers], mean[layers:], std[layers:],
                                   _saturated(xp, activation, u), lo[:layers], hi[:layers],
                                   lo[layers:], hi[layers:]], 1), sample], 1)
-    ints = xp.concat([counts[:layers], counts[layers:], xp.stack([d_zero, d_nonfinite], 1)], 1)
+    ints = xp.concat([counts[:layers], counts[layers:], d_zero[:, None]], 1)
     block = xp.concat([xp.to_float(floats), xp.to_float(ints)], 1)
     columns = xp.stack([xp.to_float(v) for v in (data.delta_norm, data.alive, norms["grad_w"],
                                                   norms["grad_b"], norms["weight"],
@@ -670,7 +620,10 @@ def _device_summarize(xp, data, norms, activation, norm, bins, delta_samples, se
     k = 9 + len(units)  # float columns: 5 statistics, 4 histogram edges, the δ samples
     scalars = np.concatenate([block[:, :5], np.stack([dead[:layers], delta_norm[:layers]], 1)],
                              1)
-    hist = np.concatenate([block[:, k:k + 2 * bins], block[:, 5:9], block[:, k + 2 * bins:]], 1)
+    d_counts, d_zero = block[:, k + bins:k + 2 * bins], block[:, k + 2 * bins]
+    d_nonfinite = n * width - d_counts.sum(1) - d_zero  # NaN and ±inf among the δ
+    hist = np.concatenate([block[:, k:k + 2 * bins], block[:, 5:9], d_zero[:, None],
+                           d_nonfinite[:, None]], 1)
     table = np.concatenate([np.concatenate([scalars, o_scalars], 0),
                             np.stack([grad_w, grad_b, weight, update / weight], 1)], 1)
     samples = block[:, 9:k].tolist() + np.asarray(o_sample, np.float64).tolist()
@@ -691,12 +644,8 @@ def _summarize(xp, data, norms, activation, norm, bins, delta_samples, seed, hos
                slice(hidden, hidden + 1))]
     scalars, hists, samples = [], [], []
     for act, Z, A, D, unit_ids, sl in groups:
-        if host and Z.dtype.kind == "f":
-            s, h, smp = _host_group_stats(act, norm, Z, A, D, bins, unit_ids,
-                                          data.delta_norm[sl], dead[sl])
-        else:
-            s, h, smp = _group_stats(xp, act, norm, Z, A, D, bins, xp.index(unit_ids, Z),
-                                     data.delta_norm[sl], dead[sl], host)
+        s, h, smp = _host_group_stats(act, norm, Z, A, D, bins, unit_ids,
+                                      data.delta_norm[sl], dead[sl])
         scalars.append(s)
         hists.append(h)
         samples.append(smp)
