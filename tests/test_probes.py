@@ -364,3 +364,24 @@ def test_batched_gathering_slices_layer_by_layer_when_a_stack_would_be_large(mon
     monkeypatch.setattr(probes, "STACK_BYTES", 0)
     sliced = records(spec, inline_probes=False, probe_view=None, probe_dtype=None)
     assert_same_records(whole, sliced, rtol=0)
+
+
+def test_masked_histograms_by_hand_on_both_array_libraries():
+    """The general histogram (a device's, and the host's when a value is not finite):
+    non-finite values are left out, a layer without a finite value is empty, a span
+    beyond the float range counts what it can, the largest value is in the last bin."""
+    from backproplab.engines.xp import TorchXP
+
+    rows = np.array([[-3e38, 3e38, 0.0, 1.0],
+                     [np.nan, np.inf, -np.inf, 2.0],
+                     [np.nan, np.nan, np.inf, -np.inf],
+                     [0.0, 1.0, 2.0, 3.0]], dtype=np.float32)
+    expected = [[3, 0, 0], [1, 0, 0], [0, 0, 0], [1, 1, 2]]
+    with np.errstate(all="ignore"):
+        lo, hi, counts = probes._histograms(NumpyXP, rows, 3)
+    t_lo, t_hi, t_counts = probes._histograms(TorchXP(torch), torch.from_numpy(rows), 3)
+    assert counts.tolist() == expected and t_counts.tolist() == expected
+    np.testing.assert_array_equal(lo, np.float32([-3e38, 2.0, 0.0, 0.0]))
+    np.testing.assert_array_equal(hi, np.float32([3e38, 2.0, 0.0, 3.0]))
+    np.testing.assert_array_equal(t_lo.numpy(), lo)
+    np.testing.assert_array_equal(t_hi.numpy(), hi)

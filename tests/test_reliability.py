@@ -114,6 +114,7 @@ def test_diverging_run_streams_exports_imports_and_reports():
             frames = []
             while not frames or frames[-1]["type"] != "done":
                 frames.append(strict_loads(ws.receive_text()))
+                assert frames[-1]["type"] != "error", frames[-1]  # no "done" would follow
         run_id = frames[0]["id"]
         steps = [f for f in frames if f["type"] == "step"]
         values = [v for s in steps for layer in s["layers"] for v in layer.values()]

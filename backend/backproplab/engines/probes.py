@@ -371,11 +371,11 @@ def _histograms(xp, values, bins):
     some = hi >= lo  # False for a layer without a finite value (lo = inf, hi = -inf)
     lo = xp.where(some, lo, 0.0)
     hi = xp.where(some, hi, 0.0)
-    scale = bins / xp.maximum(hi - lo, 1e-12)  # 0 when hi - lo overflows: all in bin 0
-    # finite values give positions in [0, bins] or +inf (an overflowing difference),
-    # all clamped into the bins; the others go to an overflow bin, cut off below
+    scale = bins / xp.maximum(hi - lo, 1e-12)  # 0 when hi - lo overflows
     pos = xp.clamp(xp.floor((values - lo[:, None]) * scale[:, None]), 0, bins - 1)
-    idx = xp.to_int(xp.where(valid, pos, float(bins)))
+    # non-finite values, and positions that are not finite (∞·0 when hi - lo
+    # overflows), go to an overflow bin, cut off below
+    idx = xp.to_int(xp.where(valid & xp.isfinite(pos), pos, float(bins)))
     counts = xp.bincount(idx + xp.arange(layers, values)[:, None] * (bins + 1),
                          layers * (bins + 1))
     return lo, hi, counts.reshape(layers, bins + 1)[:, :bins]
