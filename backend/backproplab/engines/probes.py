@@ -576,7 +576,7 @@ def sampled_units(seed: int, width: int, count: int) -> np.ndarray:
 
 def _device_summarize(xp, data, norms, activation, norm, bins, delta_samples, seed):
     """summarize for data on a device, in as few kernels as the statistics allow
-    (about 85 operations, whatever the depth; no host sync but the one transfer at the
+    (about 90 operations, whatever the depth; no host sync but the one transfer at the
     end):
     z and a moments in one pass over both stacks, the a and log10|δ| histograms in
     one, every result packed into one float64 vector and read back at once. The
