@@ -12,6 +12,11 @@ Two ways to gather the exact statistics, with the same results:
 - batched (GPU): the collector keeps the δ(l) and reduces all layers at once at
   the end, a handful of kernel launches and no host sync per layer.
 
+Two ways to reduce the subsamples to a record's statistics (`summarize`), with the
+same results: in NumPy for data in host memory (`_host_group_stats`), and on the
+device in about 90 operations, whatever the depth, read back in one transfer
+(`_device_summarize`).
+
 A record's size depends on depth and bins, never on width or batch.
 """
 
