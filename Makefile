@@ -10,7 +10,7 @@ PORT ?= 8000
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[torch,test,e2e]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[torch,test,e2e,ray]'
 	touch $(STAMP)
 
 serve: $(STAMP)
