@@ -1,6 +1,7 @@
 // Wiring: store <-> controls <-> transport <-> views. Views only render.
 import { buildControls } from './controls.js';
 import { firstOverflow, num } from './format.js';
+import { Pages } from './pages.js';
 import { PRESETS } from './presets.js';
 import { changed, fromHash, pushStep, resetRun, shownStep, state, subscribe, toHash }
   from './store.js';
@@ -151,7 +152,9 @@ const modes = new ModesView($('plot-modes'));
 const stepper = new StepperView({ svg: $('stepper-graph'), strip: $('stepper-strip'),
   eq: $('stepper-eq'), pos: $('stepper-pos') });
 
+let labVisible = true;
 function render(st, parts) {
+  if (!labVisible) return; // a panel that is not on screen does no work
   const step = shownStep();
   if (parts.has('steps') || parts.has('run') || parts.has('scrub')) {
     flow.render(st, step);
@@ -191,28 +194,33 @@ async function importText(text) {
   $('conn').textContent = 'importing…';
   $('progress').lastElementChild.textContent = 'importing…';
   try {
-    const record = await transport.post('/api/runs/import', text);
-    transport.send({ type: 'stop' });
-    state.source = 'import';
-    state.imported = record;
-    state.runId = null;
-    state.config = record.config;
-    controls.set(state.config);
-    history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
-    state.theory = record.theory;
-    state.steps = [];
-    state.overflow = null;
-    for (const s of record.steps) {
-      pushStep(s);
-      const layer = s.overflow ? s.overflow.layer : firstOverflow(s);
-      if (layer != null && !state.overflow) state.overflow = { step: s.step, layer };
-    }
-    state.status = `imported ${record.steps.length} steps`;
-    changed('run', 'steps', 'status', 'overflow');
-    refreshSide();
+    showRecord(await transport.post('/api/runs/import', text));
   } catch (e) {
     $('conn').textContent = `import failed: ${e.message}`;
   }
+}
+
+/** Show a finished record (imported, or opened from another page) in the Lab. */
+function showRecord(record) {
+  labStarted = true; // the record replaces the Lab's live run
+  transport.send({ type: 'stop' });
+  state.source = 'import';
+  state.imported = record;
+  state.runId = null;
+  state.config = record.config;
+  controls.set(state.config);
+  history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
+  state.theory = record.theory;
+  state.steps = [];
+  state.overflow = null;
+  for (const s of record.steps) {
+    pushStep(s);
+    const layer = s.overflow ? s.overflow.layer : firstOverflow(s);
+    if (layer != null && !state.overflow) state.overflow = { step: s.step, layer };
+  }
+  state.status = `imported ${record.steps.length} steps`;
+  changed('run', 'steps', 'status', 'overflow');
+  refreshSide();
 }
 
 async function exportRun() {
@@ -252,9 +260,11 @@ async function boot() {
   state.schema = schema;
   state.info = info;
   state.defaults = defaultsFrom(schema);
-  const { config, ui } = fromHash(location.hash, state.defaults);
+  const { config, ui, page, pageParams } = fromHash(location.hash, state.defaults);
   state.config = config;
   state.ui = { layer: ui.layer ?? null };
+  state.page = page;
+  state.pageParams = pageParams;
   controls = buildControls($('controls'), schema, info, configChanged);
   controls.set(state.config);
   window.backproplab = { state, transport }; // for tests and the console
@@ -330,6 +340,12 @@ async function boot() {
   document.addEventListener('visibilitychange', () => { if (!document.hidden) changed('steps'); });
   window.addEventListener('hashchange', () => {
     const parsed = fromHash(location.hash, state.defaults);
+    if (parsed.page !== state.page
+        || JSON.stringify(parsed.pageParams) !== JSON.stringify(state.pageParams)) {
+      state.page = parsed.page;
+      state.pageParams = parsed.pageParams;
+      pages.show(parsed.page, parsed.pageParams);
+    }
     if (JSON.stringify(parsed.config) === JSON.stringify(state.config)) return;
     state.config = parsed.config;
     controls.set(state.config);
@@ -337,8 +353,43 @@ async function boot() {
     refreshSide();
   });
   subscribe(render);
-  startRun('start');
-  refreshSide();
+  pages = new Pages($('pages'), $('page-host'), pageHost, (name, visible) => {
+    if (name !== 'lab') return;
+    $('page-lab').hidden = !visible;
+    labVisible = visible;
+    if (!visible) return;
+    changed('steps', 'run', 'phase', 'overflow', 'status');
+    if (!labStarted) { // the Lab's live run starts when the Lab is first shown
+      labStarted = true;
+      startRun('start');
+      refreshSide();
+    }
+  });
+  await pages.show(state.page, state.pageParams);
 }
+let labStarted = false;
+
+// --- pages: what a page other than the Lab may reach (see js/pages.js) --------------
+let pages;
+const pageHost = {
+  get transport() { return transport; },
+  state,
+  setParams(params) {
+    state.pageParams = Object.fromEntries(Object.entries(params)
+      .filter(([, v]) => v !== undefined && v !== null && v !== ''));
+    history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
+  },
+  go(name, params = {}) {
+    state.page = name;
+    state.pageParams = params;
+    history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
+    return pages.show(name, params);
+  },
+  openRecord(record) {
+    showRecord(record);
+    return this.go('lab');
+  },
+  status(text) { $('conn').textContent = text; },
+};
 
 boot().catch((e) => { $('conn').textContent = `failed to start: ${e.message}`; });

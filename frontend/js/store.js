@@ -18,6 +18,8 @@ export const state = {
   overflow: null, // {step, layer}
   phase: null,
   ui: { layer: null },
+  page: 'lab', // the page shown (js/pages.js)
+  pageParams: {}, // the shown page's part of the URL hash: {key: string}
 };
 
 export function subscribe(fn) {
@@ -81,6 +83,12 @@ export function toHash(config, ui) {
     }
   }
   if (ui && ui.layer != null) params.set('ui.layer', String(ui.layer));
+  if (state.page && state.page !== 'lab') {
+    params.set('page', state.page);
+    for (const [k, v] of Object.entries(state.pageParams || {})) {
+      params.set(`${state.page}.${k}`, String(v));
+    }
+  }
   return params.toString();
 }
 
@@ -88,18 +96,26 @@ export function fromHash(hash, defaults) {
   const params = new URLSearchParams(hash.replace(/^#/, ''));
   const config = structuredClone(defaults);
   const ui = {};
+  const page = params.get('page') || 'lab';
+  const pageParams = {};
   for (const [key, raw] of params) {
+    if (key === 'page') continue;
     if (key.startsWith('ui.')) {
       ui[key.slice(3)] = Number(raw);
       continue;
     }
+    if (key.startsWith(`${page}.`)) { // the shown page's own state
+      pageParams[key.slice(page.length + 1)] = raw;
+      continue;
+    }
+    if (key.includes('.') && !key.startsWith('record.')) continue; // another page's
     const [head, sub] = key.split('.');
     const target = sub ? (config.record = config.record || {}) : config;
     const name = sub || head;
     const base = sub ? (defaults.record || {})[name] : defaults[name];
     target[name] = parseValue(raw, base);
   }
-  return { config, ui };
+  return { config, ui, page, pageParams };
 }
 
 function parseValue(raw, base) {
