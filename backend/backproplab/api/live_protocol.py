@@ -35,12 +35,12 @@ Server → client:
 | | `environment` | versions, `engine`, `device`, `dtype` |
 | `step` | `run` | a recorded step of this run id |
 | | `step` | the step's index |
-| | `loss`, `time_s` | the training loss; seconds since the run started |
+| | `loss`, `time_s` | the training loss; seconds since training began |
 | | `accuracy` | fraction correct; `null` for regression on `gaussian` data |
 | | `layers` | one object per layer, input side first (fields below) |
 | | `jacobian_sv` | singular values of the input-output Jacobian, when recorded |
 | | `overflow` | `{step, layer}`, only on the step where values first turn non-finite |
-| `theory` | `run`, `theory` | the mean-field prediction (as `GET /api/theory`), after step 1 |
+| `theory` | `run`, `theory` | the mean-field prediction (as `GET /api/theory`), after step 0 |
 | `done` | `id`, `steps` | the run finished; how many steps it recorded |
 | `stopped` | `id` | answer to `stop` |
 | `pong` | `t` | answer to `ping` |
