@@ -69,6 +69,11 @@ def test_openapi_names_the_model_of_every_json_endpoint(client):
     # a number field says that NaN/±Inf arrive as strings
     delta = schemas["LayerRecord"]["properties"]["delta_norm"]
     assert {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]} in delta["anyOf"]
+    # the bodies a client sends are documented as the models they are validated as
+    for path, model in (("/api/runs", "RunConfig"), ("/api/runs/import", "RunRecord"),
+                        ("/api/report", "RunRecord")):
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"] == {"$ref": f"#/components/schemas/{model}"}, path
     # /api/theory documents RunConfig's fields as its query parameters
     params = {p["name"] for p in spec["paths"]["/api/theory"]["get"]["parameters"]}
     assert {"depth", "width", "activation", "sigma_w"} <= params

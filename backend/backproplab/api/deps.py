@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import ValidationError, WithJsonSchema
 from starlette.requests import HTTPConnection
 
 from ..runs.manager import RunManager
@@ -28,6 +28,11 @@ def get_manager(conn: HTTPConnection) -> RunManager:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ManagerDep = Annotated[RunManager, Depends(get_manager)]
+
+# Request bodies taken as plain JSON objects and validated by the route itself (under
+# the server's compute budget; a 422 with the field's path), documented as the models
+ConfigBody = Annotated[dict[str, Any], WithJsonSchema({"$ref": "#/components/schemas/RunConfig"})]
+RecordBody = Annotated[dict[str, Any], WithJsonSchema({"$ref": "#/components/schemas/RunRecord"})]
 
 
 def as_422(exc: ValidationError, loc: str = "body") -> RequestValidationError:

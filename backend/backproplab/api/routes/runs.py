@@ -2,13 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from ...report import report_html
 from ...runs.manager import Job, Refused
-from ..deps import ManagerDep, SettingsDep, as_422, run_config
+from ..deps import ConfigBody, ManagerDep, RecordBody, SettingsDep, as_422, run_config
 from ..models import Message, RunState, RunStatus
 from ..records import RunRecord, validate_record
 from ..responses import StrictJSONResponse
@@ -34,8 +34,7 @@ JobDep = Annotated[Job, Depends(get_job)]
 
 @router.post("/api/runs", status_code=202, response_model=RunStatus,
              responses={429: {"model": Message, "description": "every job slot is busy"}})
-def start_run(manager: ManagerDep, settings: SettingsDep,
-              config: dict = Body(..., examples=[{"depth": 20}])) -> RunStatus:
+def start_run(config: ConfigBody, manager: ManagerDep, settings: SettingsDep) -> RunStatus:
     """Start a headless run (429 when every job slot is busy)."""
     cfg = run_config(config, settings)
     try:
@@ -76,7 +75,7 @@ def report_run(job: JobDep) -> HTMLResponse:
 
 
 @router.post("/api/report", response_class=HTMLResponse)
-def report_record(record: dict = Body(...)) -> HTMLResponse:
+def report_record(record: RecordBody) -> HTMLResponse:
     """The same report for an uploaded (e.g. imported) run record."""
     try:
         normalized = validate_record(record)
@@ -89,7 +88,7 @@ def report_record(record: dict = Body(...)) -> HTMLResponse:
 
 
 @router.post("/api/runs/import", response_model=RunRecord, response_class=StrictJSONResponse)
-def import_run(record: dict = Body(...)) -> StrictJSONResponse:
+def import_run(record: RecordBody) -> StrictJSONResponse:
     """Validate an uploaded run record (422 names the bad field) and return it normalized."""
     try:
         return StrictJSONResponse(validate_record(record))
