@@ -5,7 +5,7 @@
 # With an ordinary Docker daemon and registry: a plain `docker build` (the base
 # image from the registry, torch from the PyTorch CPU index) and the container's
 # port published on 127.0.0.1. On a machine that reaches no container registry,
-# set LOCAL_BASE (or keep the `docker-local-base` helper under $SHARED/tools, default
+# set LOCAL_BASE (or keep the `docker-local-base` script under $SHARED/tools, default
 # ../shared/tools): it starts the daemon if needed and builds debian:bookworm-slim
 # locally; everything then uses --network host, which keeps all traffic on loopback.
 # Wheels under $WHEELS (default /opt/wheels, where present) are served on
