@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import Box, Node, ReverseTrace, backward_pass, primal_value
+from .core import Box, MissingRuleError, Node, ReverseTrace, backward_pass, jvp_rules, primal_value
 from .transforms import _as_array, tree_flatten, tree_unflatten
 
 
@@ -62,7 +62,7 @@ class RecordedTape:
                 "params": _describe_params(node.params),
                 "is_output": node is self.out._node,
             })
-            for argpos, parent in node.parents:
+            for argpos, parent in zip(node.positions, node.parents, strict=True):
                 edges.append({"source": parent.index, "target": node.index, "arg": argpos})
         return {"nodes": nodes, "edges": edges, "output": self.out._node.index}
 
@@ -95,23 +95,19 @@ class RecordedTape:
         for b in self.inputs:
             name = self.labels[b._node.index]
             if name in tangents:
-                tan[b._node.index] = np.asarray(tangents[name], dtype=b._value.dtype)
+                tan[b._node.index] = np.asarray(tangents[name], dtype=b._primal.dtype)
         for node in self.nodes:
-            if node.prim is None:
+            if node.prim is None or not any(p.index in tan for p in node.parents):
                 continue
-            rules = node.prim.jvp_rules
-            out = None
-            for argpos, parent in node.parents:
-                t = tan.get(parent.index)
-                if t is None:
-                    continue
-                c = rules[argpos](t, node.ans, *node.args, **node.params)
-                out = c if out is None else out + c
-            if out is None:
-                continue
-            tan[node.index] = out
+            jvp = jvp_rules.get(node.prim)
+            if jvp is None:
+                raise MissingRuleError(f"no JVP rule for '{node.prim.name}'")
+            arg_tangents = [None] * len(node.primals)
+            for argpos, parent in zip(node.positions, node.parents, strict=True):
+                arg_tangents[argpos] = tan.get(parent.index)
+            out = tan[node.index] = jvp(arg_tangents, node.ans, node.primals, node.params)
             yield {"kind": "node", "index": node.index, "op": node.prim.name,
                    "label": self.label(node),
                    "tangents_in": [{"from": p.index, "value": tan.get(p.index)}
-                                   for _, p in node.parents],
+                                   for p in node.parents],
                    "tangent_out": out}
