@@ -383,7 +383,8 @@ def backward_pass(
                     input_shapes=[tuple(np.shape(primal_value(a))) for a in node.primals],
                     output_shape=tuple(np.shape(primal_value(node.ans))),
                     cotangent_in=g,
-                    cotangents_out=[(p.index, ct) for p, ct in zip(node.parents, outs, strict=True)],
+                    cotangents_out=[(parent.index, ct)
+                                    for parent, ct in zip(node.parents, outs, strict=True)],
                     params=node.params,
                 )
         if consume and node.ans is not None:
