@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .core import Box, Node, Primitive, ReverseTrace, innermost_trace, nbytes_of, vjp_rules
+from .core import Box, Primitive, ReverseTrace, innermost_trace, nbytes_of, vjp_rules
 from .transforms import _vjp, tree_flatten, tree_unflatten
 
 
@@ -54,12 +54,12 @@ def checkpoint(f: Callable, *args: Any) -> Any:
         if isinstance(a, Box) and a._trace is top:
             primals[i] = a._primal
             positions.append(i)
-            parents.append(a._node)
+            parents.append(a)
     ans = _evaluate(flat_f, primals)
-    node = Node(CHECKPOINT, primals, {"fun": flat_f}, positions, parents, ans, len(top.nodes))
-    top.nodes.append(node)
+    box = Box(ans, top, CHECKPOINT, primals, {"fun": flat_f}, positions, parents, len(top.nodes))
+    top.nodes.append(box)
     top.meter.save(nbytes_of(ans))
-    return Box(ans, top, node)
+    return box
 
 
 def checkpoint_sequential(layer: Callable, layer_params: Sequence, x: Any,

@@ -240,38 +240,31 @@ def innermost_trace(args: Sequence) -> Any:
 # Reverse mode
 
 
-class Node:
-    """One tape entry: a primitive applied to primal values, giving `ans`.
+class Box(Tracer):
+    """A value on a reverse-mode tape, and the tape's record of how it was made (as
+    in micrograd, a value is its own node): `prim` applied to `primals` and `params`
+    gave it; `positions` are the argument positions traced on this tape and `parents`
+    the boxes that were passed there (same order); `index` is its place on the tape.
+    An input (leaf) has prim None."""
 
-    `positions` are the argument positions traced on this tape and `parents` the
-    nodes that produced them (same order). An input (leaf) has
-    prim None."""
+    __slots__ = ("prim", "primals", "params", "positions", "parents", "index", "tap")
 
-    __slots__ = ("prim", "primals", "params", "positions", "parents", "ans", "index", "tap")
-
-    def __init__(self, prim, primals, params, positions, parents, ans, index):
+    def __init__(self, primal, trace, prim, primals, params, positions, parents, index):
+        self._primal = primal
+        self._trace = trace
         self.prim = prim
         self.primals = primals
         self.params = params
         self.positions = positions
         self.parents = parents
-        self.ans = ans
         self.index = index
-        self.tap = None  # a key under which backward passes report this node's cotangent
-
-
-class Box(Tracer):
-    """A value on a reverse-mode tape."""
-
-    __slots__ = ("_node",)
-
-    def __init__(self, primal, trace, node):
-        self._primal = primal
-        self._trace = trace
-        self._node = node
+        self.tap = None  # a key under which backward passes report this box's cotangent
 
     def __repr__(self) -> str:
         return f"Box(level={self._trace.level}, {self._primal!r})"
+
+
+_NO_PARAMS: dict = {}  # shared by inputs and unsaved boxes, never written to
 
 
 class ReverseTrace:
@@ -279,16 +272,16 @@ class ReverseTrace:
 
     def __init__(self, save: bool = True):
         self.level = next(_levels)
-        self.nodes: list[Node] = []
+        self.nodes: list[Box] = []
         self.save = save
         self.meter = meter()
 
     def new_input(self, value: Any) -> Box:
         # inputs belong to the caller: only values the tape produces count as saved
-        node = Node(None, (), {}, (), (), value, len(self.nodes))
+        box = Box(value, self, None, (), _NO_PARAMS, (), (), len(self.nodes))
         if self.save:
-            self.nodes.append(node)
-        return Box(value, self, node)
+            self.nodes.append(box)
+        return box
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Box:
         primals = list(args)
@@ -299,29 +292,29 @@ class ReverseTrace:
                 if a._trace is self:
                     primals[i] = p = a._primal
                     positions.append(i)
-                    parents.append(a._node)
+                    parents.append(a)
                     outer = outer or isinstance(p, Tracer)
                 else:
                     outer = True
         ans = prim(*primals, **params) if outer else prim.impl(*primals, **params)
         m = self.meter
         m.forward_ops += 1
-        if not self.save:
-            return Box(ans, self, None)
-        node = Node(prim, primals, params, positions, parents, ans, len(self.nodes))
-        self.nodes.append(node)
+        if not self.save:  # keeps nothing to go back through
+            return Box(ans, self, prim, (), _NO_PARAMS, (), (), None)
+        box = Box(ans, self, prim, primals, params, positions, parents, len(self.nodes))
+        self.nodes.append(box)
         m.live_bytes += ans.nbytes if type(ans) is np.ndarray else nbytes_of(ans)
         if m.live_bytes > m.peak_bytes:
             m.peak_bytes = m.live_bytes
-        return Box(ans, self, node)
+        return box
 
     def release(self) -> None:
         """Drop every saved value (after a single-use backward pass)."""
         m = self.meter
         for node in self.nodes:
-            if node.ans is not None and node.prim is not None:
-                m.free(nbytes_of(node.ans))
-                node.ans = None
+            if node._primal is not None and node.prim is not None:
+                m.free(nbytes_of(node._primal))
+                node._primal = None
                 node.primals = ()
         self.nodes = []
 
@@ -341,7 +334,7 @@ class BackwardStep:
 
 def backward_pass(
     trace: ReverseTrace,
-    seeds: list[tuple[Node, Any]],
+    seeds: list[tuple[Box, Any]],
     consume: bool = False,
     inspect: bool = False,
 ) -> Iterator[BackwardStep | list]:
@@ -370,7 +363,7 @@ def backward_pass(
             vjp = vjp_rules.get(prim)
             if vjp is None:
                 raise _missing("VJP", prim)
-            outs = vjp(g, node.ans, node.primals, node.params, node.positions)
+            outs = vjp(g, node._primal, node.primals, node.params, node.positions)
             for parent, ct in zip(node.parents, outs, strict=True):
                 j = parent.index
                 cts[j] = ct if cts[j] is None else cts[j] + ct
@@ -381,16 +374,16 @@ def backward_pass(
                     index=i,
                     op=prim.name,
                     input_shapes=[tuple(np.shape(primal_value(a))) for a in node.primals],
-                    output_shape=tuple(np.shape(primal_value(node.ans))),
+                    output_shape=tuple(np.shape(primal_value(node._primal))),
                     cotangent_in=g,
                     cotangents_out=[(parent.index, ct)
                                     for parent, ct in zip(node.parents, outs, strict=True)],
                     params=node.params,
                 )
-        if consume and node.ans is not None:
-            ans = node.ans
+        ans = node._primal
+        if consume and ans is not None:
             m.live_bytes -= ans.nbytes if type(ans) is np.ndarray else nbytes_of(ans)
-            node.ans = None
+            node._primal = None
             node.primals = ()
     if consume:  # the tape is used up: free what follows the seeds as well
         trace.nodes = nodes[start + 1:]
@@ -421,12 +414,12 @@ def tap(x: Any, key: Any, cotangent: bool = True, value: bool = True) -> Any:
             see_value(key, primal_value(x))
         else:
             see_value[key] = primal_value(x)
-    if cotangent and isinstance(x, Box) and x._node is not None:
-        x._node.tap = key
+    if cotangent and isinstance(x, Box):
+        x.tap = key
     return x
 
 
-def _report_tap(node: Node, g: Any, outs: list) -> None:
+def _report_tap(node: Box, g: Any, outs: list) -> None:
     report = _local.sink[1]
     if callable(report):  # told at once, while g is still in cache, with what this
         # node passed back to each of its inputs (by argument position)

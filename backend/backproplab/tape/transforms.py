@@ -97,12 +97,12 @@ def _vjp(f, primals, consume):
 
     def vjp_fn(cotangent: Any) -> tuple:
         ct_leaves = tree_flatten(cotangent)[0]
-        seeds = [(o._node, ct) for o, ct in zip(out_leaves, ct_leaves, strict=True)
+        seeds = [(o, ct) for o, ct in zip(out_leaves, ct_leaves, strict=True)
                  if isinstance(o, Box) and o._trace is trace]
         if not seeds:
             return tree_unflatten(struct, [ops.zeros_like(b._primal) for b in boxes])
         cts = run_backward(trace, seeds, consume=consume)
-        grads = [cts[b._node.index] for b in boxes]
+        grads = [cts[b.index] for b in boxes]
         grads = [ops.zeros_like(b._primal) if g is None else g for g, b in zip(grads, boxes,
                                                                            strict=True)]
         return tree_unflatten(struct, grads)
