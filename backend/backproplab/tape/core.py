@@ -260,6 +260,11 @@ class Box(Tracer):
         self.index = index
         self.tap = None  # a key under which backward passes report this box's cotangent
 
+    @property
+    def ans(self) -> Any:
+        """The primal value this node computed (None once a single-use pass freed it)."""
+        return self._primal
+
     def __repr__(self) -> str:
         return f"Box(level={self._trace.level}, {self._primal!r})"
 
