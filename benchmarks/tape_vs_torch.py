@@ -5,7 +5,7 @@ All three compute the loss and the gradients of every W and b (none for the inpu
 x). Each ratio is the median over the repeats of the ratio within one repeat, whose
 blocks run one right after the other (`_timing.paired_ratio`).
 
-    python benchmarks/tape_vs_torch.py [--quick] [--repeats N] [--against REV]
+    python benchmarks/tape_vs_torch.py [--quick] [--repeats N] [--against REV] [--sizes D,W,B ...]
 
 `--against REV` also times the tape as it was at git revision REV (a "before"
 column, measured side by side with the rest).
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--against", metavar="REV", help="also time the tape at this revision")
+    parser.add_argument("--sizes", nargs="+", metavar="D,W,B", help="(depth, width, batch)s")
     args = parser.parse_args()
     repeats = args.repeats or (7 if args.quick else 15)
     rows = []
@@ -96,7 +97,8 @@ def main() -> None:
     if args.against:
         before = tape_at(args.against)
         vg_before = before.value_and_grad(lambda p, x, y: tape_loss(p, x, y, before.ops))
-    for depth, width, batch in SIZES:
+    sizes = [tuple(map(int, s.split(","))) for s in args.sizes] if args.sizes else SIZES
+    for depth, width, batch in sizes:
         rng = np.random.default_rng(0)
         params, x, y = make_net(depth, width, batch, rng)
         tparams = [(torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True))
