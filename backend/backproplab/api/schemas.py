@@ -29,6 +29,8 @@ class RecordConfig(BaseModel):
                                 description="Jacobian spectrum every k steps (0: never)")
     jacobian_topk: int = Field(32, ge=1, le=512,
                                description="singular values kept when the width is large")
+    per_example: bool = Field(False, description="per layer, the distribution of "
+                                                 "per-example gradient norms ‖∇W(l)‖")
 
 
 class RunConfig(BaseModel):
@@ -57,8 +59,17 @@ class RunConfig(BaseModel):
     lr: float = Field(0.01, gt=0.0, le=10.0, allow_inf_nan=False)
     batch_size: int = Field(64, ge=1, le=4096)
     microbatches: int = Field(1, ge=1, le=64, description="gradient accumulation parts")
-    clip: Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)] | None = None
-    checkpoint: Literal["none", "sqrt"] = "none"
+    clip: Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False,
+                                 description="global-norm clipping")] | None = None
+    delta_clip: Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False,
+                                       description="cap each element of every example's "
+                                                   "δ(l) to [−c, c] in the backward "
+                                                   "pass")] | None = None
+    checkpoint: Literal["none", "sqrt", "every"] = Field(
+        "none", description="sqrt: √L segments; every: a segment every checkpoint_every "
+                            "layers (recomputed in the backward pass)")
+    checkpoint_every: int = Field(4, ge=1, le=1000, description="layers per segment "
+                                                                "(checkpoint 'every')")
     steps: int = Field(200, ge=0, le=100_000, description="0: analyse at initialization")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     record: RecordConfig = Field(default_factory=RecordConfig)

@@ -26,6 +26,7 @@ class RecordSpec:
     delta_samples: int = 8
     jacobian_every: int = 0  # 0: never; k: on step 0 and every k steps
     jacobian_topk: int = 32  # singular values kept when the width is too large for an SVD
+    per_example: bool = False  # per layer, the distribution of per-example ‖∇W(l)‖
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,10 @@ class RunSpec:
     lr: float = 0.01
     batch_size: int = 64
     microbatches: int = 1
-    clip: float | None = None
-    checkpoint: str = "none"
+    clip: float | None = None  # global-norm clipping of the gradient
+    delta_clip: float | None = None  # each element of each example's δ(l) kept in [−c, c]
+    checkpoint: str = "none"  # none | sqrt (√L segments) | every (checkpoint_every layers)
+    checkpoint_every: int = 4
     steps: int = 200
     seed: int = 0
     record: RecordSpec = field(default_factory=RecordSpec)
@@ -85,7 +88,23 @@ class RunSpec:
 
     @property
     def segments(self) -> int:
-        return max(1, round(math.sqrt(self.depth))) if self.checkpoint == "sqrt" else 1
+        """Checkpointed segments of the hidden layers (1: no checkpointing)."""
+        if self.checkpoint == "sqrt":
+            return max(1, round(math.sqrt(self.depth)))
+        if self.checkpoint == "every":
+            return -(-self.depth // max(self.checkpoint_every, 1))
+        return 1
+
+    @property
+    def segment_bounds(self) -> list[tuple[int, int]]:
+        """Hidden layers [lo, hi) of each segment: ≈√L near-equal ones for 'sqrt',
+        checkpoint_every layers each (the last one shorter) for 'every'."""
+        depth, n = self.depth, self.segments
+        if self.checkpoint == "every":
+            k = max(self.checkpoint_every, 1)
+            return [(lo, min(lo + k, depth)) for lo in range(0, depth, k)]
+        bounds = [round(j * depth / n) for j in range(n + 1)]
+        return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
 
     @property
     def work(self) -> int:
