@@ -91,7 +91,7 @@ def op_counts(depth: int) -> list:
 
     spec = spec_for("torch", "cpu", depth, 16, 8)
     engine = make_engine(spec)
-    engine.inline_probes, engine.probe_view, engine.probe_dtype = False, None, None
+    engine.probe_mode = probes.ProbeMode.DEVICE
     engine.train_step(0, probe=True)
     with Count() as plain:
         engine.train_step(1, probe=False)
