@@ -42,13 +42,18 @@ def _he(fan_in: int, fan_out: int) -> float:
     return 2.0 / fan_in
 
 
+def _orthonormal(fan_in: int, fan_out: int) -> float:
+    # orthonormal columns (fan_out ≥ fan_in) or rows: unit vectors of the longer side
+    return 1.0 / max(fan_in, fan_out)
+
+
 INITS: dict[str, Init] = {i.name: i for i in (
     Init("xavier_uniform", "uniform", _glorot),
     Init("xavier_normal", "normal", _glorot),
     Init("he_uniform", "uniform", _he),
     Init("he_normal", "normal", _he),
     Init("lecun_normal", "normal", _fan_in),
-    Init("orthogonal", "orthogonal", _fan_in),
+    Init("orthogonal", "orthogonal", _orthonormal),
     Init("normal", "normal", _fan_in),  # the mean-field convention N(0, σ_w²/fan_in)
 )}
 INIT_NAMES: tuple[str, ...] = tuple(INITS)

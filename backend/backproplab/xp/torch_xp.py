@@ -17,7 +17,7 @@ class TorchXP(ArrayNamespace):
     name = "torch"
 
     def __init__(self, torch: Any, std: Any = None):
-        if std is None:
+        if std is None:  # imported here: it imports torch, which a caller may not have
             import array_api_compat.torch as std
         super().__init__(std)
         self.torch = torch
