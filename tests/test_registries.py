@@ -144,8 +144,8 @@ def test_effective_sigma_w2_is_the_variance_of_the_drawn_weights(init, shape):
 def test_choices_everywhere_derive_from_the_registries():
     """The API's config schema (which the UI's selects are built from), the phase
     route and the CLI offer exactly the registries' names."""
-    from backproplab.api.schemas import RunConfig
     from backproplab.api.routes.theory import phase_diagram
+    from backproplab.api.schemas import RunConfig
     from backproplab.cli import build_parser
     from backproplab.model import NORM_NAMES
 
