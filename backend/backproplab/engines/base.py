@@ -68,9 +68,6 @@ class Engine:
         δ(l) (and optionally the layer's gradient norms) as they are computed."""
         raise NotImplementedError
 
-    def apply(self, updates: list) -> None:
-        raise NotImplementedError
-
     def make_batch(self, step: int) -> tuple:
         return batch(self.spec, step)
 
@@ -123,26 +120,20 @@ class Engine:
         if spec.clip is not None:
             scale, _ = clip_scale(xp, grad_norms, spec.clip)
             grads = xp.scaled(grads, scale)
-        update_norms = None
+        if probe and weight_norms is None:
+            weight_norms = xp.norms(self.weights)  # before the update
+        update_norms = 0.0 * weight_norms if probe else None
         if update and spec.optimizer == "sgd":  # ΔW = −lr·(clip scale)·∇W, applied in place
             if probe:
                 update_norms = spec.lr * grad_norms[0::2] * (1.0 if scale is None else scale)
-            if probe and weight_norms is None:
-                weight_norms = xp.norms(self.weights)  # before the update
             xp.axpy_(self.params, grads, -spec.lr)
         elif update:
             updates = self.optimizer.updates(xp, grads)
             if probe:
                 update_norms = xp.norms(updates[0::2])
-                if weight_norms is None:
-                    weight_norms = xp.norms(self.weights)
-            self.apply(updates)
+            xp.add_(self.params, updates)
         if not probe:
             return StepResult(loss, output, labels, None, None)
-        if weight_norms is None:
-            weight_norms = xp.norms(self.weights)
-        if update_norms is None:
-            update_norms = 0.0 * weight_norms
         norms = {"grad_w": grad_norms[0::2], "grad_b": grad_norms[1::2],
                  "weight": weight_norms, "update": update_norms}
         data = probes.combine(xp, [(size, part) for _, size, _, part in passes], n)

@@ -94,6 +94,3 @@ class TapeEngine(Engine):
         finally:
             self._probe = None
         return Pass(loss, grads, self._output)
-
-    def apply(self, updates: list) -> None:
-        self.xp.add_(self.params, updates)

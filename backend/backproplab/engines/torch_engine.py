@@ -10,6 +10,7 @@ Tests check it against torch.autograd in float64 and against the NumPy tape.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -136,16 +137,18 @@ class TorchEngine(Engine):
         g[torch.arange(len(index), device=self.device), index] -= 1.0
         return loss, g / len(index)
 
-    def forward_backward(self, x, labels, targets, probe) -> Pass:
+    def _precision(self, tf32: bool) -> contextlib.AbstractContextManager:
+        # the flag is process-wide: held under a lock for CUDA work (see xp.precision)
         if self.device.type != "cuda":
-            return self._forward_backward(x, labels, targets, probe)
-        with cuda_matmul_precision(self.torch, self.tf32):  # the flag is process-wide
+            return contextlib.nullcontext()
+        return cuda_matmul_precision(self.torch, tf32)
+
+    def forward_backward(self, x, labels, targets, probe) -> Pass:
+        with self._precision(self.tf32):
             return self._forward_backward(x, labels, targets, probe)
 
-    def full_precision(self):
-        if self.device.type != "cuda":
-            return super().full_precision()
-        return cuda_matmul_precision(self.torch, False)
+    def full_precision(self) -> contextlib.AbstractContextManager:
+        return self._precision(False)
 
     def _forward_backward(self, x, labels, targets, probe) -> Pass:
         spec, torch = self.spec, self.torch
@@ -167,16 +170,16 @@ class TorchEngine(Engine):
                         probe.forward(index, values.z, a)
                     if not checkpointing:
                         saved[index] = values
-            W_out = self.params[-2]
-            out = torch.addmm(self.params[-1], a, W_out.T)
+            k, W_out = self.kernels, self.params[-2]
+            out = k.dense(a, W_out, self.params[-1], self.net[-1])
             loss, g = self._loss_and_grad(out, labels, targets)
             grads: list = [None] * len(self.params)
-            grads[-2], grads[-1] = torch.mm(g.T, a), g.sum(0)
+            grads[-2], grads[-1] = k.param_grads(g, a)
             if probe is not None:
                 probe.forward(depth, out, out)
                 probe.backward(depth, g)
                 probe.params(depth, grads[-2], grads[-1], W_out)
-            g_a = torch.mm(g, W_out)
+            g_a = k.matmul(g, W_out)
             for (lo, hi), start in zip(reversed(segments), reversed(starts), strict=True):
                 if checkpointing:  # recompute the segment, then pull back through it
                     a = start
@@ -187,9 +190,6 @@ class TorchEngine(Engine):
                     self.check_cancel()
                     g_a = self._layer_backward(g_a, saved.pop(index), index, grads, probe)
         return Pass(loss, grads, out)
-
-    def apply(self, updates: list) -> None:
-        self.xp.add_(self.params, updates)
 
 
 @functools.cache
