@@ -147,10 +147,6 @@ class NativeTorch:
     def clip(x, lo, hi):
         return torch.clamp(x, lo, hi)
 
-    @staticmethod
-    def var(x, axis=None):
-        return torch.var(x, dim=axis, correction=0)
-
 
 def with_standard(engine, std):
     """The engine with its namespace's standard part taken from `std`."""

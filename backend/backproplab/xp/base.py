@@ -18,7 +18,7 @@ import numpy as np
 # standard namespace (array-api-compat's, or NumPy itself)
 STANDARD = ("abs", "sqrt", "exp", "expm1", "tanh", "log10", "floor", "isfinite", "maximum",
             "minimum", "where", "ones_like", "sum", "mean", "min", "max", "stack", "concat",
-            "clip", "var")
+            "clip")
 
 
 @functools.cache
@@ -38,8 +38,6 @@ def scaled_norm(largest: float, rescaled_norm: Any) -> float:
 class ArrayNamespace:
     """The standard functions of `std` as attributes, plus the extensions each
     library writes for itself (see NumpyXP, TorchXP)."""
-
-    name: str
 
     def __init__(self, std: Any):
         self.std = std

@@ -14,8 +14,6 @@ from .base import ArrayNamespace, norm_window
 class NumpyXP(ArrayNamespace):
     """NumPy arrays in host memory."""
 
-    name = "numpy"
-
     def __init__(self, std: Any = numpy_standard):
         super().__init__(std)
         self.erf = erf
@@ -65,9 +63,6 @@ class NumpyXP(ArrayNamespace):
 
     def rows(self, x, n, copy):
         return x[:n].copy() if copy else x[:n]
-
-    def from_host(self, values, like):
-        return np.asarray(values, dtype=np.float64)
 
     def host_memory(self, x) -> bool:
         return True

@@ -14,8 +14,6 @@ from .base import ArrayNamespace, norm_window
 class TorchXP(ArrayNamespace):
     """torch tensors on one device (CPU, CUDA, ...)."""
 
-    name = "torch"
-
     def __init__(self, torch: Any, std: Any = None):
         if std is None:  # imported here: it imports torch, which a caller may not have
             import array_api_compat.torch as std
@@ -75,9 +73,6 @@ class TorchXP(ArrayNamespace):
 
     def rows(self, x, n, copy):
         return x[:n].clone() if copy else x[:n]
-
-    def from_host(self, values, like):
-        return self.torch.tensor(values, dtype=self.torch.float64, device=like.device)
 
     def host_memory(self, x) -> bool:
         return x.device.type == "cpu"
