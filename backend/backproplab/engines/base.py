@@ -122,7 +122,7 @@ class Engine:
             grads = xp.scaled(grads, scale)
         if probe and weight_norms is None:
             weight_norms = xp.norms(self.weights)  # before the update
-        update_norms = 0.0 * weight_norms if probe else None
+        update_norms = None
         if update and spec.optimizer == "sgd":  # ΔW = −lr·(clip scale)·∇W, applied in place
             if probe:
                 update_norms = spec.lr * grad_norms[0::2] * (1.0 if scale is None else scale)
@@ -134,6 +134,8 @@ class Engine:
             xp.add_(self.params, updates)
         if not probe:
             return StepResult(loss, output, labels, None, None)
+        if update_norms is None:  # no update this step
+            update_norms = 0.0 * weight_norms
         norms = {"grad_w": grad_norms[0::2], "grad_b": grad_norms[1::2],
                  "weight": weight_norms, "update": update_norms}
         data = probes.combine(xp, [(size, part) for _, size, _, part in passes], n)

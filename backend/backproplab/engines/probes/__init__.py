@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from ...xp import NUMPY
 from . import collect
 from .collect import (
     HEAD_ROWS,
@@ -35,13 +34,13 @@ from .collect import (
 )
 from .data import PartProbe, ProbeData, combine, subsample_size
 from .device import summarize_device
-from .host import group_stats, host_histograms
+from .host import group_stats, host_histograms, summarize_host
 from .layout import SCALAR_KEYS, Layout, Summary
 from .stats import SATURATION, histograms, sampled_units, saturation_rule
 
 __all__ = ["HEAD_ROWS", "SATURATION", "SCALAR_KEYS", "Collector", "DeviceCollector",
            "HostCollector", "Layout", "PartProbe", "ProbeData", "ProbeMode", "Summary",
-           "collect", "combine", "histograms", "host_alive", "host_histograms",
+           "collect", "combine", "group_stats", "histograms", "host_alive", "host_histograms",
            "make_collector", "sampled_units", "saturation_rule", "subsample_size", "summarize"]
 
 
@@ -59,23 +58,6 @@ def summarize(xp: Any, data: ProbeData, norms: dict, activation: str, norm: str,
             return summarize_device(xp, data, norms, activation, norm, bins, delta_samples,
                                     seed)
         data = ProbeData(*(xp.as_numpy(getattr(data, f.name)) for f in fields(ProbeData)))
-        return _summarize_host(data, {key: xp.as_numpy(v) for key, v in norms.items()},
-                               activation, norm, bins, delta_samples, seed)
+        return summarize_host(data, {key: xp.as_numpy(v) for key, v in norms.items()},
+                              activation, norm, bins, delta_samples, seed)
 
-
-def _summarize_host(data: ProbeData, norms: dict, activation: str, norm: str, bins: int,
-                    delta_samples: int, seed: int) -> Summary:
-    hidden, width, out_dim = data.Z.shape[0], data.Z.shape[2], data.z_out.shape[1]
-    alive = NUMPY.to_float(data.alive)
-    dead = np.concatenate([1.0 - alive[:hidden] / width, 1.0 - alive[hidden:] / out_dim])
-    delta_norm = NUMPY.to_float(data.delta_norm)
-    groups = [
-        group_stats(activation, norm, data.Z, data.A, data.D, bins,
-                    sampled_units(seed, width, delta_samples), delta_norm[:hidden],
-                    dead[:hidden]),
-        group_stats("linear", norm, data.z_out[None], data.z_out[None], data.d_out[None],
-                    bins, np.arange(min(delta_samples, out_dim)), delta_norm[hidden:],
-                    dead[hidden:])]
-    n = {key: NUMPY.to_float(v) for key, v in norms.items()}
-    return Summary.of_groups(groups, grad_w_norm=n["grad_w"], grad_b_norm=n["grad_b"],
-                             weight_norm=n["weight"], update_ratio=n["update"] / n["weight"])

@@ -11,7 +11,9 @@ import numpy as np
 
 from ...model.norms import NORMS
 from ...xp import NUMPY
-from .stats import histograms, saturation_rule
+from .data import ProbeData
+from .layout import Summary
+from .stats import histograms, sampled_units, saturation_rule
 
 
 @functools.cache
@@ -89,3 +91,22 @@ def group_stats(activation: str, norm: str, Z: np.ndarray, A: np.ndarray, D: np.
             "a_lo": a_hist[0], "a_hi": a_hist[1], "a_counts": a_hist[2],
             "d_lo": d_hist[0], "d_hi": d_hist[1], "d_counts": d_hist[2],
             "d_zero": d_zero, "d_nonfinite": d_nonfinite, "delta_sample": sample}
+
+
+def summarize_host(data: ProbeData, norms: dict, activation: str, norm: str, bins: int,
+                   delta_samples: int, seed: int) -> Summary:
+    """Every layer's statistics from data in host memory (NumPy arrays)."""
+    hidden, width, out_dim = data.Z.shape[0], data.Z.shape[2], data.z_out.shape[1]
+    alive = NUMPY.to_float(data.alive)
+    dead = np.concatenate([1.0 - alive[:hidden] / width, 1.0 - alive[hidden:] / out_dim])
+    delta_norm = NUMPY.to_float(data.delta_norm)
+    groups = [
+        group_stats(activation, norm, data.Z, data.A, data.D, bins,
+                    sampled_units(seed, width, delta_samples), delta_norm[:hidden],
+                    dead[:hidden]),
+        group_stats("linear", norm, data.z_out[None], data.z_out[None], data.d_out[None],
+                    bins, np.arange(min(delta_samples, out_dim)), delta_norm[hidden:],
+                    dead[hidden:])]
+    n = {key: NUMPY.to_float(v) for key, v in norms.items()}
+    return Summary.of_groups(groups, grad_w_norm=n["grad_w"], grad_b_norm=n["grad_b"],
+                             weight_norm=n["weight"], update_ratio=n["update"] / n["weight"])
