@@ -25,6 +25,7 @@ from backproplab.engines.runner import step_record
 from backproplab.engines.torch_engine import torch_kernels
 from backproplab.model import RecordSpec, RunSpec
 from backproplab.xp import NumpyXP, TorchXP
+from backproplab.xp.torch_xp import TorchStandard
 
 CPU_SIZES = [(50, 256, 128)]
 # each timed block runs consecutive steps for at least this long, as training does (a
@@ -104,48 +105,6 @@ def op_counts(depth: int) -> list:
     total = probed.n + reduce.n
     return [f"torch, batched probes, depth {depth}", plain.n, probed.n - plain.n, reduce.n,
             f"{total / plain.n:.3f}"]
-
-
-class NativeTorch:
-    """The Array API standard part written with torch's own calls (dim for axis,
-    amin/amax, cat, clamp): what the namespace used before array-api-compat."""
-
-    def __init__(self):
-        for fn in ("abs", "sqrt", "exp", "expm1", "tanh", "log10", "floor", "isfinite",
-                   "ones_like", "where", "maximum", "minimum"):
-            setattr(self, fn, getattr(torch, fn))
-        self.maximum = lambda x, y: torch.clamp(x, min=y) if isinstance(y, float) else \
-            torch.maximum(x, y)
-        self.minimum = lambda x, y: torch.clamp(x, max=y) if isinstance(y, float) else \
-            torch.minimum(x, y)
-
-    @staticmethod
-    def sum(x, axis=None, keepdims=False):
-        return x.sum() if axis is None else x.sum(dim=axis, keepdim=keepdims)
-
-    @staticmethod
-    def mean(x, axis=None, keepdims=False):
-        return x.mean() if axis is None else x.mean(dim=axis, keepdim=keepdims)
-
-    @staticmethod
-    def min(x, axis=None):
-        return x.amin() if axis is None else x.amin(dim=axis)
-
-    @staticmethod
-    def max(x, axis=None):
-        return x.amax() if axis is None else x.amax(dim=axis)
-
-    @staticmethod
-    def stack(xs, axis=0):
-        return torch.stack(list(xs), dim=axis)
-
-    @staticmethod
-    def concat(xs, axis=0):
-        return torch.cat(list(xs), dim=axis)
-
-    @staticmethod
-    def clip(x, lo, hi):
-        return torch.clamp(x, lo, hi)
 
 
 def with_standard(engine, std):
@@ -272,7 +231,7 @@ def main() -> None:
                      "compat/native"], standard_part_rows(args.repeats)))
 
 
-torch_native = NativeTorch()
+torch_native = TorchStandard(torch)
 
 if __name__ == "__main__":
     main()

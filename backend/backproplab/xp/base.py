@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 # the Array API standard functions the numeric code uses, taken from the library's
-# standard namespace (array-api-compat's, or NumPy itself)
+# standard namespace (array-api-compat's for NumPy, TorchStandard for torch)
 STANDARD = ("abs", "sqrt", "exp", "expm1", "tanh", "log10", "floor", "isfinite", "maximum",
             "minimum", "where", "ones_like", "sum", "mean", "min", "max", "stack", "concat",
             "clip")
