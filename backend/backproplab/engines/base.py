@@ -36,6 +36,9 @@ class StepResult:
     labels: np.ndarray
     probe: probes.ProbeData | None
     norms: dict | None  # grad_w, grad_b, weight, update: per-layer norm vectors on the device
+    grad_norm: Any = None  # ‖g‖ over all parameters, before clipping (recorded steps)
+    clip_factor: Any = None  # min(1, clip/‖g‖) applied to g; None without clipping
+    per_example: list | None = None  # per layer: per-example ‖∇W(l)‖, mean vs batch
 
     @property
     def zs(self) -> list | None:
@@ -116,10 +119,15 @@ class Engine:
             weight_norms = inline["weight"]
         elif probe or spec.clip is not None:
             grad_norms = xp.norms(grads)
-        scale = None
+        scale = global_norm = None
+        if grad_norms is not None:  # ‖g‖ = √Σ‖g_p‖², before clipping
+            scale, global_norm = clip_scale(xp, grad_norms, spec.clip)
+        unclipped = grads
         if spec.clip is not None:
-            scale, _ = clip_scale(xp, grad_norms, spec.clip)
             grads = xp.scaled(grads, scale)
+        per_example = None
+        if probe and spec.record.per_example:  # of the parameters this step started from
+            per_example = self.per_example(x, labels, targets, unclipped)
         if probe and weight_norms is None:
             weight_norms = xp.norms(self.weights)  # before the update
         update_norms = None
@@ -139,4 +147,13 @@ class Engine:
         norms = {"grad_w": grad_norms[0::2], "grad_b": grad_norms[1::2],
                  "weight": weight_norms, "update": update_norms}
         data = probes.combine(xp, [(size, part) for _, size, _, part in passes], n)
-        return StepResult(loss, output, labels, data, norms)
+        return StepResult(loss, output, labels, data, norms, global_norm, scale, per_example)
+
+    def per_example(self, x: np.ndarray, labels: np.ndarray, targets: np.ndarray,
+                    grads: list) -> list[dict]:
+        """Per layer, the distribution of per-example ‖∇W(l)‖ and how far their mean is
+        from the batch gradient `grads` (before clipping). Here from the engine's own
+        pass: ∇W_i(l) = δ_i(l) a_i(l-1)ᵀ, batched over the examples."""
+        from . import per_example
+
+        return per_example.from_pass(self, x, labels, targets, grads)

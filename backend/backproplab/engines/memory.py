@@ -189,7 +189,6 @@ def torch_pass(spec: RunSpec, microbatches: int = 1,
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
-    grads = [torch.zeros_like(p) for p in params]
     start = time.perf_counter()
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         for xb, lb, tb in split_batch((x, labels, targets), microbatches):
@@ -203,18 +202,17 @@ def torch_pass(spec: RunSpec, microbatches: int = 1,
                 out = kernels.dense(a, params[-2], params[-1], net[-1])
             loss = _torch_loss(torch, spec, out, torch.as_tensor(lb, device=dev),
                                torch.as_tensor(tb, dtype=dtype, device=dev))
-            part = torch.autograd.grad(loss, params)
-            share = len(xb) / len(x)
-            for g, p in zip(grads, part, strict=True):
-                g.add_(p, alpha=share)
-            del loss, out, a, part
+            # .grad sums the parts' shares: the mean gradient (reentrant checkpoints
+            # need backward(), not autograd.grad)
+            (loss * (len(xb) / len(x))).backward()
+            del loss, out, a
     if cuda:
         torch.cuda.synchronize(dev)
         peak = torch.cuda.max_memory_allocated(dev) - base
     else:
         peak = meter.peak
     elapsed = time.perf_counter() - start
-    return Pass(int(peak), ops[0], elapsed), [g.detach().cpu().numpy() for g in grads]
+    return Pass(int(peak), ops[0], elapsed), [p.grad.detach().cpu().numpy() for p in params]
 
 
 # --- the report --------------------------------------------------------------------------

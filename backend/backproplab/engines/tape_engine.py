@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,20 @@ def _activation(u: Any, layer: network.Layer) -> Any:
 # the tape's kernels: its primitives (recorded, so the tape differentiates them)
 TAPE_KERNELS = network.Kernels(xp=ops, dense=_dense, activation=_activation)
 
+# δ clipping: the identity forward, its cotangent capped elementwise to [−bound, bound]
+CAP_ELEMENTS = tape.Primitive("cap_elements", lambda g, bound: np.clip(g, -bound, bound))
+CAP_COTANGENT = tape.Primitive("cap_cotangent", lambda z, bound: z)
+tape.defvjp(CAP_COTANGENT, lambda g, ans, z, bound: CAP_ELEMENTS(g, bound=bound))
+
+
+def _capped_dense(delta_clip: float):
+    """dense whose δ = ∂loss/∂z reaches dense (and is reported) capped: each example's
+    δ_i ≤ c in magnitude, i.e. the part's mean-loss cotangent ≤ c/rows."""
+    def dense(a: Any, W: Any, b: Any, layer: network.Layer) -> Any:
+        z = _dense(a, W, b, layer)
+        return CAP_COTANGENT(z, bound=delta_clip / tape.primal_value(z).shape[0])
+    return dense
+
 
 class TapeEngine(Engine):
     xp = NUMPY
@@ -37,6 +52,8 @@ class TapeEngine(Engine):
         self.dtype = np.dtype(spec.dtype)
         super().__init__(spec)
         self.net = network.layers(spec)
+        self.kernels = TAPE_KERNELS if spec.delta_clip is None else \
+            dataclasses.replace(TAPE_KERNELS, dense=_capped_dense(spec.delta_clip))
         self._plain_step = tape.value_and_grad(self._loss)
         self._probe = None  # the collector of the pass under way, if any
 
@@ -49,7 +66,7 @@ class TapeEngine(Engine):
 
     def _layer(self, h: Any, p: tuple, index: int) -> Any:
         self.check_cancel()
-        values = network.layer_forward(self.net[index], TAPE_KERNELS, h, *p)
+        values = network.layer_forward(self.net[index], self.kernels, h, *p)
         if self._probe is not None:  # seen as computed, so the tape frees them as usual
             self._probe.forward(index, tape.primal_value(values.z),
                                 tape.primal_value(values.a_out))
@@ -60,12 +77,12 @@ class TapeEngine(Engine):
         pairs = list(zip(params[0::2], params[1::2], strict=True))
         hidden, (W_out, b_out) = pairs[:-1], pairs[-1]
         if spec.segments > 1:
-            a = tape.checkpoint_sequential(self._layer, hidden, x, spec.segments)
+            a = tape.checkpoint_sequential(self._layer, hidden, x, spec.segment_bounds)
         else:
             a = x
             for index, p in enumerate(hidden):
                 a = self._layer(a, p, index)
-        out = _dense(a, W_out, b_out, self.net[-1])
+        out = self.kernels.dense(a, W_out, b_out, self.net[-1])
         self._output = tape.primal_value(out)
         if self._probe is not None:
             self._probe.forward(spec.depth, self._output, self._output)

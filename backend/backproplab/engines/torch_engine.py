@@ -83,6 +83,7 @@ class TorchEngine(Engine):
         super().__init__(spec)
         self.net = network.layers(spec)
         self.kernels = torch_kernels(torch, self.xp, self.net)
+        self._delta_bound = None  # delta_clip / rows of the pass under way
         # host memory that NumPy can view (float32, float64): reduced inline, in cache;
         # anything else (a GPU, bfloat16) is kept and reduced for all layers at once
         host = self.device.type == "cpu" and spec.dtype in ("float32", "float64")
@@ -114,7 +115,7 @@ class TorchEngine(Engine):
     def _layer_backward(self, g_a, values, index, grads, probe):
         """∂loss/∂a(l) -> ∂loss/∂a(l-1); fills the layer's gradients."""
         layer, k = self.net[index], self.kernels
-        delta = network.layer_delta(layer, k, g_a, values)
+        delta = self._clip_delta(network.layer_delta(layer, k, g_a, values))
         W = self.params[2 * index]
         gW, gb = k.param_grads(delta, values.a_in)
         grads[2 * index], grads[2 * index + 1] = gW, gb
@@ -150,12 +151,28 @@ class TorchEngine(Engine):
     def full_precision(self) -> contextlib.AbstractContextManager:
         return self._precision(False)
 
+    def _clip_delta(self, delta):
+        # delta_clip c caps each example's δ_i(l) = B·δ(l)_i of the part's mean loss, so
+        # the mean-loss cotangent is capped at c/B (the same bound however it is split)
+        if self._delta_bound is None:
+            return delta
+        return delta.clamp(-self._delta_bound, self._delta_bound)
+
+    def per_example(self, x, labels, targets, grads) -> list[dict]:
+        """Per-example gradients by torch.func.vmap(grad); with delta_clip (which
+        autograd knows nothing of) from this engine's own clipped backward pass."""
+        from . import per_example
+
+        if self.spec.delta_clip is not None or self.dtype == self.torch.bfloat16:
+            return per_example.from_pass(self, x, labels, targets, grads)
+        return per_example.with_vmap(self, x, labels, targets, grads)
+
     def _forward_backward(self, x, labels, targets, probe) -> Pass:
         spec, torch = self.spec, self.torch
         depth = spec.depth
-        bounds = [round(k * depth / spec.segments) for k in range(spec.segments + 1)]
-        segments = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+        segments = spec.segment_bounds
         checkpointing = len(segments) > 1
+        self._delta_bound = None if spec.delta_clip is None else spec.delta_clip / len(x)
         with torch.no_grad():
             saved: dict = {}
             starts = []  # checkpointing keeps only each segment's input
@@ -173,6 +190,7 @@ class TorchEngine(Engine):
             k, W_out = self.kernels, self.params[-2]
             out = k.dense(a, W_out, self.params[-1], self.net[-1])
             loss, g = self._loss_and_grad(out, labels, targets)
+            g = self._clip_delta(g)
             grads: list = [None] * len(self.params)
             grads[-2], grads[-1] = k.param_grads(g, a)
             if probe is not None:

@@ -63,12 +63,15 @@ def checkpoint(f: Callable, *args: Any) -> Any:
 
 
 def checkpoint_sequential(layer: Callable, layer_params: Sequence, x: Any,
-                          segments: int) -> Any:
+                          segments: int | Sequence[tuple[int, int]]) -> Any:
     """x ↦ layer(…layer(layer(x, p0, 0), p1, 1)…) cut into `segments` checkpointed
-    segments; each layer gets its parameters and its index."""
+    segments (a count: near-equal ones; or their [lo, hi) layer ranges); each layer
+    gets its parameters and its index."""
     n = len(layer_params)
-    bounds = [round(k * n / segments) for k in range(segments + 1)]
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    if isinstance(segments, int):
+        bounds = [round(k * n / segments) for k in range(segments + 1)]
+        segments = list(zip(bounds[:-1], bounds[1:], strict=True))
+    for lo, hi in segments:
         if hi == lo:
             continue
 
