@@ -37,6 +37,19 @@ class Histogram(BaseModel):
     nonfinite: int | None = None
 
 
+class PerExample(BaseModel):
+    """The distribution of per-example ‖∇W_i(l)‖ over the batch, and mean_error:
+    max|mean_i ∇W_i − ∇W| / max|∇W| against the batch gradient."""
+
+    min: Num
+    q25: Num
+    median: Num
+    q75: Num
+    max: Num
+    mean: Num
+    mean_error: Num
+
+
 class LayerRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     index: int = Field(ge=0)
@@ -55,6 +68,7 @@ class LayerRecord(BaseModel):
     a_hist: Histogram
     delta_log_hist: Histogram
     delta_sample: list[Num] = Field(max_length=256)
+    per_example: PerExample | None = None
 
 
 class Overflow(BaseModel):
@@ -70,6 +84,10 @@ class StepRecord(BaseModel):
     time_s: Num
     layers: list[LayerRecord] = Field(min_length=1, max_length=1001)
     jacobian_sv: list[Num] | None = Field(default=None, max_length=4096)
+    grad_norm: Num | None = Field(None, description="‖g‖ over all parameters, before "
+                                                    "clipping")
+    clip_factor: Num | None = Field(None, description="min(1, clip/‖g‖): the factor g "
+                                                      "was scaled by (1: not clipped)")
     overflow: Overflow | None = None
 
 

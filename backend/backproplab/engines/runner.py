@@ -71,8 +71,15 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
         accuracy = float(np.mean(predicted == result.labels))
     layers = [{"index": i, "kind": "hidden" if i < spec.depth else "output", **stats}
               for i, stats in enumerate(summary.layers())]
+    if result.per_example is not None:
+        for layer, per_example in zip(layers, result.per_example, strict=True):
+            layer["per_example"] = per_example
     record = {"step": step, "loss": float(xp.host(result.loss)), "accuracy": accuracy,
               "time_s": elapsed, "layers": layers}
+    if result.grad_norm is not None:  # ‖g‖ before clipping; the factor g was scaled by
+        record["grad_norm"] = float(xp.host(result.grad_norm))
+        record["clip_factor"] = 1.0 if result.clip_factor is None else \
+            float(xp.host(result.clip_factor))
     if jacobian:
         with engine.full_precision():
             sv = singular_values(xp, spec, engine.weights, result.zs, spec.record.jacobian_topk)
@@ -124,7 +131,8 @@ def theory_for(spec: RunSpec) -> dict[str, Any]:
     which makes a slider drag that only moves the seed or the learning rate free."""
     q_in = float(f"{float(np.mean(np.square(batch(spec, 0)[0]))):.3g}")
     relevant = spec.replace(seed=0, lr=0.0, engine="numpy", device="cpu", dtype="float64",
-                            microbatches=1, clip=None, checkpoint="none", record=RecordSpec(),
+                            microbatches=1, clip=None, delta_clip=None, checkpoint="none",
+                            checkpoint_every=4, record=RecordSpec(),
                             batch_size=1, steps=min(spec.steps, 1))
     return copy.deepcopy(_cached_predict(relevant, q_in))
 
