@@ -37,9 +37,11 @@ def random_configs(n=20, seed=0):
             lr=0.05, batch_size=int(rng.integers(4, 13)),
             microbatches=int(rng.choice([1, 2, 3])),
             clip=0.5 if k % 5 == 3 else None,
-            checkpoint="sqrt" if k % 7 == 5 else "none",
+            delta_clip=0.05 if k % 4 == 1 else None,
+            checkpoint={5: "sqrt", 3: "every"}.get(k % 7, "none"), checkpoint_every=2,
             steps=3, seed=k,
-            record=RecordSpec(every=1, hist_bins=8, delta_samples=3, jacobian_every=2),
+            record=RecordSpec(every=1, hist_bins=8, delta_samples=3, jacobian_every=2,
+                              per_example=k % 3 == 2),
         ))
     return configs
 
@@ -69,12 +71,17 @@ def test_tape_and_torch_agree(spec):
     for a, b in zip(iter_steps(spec, engine=tape_engine),
                     iter_steps(spec.replace(engine="torch"), engine=torch_engine), strict=True):
         close(a["loss"], b["loss"], "loss")
+        close(a["grad_norm"], b["grad_norm"], "global gradient norm")
+        close(a["clip_factor"], b["clip_factor"], "clip factor")
         for la, lb in zip(a["layers"], b["layers"], strict=True):
             for key in KEYS:
                 close(la[key], lb[key], f"step {a['step']} layer {la['index']} {key}")
             np.testing.assert_allclose(la["delta_sample"], lb["delta_sample"], rtol=RTOL,
                                        atol=1e-14)
             assert la["a_hist"]["counts"] == lb["a_hist"]["counts"]
+            for key, value in la.get("per_example", {}).items():  # tape: its own pass;
+                if key != "mean_error":  # torch: vmap(grad), or its own pass with δ clip
+                    close(value, lb["per_example"][key], f"per-example ‖∇W‖ {key}")
         if "jacobian_sv" in a:
             # an SVD is accurate relative to the largest singular value
             np.testing.assert_allclose(a["jacobian_sv"], b["jacobian_sv"], rtol=1e-9,

@@ -3,17 +3,20 @@ const GROUPS = [
   ['Network', ['depth', 'width', 'activation', 'init', 'sigma_w', 'sigma_b', 'residual',
     'residual_scale', 'norm']],
   ['Data and loss', ['dataset', 'input_dim', 'loss']],
-  ['Training', ['optimizer', 'lr', 'batch_size', 'microbatches', 'clip', 'checkpoint', 'steps',
-    'seed']],
+  ['Training', ['optimizer', 'lr', 'batch_size', 'microbatches', 'clip', 'delta_clip',
+    'checkpoint', 'checkpoint_every', 'steps', 'seed']],
   ['Engine', ['engine', 'device', 'dtype']],
 ];
 const LABELS = {
   sigma_w: 'σ_w', sigma_b: 'σ_b', residual_scale: 'residual scale α', lr: 'learning rate',
   batch_size: 'batch size', input_dim: 'input size', clip: 'clip global norm',
+  delta_clip: 'cap each δ(l) element', checkpoint_every: 'checkpoint every k layers',
+  per_example: 'per-example gradients',
   every: 'record every k steps', hist_bins: 'histogram bins', delta_samples: 'δ samples',
   jacobian_every: 'Jacobian every k steps', jacobian_topk: 'top-k singular values',
 };
 const LOG_SCALE = new Set(['depth', 'width', 'lr', 'batch_size', 'steps', 'input_dim', 'clip',
+  'delta_clip', 'checkpoint_every',
   'every', 'jacobian_every']);
 const RESIDUAL_SCALES = ['1/sqrt(depth)', 0.1, 0.25, 0.5, 1, 2];
 // slider ranges for fine control; larger values (allowed by the schema) come from

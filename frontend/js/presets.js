@@ -15,6 +15,9 @@ export const PRESETS = {
   'orthogonal isometry (tanh, σ_w = 1)': { activation: 'tanh', depth: 50, init: 'orthogonal',
     sigma_w: 1, sigma_b: 0, residual: false, norm: 'none',
     record: { jacobian_every: 10 } },
+  // chaotic tanh: ‖g‖ is in the thousands; clip 1 scales every step down to norm 1 (the
+  // flow view shows ‖∇W(l)‖ before and after, and the clip factor, far below 1)
   'gradient clipping (tanh σ_w = 3, clip 1)': { activation: 'tanh', depth: 30, init: 'normal',
-    sigma_w: 3, sigma_b: 0, clip: 1, lr: 0.5, residual: false, norm: 'none' },
+    sigma_w: 3, sigma_b: 0, clip: 1, delta_clip: null, lr: 0.5, residual: false,
+    norm: 'none' },
 };

@@ -86,7 +86,7 @@ def with_vmap(engine: Any, x: np.ndarray, labels: np.ndarray, targets: np.ndarra
         out = network.forward(net, k, xi[None], list(flat))[0]
         if spec.loss == "mse":
             return ((out - ti) ** 2).mean()  # the batch loss is the mean of these
-        return -torch.log_softmax(out, -1)[li]
+        return -torch.log_softmax(out, -1).gather(0, li[None])[0]
 
     per_example = vmap(grad(example_loss), in_dims=(None, 0, 0, 0))
     xs, ts = engine.to_device(x), engine.to_device(targets)

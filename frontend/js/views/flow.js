@@ -1,5 +1,5 @@
 // View 1: ‖δ(l)‖ and ‖∇W(l)‖ against layer (log scale), theory overlaid.
-import { COLORS, num, plottable } from '../format.js';
+import { COLORS, fmt, num, plottable } from '../format.js';
 import { layout, react } from './common.js';
 
 export class FlowView {
@@ -21,6 +21,40 @@ export class FlowView {
       { x, y: gradW, name: '‖∇W(l)‖ measured', mode: 'lines+markers', connectgaps: false,
         line: { color: COLORS.orange, width: 2 }, marker: { size: 4, symbol: 'square' } },
     ];
+    // global-norm clipping scales every gradient by one factor: the norms before and after
+    const factor = num(step.clip_factor);
+    const clipped = Number.isFinite(factor) && factor < 1;
+    if (clipped) {
+      data.push({ x, y: layers.map((l) => plottable(num(l.grad_w_norm) * factor)),
+        name: `‖∇W(l)‖ after clipping (× ${fmt(factor)})`, mode: 'lines+markers',
+        connectgaps: false, line: { color: COLORS.orange, width: 2, dash: 'dot' },
+        marker: { size: 4, symbol: 'square-open' } });
+    }
+    // per-example ‖∇W_i(l)‖: median with the quartiles (bars) and the extremes (hover)
+    const perExample = layers.filter((l) => l.per_example);
+    if (perExample.length) {
+      const pe = perExample.map((l) => l.per_example);
+      data.push({ x: perExample.map((l) => l.index), y: pe.map((p) => plottable(p.median)),
+        name: 'per-example ‖∇W_i(l)‖ (median, quartiles)', mode: 'markers',
+        marker: { color: COLORS.purple, size: 6, symbol: 'diamond' },
+        error_y: { type: 'data', symmetric: false, color: COLORS.purple,
+          array: pe.map((p) => num(p.q75) - num(p.median)),
+          arrayminus: pe.map((p) => num(p.median) - num(p.q25)) },
+        customdata: pe.map((p) => [fmt(p.min), fmt(p.max), fmt(p.mean_error)]),
+        hovertemplate: 'layer %{x}: median %{y:.3g}, min %{customdata[0]}, max '
+          + '%{customdata[1]}; mean vs batch ∇W: %{customdata[2]}<extra></extra>' });
+    }
+    const notes = [];
+    if (perExample.length) {
+      const worst = Math.max(...perExample.map((l) => num(l.per_example.mean_error)));
+      notes.push(`mean of per-example ∇W = batch ∇W (max rel. diff ${fmt(worst)})`);
+    }
+    if (step.grad_norm != null) {
+      notes.push(`global ‖g‖ before clipping ${fmt(step.grad_norm)}`
+        + (step.clip_factor != null ? `, clip factor ${fmt(step.clip_factor)}` : ''));
+    }
+    const deltaClip = state.config && state.config.delta_clip;
+    if (deltaClip) notes.push(`δ(l) capped at ±${fmt(deltaClip)} per element`);
     const theory = state.theory;
     const hidden = layers.filter((l) => l.kind !== 'output');
     if (theory && theory.delta_norm2_profile && hidden.length === theory.delta_norm2_profile.length) {
@@ -38,6 +72,9 @@ export class FlowView {
         marker: { color: COLORS.vermillion, symbol: 'x', size: 10 } });
     }
     react(this.el, data, layout({
+      annotations: notes.length ? [{ text: notes.join('; '), xref: 'paper', yref: 'paper',
+        x: 1, y: 1, xanchor: 'right', yanchor: 'top', showarrow: false,
+        font: { size: 11, color: clipped ? COLORS.vermillion : '#444' } }] : [],
       xaxis: { title: { text: 'layer (input side → output)' }, zeroline: false },
       yaxis: { type: 'log', title: { text: 'norm' }, exponentformat: 'power' },
     }));
