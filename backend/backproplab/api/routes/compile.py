@@ -52,13 +52,15 @@ def compile_report(request: Request) -> CompileReport:
     """The JAX step of this config (query: any RunConfig field) compiled and timed:
     jaxpr equations, HLO instructions before/after optimization, fusions, bytes
     accessed, compile time, step time jitted and op by op, torch's eager step."""
-    spec = _validate(dict(request.query_params), request, loc="query").to_spec()
     if not jax_available():
         raise HTTPException(422, "the compiled view needs JAX, which is not installed here")
-    if spec.dtype not in ("float32", "float64"):
-        raise HTTPException(422, f"the compiled view runs float32 or float64, not {spec.dtype}")
+    query = {**request.query_params, "engine": "jax", "device": "cpu"}
+    if query.get("dtype", "float32") not in ("float32", "float64"):
+        raise HTTPException(422, f"the compiled view runs float32 or float64, "
+                                 f"not {query['dtype']}")
+    spec = _validate(query, request, loc="query").to_spec()
     work = spec.depth * spec.width**2 * spec.batch_size
     if work > MAX_WORK:
         raise HTTPException(422, f"network too large to time op by op: depth·width²·batch = "
                                  f"{work:.3g} > {MAX_WORK:.3g}")
-    return CompileReport(**_cached(compile_key(spec).replace(engine="jax", device="cpu")))
+    return CompileReport(**_cached(compile_key(spec)))
