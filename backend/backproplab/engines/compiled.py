@@ -126,15 +126,16 @@ def _median_ms(fn: Callable[[], Any], budget_s: float, most: int = 50) -> float:
     return float(np.median(times)) * 1e3
 
 
-def torch_step_ms(spec: RunSpec, budget_s: float = 0.5) -> float | None:
-    """PyTorch's eager step (torch engine, no probes) on this network, if torch is here."""
+def torch_step_ms(spec: RunSpec, budget_s: float = 0.5, threads: int = 1) -> float | None:
+    """PyTorch's eager step (torch engine, no probes) on this network, if torch is here,
+    with the threads a run gets by default (Settings.torch_threads)."""
     from .torch_engine import torch_available
 
     if not torch_available():
         return None
     from .torch_engine import TorchEngine
 
-    engine = TorchEngine(spec.replace(engine="torch", device="cpu"))
+    engine = TorchEngine(spec.replace(engine="torch", device="cpu"), threads=threads)
     return _median_ms(lambda: engine.train_step(0, probe=False), budget_s)
 
 
@@ -171,7 +172,7 @@ def analyze(spec: RunSpec, budget_s: float = 0.5, op_by_op: bool = True) -> dict
     torch_ms = torch_step_ms(spec, budget_s)
     report = {"forward": fwd, "step": full, "compile_s": full["compile_s"],
               "jit_ms": jit_ms, "op_by_op_ms": eager_ms, "torch_ms": torch_ms,
-              "jax": jax.__version__, "device": engine.device_name, "dtype": spec.dtype}
+              "jax": jax.__version__, "device": engine.device.platform, "dtype": spec.dtype}
     report["summary"] = summary(report)
     return report
 

@@ -54,13 +54,15 @@ function renderTable(table, report) {
 function renderTimes(plot, report) {
   const bars = [['jitted (XLA)', report.jit_ms], ['op by op', report.op_by_op_ms],
     ['PyTorch eager', report.torch_ms]].filter(([, v]) => v != null);
+  const longest = Math.max(...bars.map((b) => b[1]));
   react(plot, [{
     type: 'bar', orientation: 'h', y: bars.map((b) => b[0]), x: bars.map((b) => b[1]),
-    text: bars.map((b) => `${fmt(b[1])} ms`), textposition: 'auto',
+    text: bars.map((b) => `${fmt(b[1])} ms`), textposition: 'outside', cliponaxis: false,
     marker: { color: ['#0072B2', '#D55E00', '#009E73'].slice(0, bars.length) },
     hovertemplate: '%{y}: %{x:.3g} ms<extra></extra>',
   }], layout({ margin: { l: 110, r: 16, t: 8, b: 40 }, showlegend: false,
-    xaxis: { type: 'log', title: { text: 'ms per training step (log scale)' } },
+    xaxis: { type: 'log', title: { text: 'ms per training step (log scale)' },
+      range: [Math.log10(Math.min(...bars.map((b) => b[1]))) - 0.5, Math.log10(longest) + 0.6] },
     yaxis: { autorange: 'reversed' } }));
 }
 
@@ -100,7 +102,7 @@ export function mountCompiled(article, host) {
       report = got;
       article.dataset.ready = 'true';
       status.classList.remove('error');
-      status.textContent = `JAX ${got.jax} on ${got.device}, ${got.dtype}: `
+      status.textContent = `JAX ${got.jax} on the ${got.device.toUpperCase()}, ${got.dtype}: `
         + `compiled in ${fmt(got.compile_s)} s`;
       renderTable(table, got);
       sentence.textContent = got.summary;
