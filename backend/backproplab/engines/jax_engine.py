@@ -133,14 +133,16 @@ class JaxEngine(Engine):
         return compiled_step(self.key, probe, spectrum, update)
 
     def inputs(self, step: int, update: bool) -> tuple:
-        """The step's arguments after the state: data, hyperparameters, constants."""
+        """The step's arguments after the state: data, hyperparameters, constants.
+        Host arrays of the run's dtype: the jitted call moves them to the device in
+        its own (fast) argument handling, next to the state's committed arrays."""
         spec = self.spec
         x, labels, targets = self.make_batch(step)
         t = self.t + 1 if update else max(self.t, 1)
         hyper = np.array([spec.lr, 1 - BETA1**t, 1 - BETA2**t])  # as Optimizer computes them
-        put = self.jax.device_put
-        return (self.to_device(x), put(np.asarray(labels, np.int32), self.device),
-                self.to_device(targets), self.to_device(hyper), self.units, self.q0), labels
+        cast = self.dtype
+        return (np.asarray(x, cast), np.asarray(labels, np.int32), np.asarray(targets, cast),
+                hyper.astype(cast), self.units, self.q0), labels
 
     def train_step(self, step: int, probe: bool, update: bool = True,
                    spectrum: bool = False) -> StepResult:
