@@ -175,3 +175,29 @@ def test_a_python_without_jax_runs_the_other_engines():
     assert out["numpy_steps"] == 2
     assert "needs JAX" in out["refused"] and "needs JAX" in out["compile"]
     assert not out["imported_jax"]
+
+
+def test_a_jax_run_through_the_api_is_a_whole_run_record():
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from backproplab.api.app import create_app
+
+    config = {"engine": "jax", "dtype": "float64", "depth": 3, "width": 5, "batch_size": 4,
+              "steps": 3, "dataset": "xor", "seed": 4}
+    with TestClient(create_app()) as client:
+        started = client.post("/api/runs", json=config)
+        assert started.status_code == 202
+        for _ in range(600):
+            body = client.get(f"/api/runs/{started.json()['id']}").json()
+            if body["status"] in ("done", "error"):
+                break
+            time.sleep(0.1)
+    assert body["status"] == "done", body["error"]
+    record = body["record"]
+    assert record["environment"]["engine"] == "jax"
+    assert record["environment"]["jax"] == jax.__version__
+    direct = list(iter_steps(RunSpec(**{**config, "record": RecordSpec()})))
+    assert [s["loss"] for s in record["steps"]] == pytest.approx(
+        [s["loss"] for s in direct], rel=1e-12)
