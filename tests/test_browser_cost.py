@@ -87,3 +87,11 @@ def test_a_network_the_view_cannot_compile_is_explained(page, server):
     assert status.text_content() == ("could not measure this network: the compiled view "
                                      "runs float32 or float64, not bfloat16")
     assert "error" in status.get_attribute("class")
+
+
+def test_the_engine_control_offers_the_engines_info_lists(page, server):
+    page.goto(f"{server.url}/#depth=2&width=4&steps=2")
+    page.wait_for_selector("#ctl-engine option", state="attached")
+    offered = page.locator("#ctl-engine option").evaluate_all("els => els.map(e => e.value)")
+    listed = httpx.get(f"{server.url}/api/info").json()["engines"]
+    assert offered == listed and "jax" in listed

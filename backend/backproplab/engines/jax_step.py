@@ -35,6 +35,9 @@ from .optim import ADAM_EPS, BETA1, BETA2, MOMENTUM
 from .tape_engine import LAYERNORM_EPS
 
 UNROLL = 4  # scan iterations per loop trip: fewer loop overheads, a program still small
+# δ(l)'s reductions inside the backward pass (each layer's δ reduced while in cache), or
+# after it over the stacked δ of all layers (a few operations whatever the depth)
+REDUCE_IN_BACKWARD = True
 
 ACTIVATIONS: dict[str, Callable] = {
     # at a kink the other engines' derivative: relu'(0) = 0, leaky_relu'(0) = slope,
@@ -141,9 +144,22 @@ def layernorm(z):
     return centred / jnp.sqrt(var + LAYERNORM_EPS)
 
 
+def reduce_delta(g, keep: int):
+    """δ's probe reductions over its last two axes (examples, units), packed:
+    [δ rows 0..keep-1 | unit alive (δ ≠ 0 for some example; NaN counts) |
+     max|δ| | Σ (δ / max|δ|)²]."""
+    largest = jnp.max(jnp.abs(g), axis=(-2, -1))
+    alive = jnp.any(g != 0, axis=-2).astype(g.dtype)
+    squares = jnp.sum(jnp.square(g / _safe(largest)[..., None, None]), axis=(-2, -1))
+    rows = g[..., :keep, :].reshape(g.shape[:-2] + (-1,))
+    return jnp.concatenate([rows, alive, largest[..., None], squares[..., None]], -1)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def tap(z, slot, keep: int):
-    """The identity on z; its VJP also returns δ's reductions as the slot's cotangent."""
+def tap(z, slot, keep: int | None):
+    """The identity on z. Its VJP hands δ = ∂loss/∂z on and returns, as the slot's
+    cotangent, δ's reductions (keep: rows kept), or δ itself (keep None: the slot is
+    z-shaped and the reductions run after the backward pass, on all layers at once)."""
     return z
 
 
@@ -152,19 +168,14 @@ def _tap_fwd(z, slot, keep):
 
 
 def _tap_bwd(keep, _, g):
-    # slot = [δ rows 0..keep-1 | unit alive (δ ≠ 0 for some example; NaN counts) |
-    #         max|δ| | Σ (δ / max|δ|)²]
-    largest = jnp.max(jnp.abs(g))
-    alive = jnp.any(g != 0, axis=0).astype(g.dtype)
-    squares = jnp.sum(jnp.square(g / _safe(largest)))
-    return g, jnp.concatenate([g[:keep].reshape(-1), alive, largest[None], squares[None]])
+    return g, (g if keep is None else reduce_delta(g, keep))
 
 
 tap.defvjp(_tap_fwd, _tap_bwd)
 
 
-def slot_size(keep: int, units: int) -> int:
-    return keep * units + units + 2
+def slot_shape(rows: int, keep: int, units: int) -> tuple:
+    return (rows, units) if not REDUCE_IN_BACKWARD else (keep * units + units + 2,)
 
 
 def make_loss(spec: RunSpec, keep: int | None) -> Callable:
@@ -180,7 +191,7 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
     def layer(index, a, W, b, slot):
         z = a @ W.T + b
         if slot is not None:
-            z = tap(z, slot, keep)
+            z = tap(z, slot, keep if REDUCE_IN_BACKWARD else None)
         y = act(layernorm(z) if spec.norm == "layernorm" else z)
         return z, (a + alpha * y if spec.is_residual_layer(index) else y)
 
@@ -216,7 +227,7 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
         W_out, b_out = params["out"]
         out = a @ W_out.T + b_out
         if slots is not None:
-            out = tap(out, slots["out"], keep)
+            out = tap(out, slots["out"], keep if REDUCE_IN_BACKWARD else None)
         if spec.loss == "mse":
             value = jnp.mean(jnp.square(out - targets))
         else:
@@ -290,10 +301,13 @@ def make_step(spec: RunSpec, probe: bool, spectrum: bool,
             xb, lb, tb = (v[start:start + size] for v in (x, labels, targets))
             start += size
             keep = min(n_sub, size)
-            slots = {"first": jnp.zeros(slot_size(keep, width), dtype),
-                     "hidden": jnp.zeros((depth - 1, slot_size(keep, width)), dtype),
-                     "out": jnp.zeros(slot_size(keep, out_dim), dtype)} if probe else None
+            slots = {"first": jnp.zeros(slot_shape(size, keep, width), dtype),
+                     "hidden": jnp.zeros((depth - 1, *slot_shape(size, keep, width)), dtype),
+                     "out": jnp.zeros(slot_shape(size, keep, out_dim), dtype)} \
+                if probe else None
             (value, (rows, out)), (g, reductions) = grad_fn(params, slots, xb, lb, tb)
+            if probe and not REDUCE_IN_BACKWARD:
+                reductions = {k: reduce_delta(v, keep) for k, v in reductions.items()}
             losses.append(value)
             grad_parts.append(g)
             outputs.append(out)
