@@ -33,11 +33,9 @@ from .jacobian import EXACT_MAX_WIDTH, ITERATIONS, _layer_maps
 from .jax_xp import JaxXP
 from .optim import ADAM_EPS, BETA1, BETA2, MOMENTUM
 from .tape_engine import LAYERNORM_EPS
+from .xp import norm_window
 
 UNROLL = 4  # scan iterations per loop trip: fewer loop overheads, a program still small
-# δ(l)'s reductions inside the backward pass (each layer's δ reduced while in cache), or
-# after it over the stacked δ of all layers (a few operations whatever the depth)
-REDUCE_IN_BACKWARD = True
 
 ACTIVATIONS: dict[str, Callable] = {
     # at a kink the other engines' derivative: relu'(0) = 0, leaky_relu'(0) = slope,
@@ -112,8 +110,18 @@ def segments(spec: RunSpec) -> list[tuple[int, int]]:
 
 
 def norm(x, axes=None):
-    """‖x‖ = m·‖x/m‖ with m = max|x| (over `axes`, all by default): no square under-
-    or overflows, in float32 too; 0, NaN and ±Inf pass through as m."""
+    """‖x‖ over `axes` (all by default) in one pass, √Σx², when every sum of squares
+    is inside the window where no square can have under- or overflowed (engines.xp);
+    else, and only then (lax.cond), scaled_norm's second pass."""
+    squares = jnp.sum(jnp.square(x), axis=axes)
+    lo, hi = norm_window(np.dtype(x.dtype))
+    inside = jnp.all((squares > lo) & (squares < hi))
+    return jax.lax.cond(inside, lambda: jnp.sqrt(squares), lambda: scaled_norm(x, axes))
+
+
+def scaled_norm(x, axes=None):
+    """‖x‖ = m·‖x/m‖ with m = max|x|: no square under- or overflows, in float32 too;
+    0, NaN and ±Inf pass through as m."""
     largest = jnp.max(jnp.abs(x), axis=axes)
     return _from_parts(largest, jnp.sum(jnp.square(x / _keep_dims(_safe(largest), x, axes)),
                                         axis=axes))
@@ -156,10 +164,11 @@ def reduce_delta(g, keep: int):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def tap(z, slot, keep: int | None):
-    """The identity on z. Its VJP hands δ = ∂loss/∂z on and returns, as the slot's
-    cotangent, δ's reductions (keep: rows kept), or δ itself (keep None: the slot is
-    z-shaped and the reductions run after the backward pass, on all layers at once)."""
+def tap(z, slot, keep: int):
+    """The identity on z. Its VJP hands δ = ∂loss/∂z on and returns δ's reductions as
+    the slot's cotangent: δ is reduced while in cache and never stored. (Reducing the
+    stacked δ of all layers after the backward pass measured the same on the CPU and
+    keeps a batch × width array per layer.)"""
     return z
 
 
@@ -168,14 +177,14 @@ def _tap_fwd(z, slot, keep):
 
 
 def _tap_bwd(keep, _, g):
-    return g, (g if keep is None else reduce_delta(g, keep))
+    return g, reduce_delta(g, keep)
 
 
 tap.defvjp(_tap_fwd, _tap_bwd)
 
 
-def slot_shape(rows: int, keep: int, units: int) -> tuple:
-    return (rows, units) if not REDUCE_IN_BACKWARD else (keep * units + units + 2,)
+def slot_size(keep: int, units: int) -> int:
+    return keep * units + units + 2
 
 
 def make_loss(spec: RunSpec, keep: int | None) -> Callable:
@@ -191,7 +200,7 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
     def layer(index, a, W, b, slot):
         z = a @ W.T + b
         if slot is not None:
-            z = tap(z, slot, keep if REDUCE_IN_BACKWARD else None)
+            z = tap(z, slot, keep)
         y = act(layernorm(z) if spec.norm == "layernorm" else z)
         return z, (a + alpha * y if spec.is_residual_layer(index) else y)
 
@@ -227,7 +236,7 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
         W_out, b_out = params["out"]
         out = a @ W_out.T + b_out
         if slots is not None:
-            out = tap(out, slots["out"], keep if REDUCE_IN_BACKWARD else None)
+            out = tap(out, slots["out"], keep)
         if spec.loss == "mse":
             value = jnp.mean(jnp.square(out - targets))
         else:
@@ -301,13 +310,10 @@ def make_step(spec: RunSpec, probe: bool, spectrum: bool,
             xb, lb, tb = (v[start:start + size] for v in (x, labels, targets))
             start += size
             keep = min(n_sub, size)
-            slots = {"first": jnp.zeros(slot_shape(size, keep, width), dtype),
-                     "hidden": jnp.zeros((depth - 1, *slot_shape(size, keep, width)), dtype),
-                     "out": jnp.zeros(slot_shape(size, keep, out_dim), dtype)} \
-                if probe else None
+            slots = {"first": jnp.zeros(slot_size(keep, width), dtype),
+                     "hidden": jnp.zeros((depth - 1, slot_size(keep, width)), dtype),
+                     "out": jnp.zeros(slot_size(keep, out_dim), dtype)} if probe else None
             (value, (rows, out)), (g, reductions) = grad_fn(params, slots, xb, lb, tb)
-            if probe and not REDUCE_IN_BACKWARD:
-                reductions = {k: reduce_delta(v, keep) for k, v in reductions.items()}
             losses.append(value)
             grad_parts.append(g)
             outputs.append(out)
