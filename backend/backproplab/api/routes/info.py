@@ -5,25 +5,14 @@ import importlib.util
 import platform
 
 import numpy as np
-from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from fastapi import APIRouter
 
 from ... import __version__
+from ..deps import SettingsDep
+from ..models import ConfigSchema, Info
 from ..schemas import RunConfig
 
 router = APIRouter(tags=["info"])
-
-
-class Info(BaseModel):
-    version: str
-    python: str
-    numpy: str
-    torch: str | None
-    jax: str | None
-    engines: list[str]
-    devices: list[str]
-    cuda_devices: list[str]
-    limits: dict[str, float | int | str | list[str]]
 
 
 def _torch_info() -> tuple[str | None, list[str]]:
@@ -44,11 +33,10 @@ def _jax_version() -> str | None:
 
 
 @router.get("/api/info", response_model=Info)
-async def info(request: Request) -> Info:
+async def info(settings: SettingsDep) -> Info:
     """What this server can run, and its limits."""
     torch_version, cuda = _torch_info()
     jax_version = _jax_version()
-    settings = request.app.state.settings
     engines = ["numpy"] + (["torch"] if torch_version else []) + (["jax"] if jax_version else [])
     return Info(version=__version__, python=platform.python_version(), numpy=np.__version__,
                 torch=torch_version, jax=jax_version, engines=engines,
@@ -56,7 +44,7 @@ async def info(request: Request) -> Info:
                 limits=settings.model_dump())
 
 
-@router.get("/api/schema/config")
-async def config_schema() -> dict:
+@router.get("/api/schema/config", response_model=ConfigSchema)
+async def config_schema() -> ConfigSchema:
     """The RunConfig JSON schema: choices, bounds and defaults for every control."""
-    return RunConfig.model_json_schema()
+    return ConfigSchema(RunConfig.model_json_schema())
