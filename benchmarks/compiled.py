@@ -36,7 +36,7 @@ def spec_for(engine: str, depth: int, width: int, batch: int) -> RunSpec:
 
 def compile_seconds(engine, probe: bool) -> float:
     """XLA compile time of the engine's step (lowering and compiling, no cache)."""
-    fn, _ = engine.step_function(probe, False, True)
+    fn = engine.step_function(probe, False, True)
     with engine.scope():
         args, _ = engine.inputs(0, True)
         start = time.perf_counter()

@@ -49,7 +49,7 @@ def primitives_in(jaxpr) -> set[str]:
 
 
 def step_jaxpr(engine: JaxEngine, probe=True, spectrum=True):
-    fn, _ = engine.step_function(probe, spectrum, True)
+    fn = engine.step_function(probe, spectrum, True)
     with engine.scope():
         args, _ = engine.inputs(0, True)
         return jax.make_jaxpr(fn)(engine.state, *args).jaxpr
@@ -102,7 +102,7 @@ def test_checkpointing_uses_jax_checkpoint_keeps_less_and_changes_nothing():
     assert "remat2" not in primitives_in(step_jaxpr(plain, False, False))
 
     def temp_bytes(engine):
-        fn, _ = engine.step_function(False, False, True)
+        fn = engine.step_function(False, False, True)
         with engine.scope():
             args, _ = engine.inputs(0, True)
             return fn.lower(engine.state, *args).compile().memory_analysis().temp_size_in_bytes
@@ -124,7 +124,7 @@ def test_runs_that_differ_in_seed_or_rate_share_one_compiled_step():
     a = SMALL.replace(seed=1, lr=0.1, steps=3)
     b = SMALL.replace(seed=2, lr=0.02, steps=9, sigma_w=1.3)
     assert compile_key(a) == compile_key(b)
-    fn, _ = compiled_step(compile_key(a), True, False, True)
+    fn = compiled_step(compile_key(a), True, False, True)
     list(iter_steps(a))
     size = fn._cache_size()
     list(iter_steps(b))

@@ -148,7 +148,7 @@ def analyze(spec: RunSpec, budget_s: float = 0.5, op_by_op: bool = True) -> dict
 
     spec = spec.replace(engine="jax", device="cpu")
     engine = JaxEngine(spec)
-    step, _ = make_step(spec, probe=False, spectrum=False, update=True)
+    step = make_step(spec, probe=False, with_spectrum=False, update=True)
     loss = make_loss(spec, keep=None)
     with engine.scope():
         args = engine.inputs(0, update=True)[0]

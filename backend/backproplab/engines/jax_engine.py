@@ -76,20 +76,21 @@ def compiled_step(key: RunSpec, probe: bool, spectrum: bool, update: bool):
 
     from .jax_step import make_step
 
-    step, layout = make_step(key, probe, spectrum, update)
-    return jax.jit(step, donate_argnums=0), layout
+    return jax.jit(make_step(key, probe, spectrum, update), donate_argnums=0)
 
 
 class JaxEngine(Engine):
+    probe_mode = probes.ProbeMode.DEVICE  # reduced on the device, inside the step
+
     def __init__(self, spec: RunSpec, threads: int | None = None):
         import jax
 
         from .jax_step import stack_params
-        from .jax_xp import JaxXP
+        from .jax_xp import JAX
 
         if spec.dtype not in ("float32", "float64"):
             raise ValueError(f"engine 'jax' supports float32 and float64, not {spec.dtype!r}")
-        self.jax, self.xp = jax, JaxXP
+        self.jax, self.xp = jax, JAX
         self.dtype = np.dtype(spec.dtype)
         self.x64 = spec.dtype == "float64"
         self.device = resolve_device(spec.device)
@@ -149,16 +150,14 @@ class JaxEngine(Engine):
         spectrum = spectrum and probe
         with self.scope():
             args, labels = self.inputs(step, update)
-            fn, layout = self.step_function(probe, spectrum, update)
+            fn = self.step_function(probe, spectrum, update)
             self.state, out = fn(self.state, *args)
             if update:
                 self.t += 1
             if not probe:
                 return StepResult(out["loss"], out["output"], labels, None, None)
             packed = np.asarray(self.jax.device_get(out), dtype=np.float64)  # one transfer
-        parts = layout.unpack(packed)
-        samples = parts["hidden_samples"].tolist() + parts["out_samples"].tolist()
-        summary = probes.Summary(parts["table"], parts["hist"], samples)
-        return StepResult(float(parts["loss"]), parts["output"], labels, None, None,
-                          summary=summary,
-                          spectrum=parts["spectrum"] if spectrum else None)
+        from .jax_probes import unpack
+
+        summary, loss, output, sv = unpack(self.spec, packed, spectrum)
+        return StepResult(loss, output, labels, None, None, summary=summary, spectrum=sv)
