@@ -17,7 +17,7 @@ from ..runs.manager import RunManager
 from ..settings import Settings
 from .live_protocol import PROTOCOL
 from .responses import StrictJSONResponse
-from .routes import health, info, live, memory, runs, tape, theory
+from .routes import compile, health, info, live, memory, runs, tape, theory
 from .security import BodyLimit, SecurityHeaders
 
 
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi_version = "3.0.3"
     app.state.settings = settings
     app.state.manager = manager
-    for module in (health, info, runs, theory, tape, memory, live):
+    for module in (health, info, runs, theory, tape, compile, memory, live):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

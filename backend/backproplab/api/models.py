@@ -29,6 +29,7 @@ class Info(BaseModel):
     python: str
     numpy: str
     torch: str | None
+    jax: str | None
     engines: list[str]
     devices: list[str]
     cuda_devices: list[str]
@@ -188,3 +189,32 @@ class JacobianModes(BaseModel):
     predicted_ratio: Num
     measured_ratio: Num
     max_abs_difference: Num
+
+
+class ProgramStats(BaseModel):
+    """One jitted program: its jaxpr, its HLO before and after XLA, XLA's cost model."""
+
+    jaxpr_equations: int = Field(description="equations, nested jaxprs counted once")
+    equations_executed: int = Field(description="operations when run op by op (a scan's "
+                                                "body once per iteration)")
+    hlo_before: int = Field(description="HLO instructions before XLA's optimization")
+    hlo_after: int = Field(description="HLO operations after it (outside fused computations)")
+    fusions: int
+    bytes_before: float = Field(description="bytes accessed, cost model, before optimization")
+    bytes_after: float = Field(description="bytes accessed, cost model, after optimization")
+    compile_s: float
+
+
+class CompileReport(BaseModel):
+    """The JAX training step of a network compiled and timed (GET /api/compile)."""
+
+    forward: ProgramStats
+    step: ProgramStats = Field(description="forward, backward and the update")
+    compile_s: float
+    jit_ms: float = Field(description="the jitted step")
+    op_by_op_ms: float | None = Field(description="the step under jax.disable_jit()")
+    torch_ms: float | None = Field(description="the torch engine's eager step")
+    jax: str
+    device: str
+    dtype: str
+    summary: str = Field(description="one sentence on what fusion did to the backward pass")

@@ -36,6 +36,8 @@ class StepResult:
     labels: np.ndarray
     probe: probes.ProbeData | None
     norms: dict | None  # grad_w, grad_b, weight, update: per-layer norm vectors on the device
+    summary: probes.Summary | None = None  # already reduced by the engine (jax: in its step)
+    spectrum: np.ndarray | None = None  # the Jacobian's singular values, when taken in the step
     grad_norm: Any = None  # ‖g‖ over all parameters, before clipping (recorded steps)
     clip_factor: Any = None  # min(1, clip/‖g‖) applied to g; None without clipping
     per_example: list | None = None  # per layer: per-example ‖∇W(l)‖, mean vs batch
@@ -91,7 +93,10 @@ class Engine:
     def params_host(self) -> list[np.ndarray]:
         return [self.xp.host(p) for p in self.params]
 
-    def train_step(self, step: int, probe: bool, update: bool = True) -> StepResult:
+    def train_step(self, step: int, probe: bool, update: bool = True,
+                   spectrum: bool = False) -> StepResult:
+        """One step; `spectrum`: the record wants the Jacobian spectrum (an engine may
+        take it inside its step, else the runner takes it from the probes)."""
         spec, xp = self.spec, self.xp
         x, labels, targets = self.make_batch(step)
         n = len(x)
@@ -147,7 +152,8 @@ class Engine:
         norms = {"grad_w": grad_norms[0::2], "grad_b": grad_norms[1::2],
                  "weight": weight_norms, "update": update_norms}
         data = probes.combine(xp, [(size, part) for _, size, _, part in passes], n)
-        return StepResult(loss, output, labels, data, norms, global_norm, scale, per_example)
+        return StepResult(loss, output, labels, data, norms, grad_norm=global_norm,
+                          clip_factor=scale, per_example=per_example)
 
     def per_example(self, x: np.ndarray, labels: np.ndarray, targets: np.ndarray,
                     grads: list) -> list[dict]:
