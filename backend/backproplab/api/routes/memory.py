@@ -109,7 +109,7 @@ def memory_report(request: Request, settings: SettingsDep) -> StrictJSONResponse
                                  f"({MAX_MEMORY_WORK:.3g} multiply-adds)")
     device = "cuda" if spec.engine == "torch" and resolve_device(spec.device) == "cuda" \
         else "cpu"
-    report = dict(_report(_key(spec), tuple(depths), device))
+    report = {**_report(_key(spec), tuple(depths), device), "capped": None}
     if depths[-1] < grid[-1]:
         report["capped"] = (f"depths above {depths[-1]} are left out: width {spec.width} "
                             f"and batch {spec.batch_size} would exceed the compute budget")

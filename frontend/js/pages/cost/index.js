@@ -1,11 +1,15 @@
 // The Cost page: what a training step costs, a view per question (compiled vs eager;
 // more views join VIEWS). Each view: mount(el, host) -> { show(params), hide() }.
 import { mountCompiled } from './compiled.js';
+import { mountMemory } from './memory.js';
 
 const VIEWS = [
   { name: 'compiled', title: 'Compiled vs eager',
     subtitle: 'the JAX training step of the Lab’s network under XLA, and op by op',
     mount: mountCompiled },
+  { name: 'memory', title: 'Memory and compute',
+    subtitle: 'activations saved for the backward pass over depth, checkpointing, microbatches',
+    mount: mountMemory },
 ];
 
 export function mount(root, host) {
