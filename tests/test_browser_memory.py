@@ -1,0 +1,119 @@
+"""The Cost page's memory view in Debian's Chromium: the slopes, peaks and microbatch
+differences shown are the API's; the plot's axis titles are readable; the flow view
+shows the clip factor of the clipping preset."""
+
+import re
+
+import pytest
+
+from conftest import make_server, strict_loads
+from test_browser import CHROMIUM
+
+pytestmark = pytest.mark.browser
+NET = "depth=10&width=8&batch_size=4&dtype=float64&checkpoint=sqrt"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with make_server(max_jobs=2, frame_rate=30) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    yield page
+    context.close()
+
+
+UNITS = {"GB": 1e9, "MB": 1e6, "kB": 1e3, "bytes": 1}
+
+
+def shown_bytes(text: str) -> float:
+    value, unit = text.split(" ")
+    return float(value) * UNITS[unit]
+
+
+def slope_in(text: str) -> float:
+    return float(re.search(r"slope (-?[\d.]+(?:e[-+]\d+)?)", text).group(1))
+
+
+def test_memory_view_shows_the_measured_numbers(page, server):
+    with page.expect_response(lambda r: "/api/memory" in r.url, timeout=180_000) as got:
+        page.goto(f"{server.url}/#page=cost&{NET}")
+    report = strict_loads(got.value.text())
+    page.wait_for_selector("#view-memory[data-ready]", timeout=180_000)
+    for name in ("none", "sqrt", "every"):
+        row = page.locator(f"#memory-strategies tr[data-strategy={name}]")
+        s = report["strategies"][name]
+        assert float(row.locator("td[data-key=slope]").text_content()) == \
+            pytest.approx(s["slope"], rel=5e-3)
+        assert float(row.locator("td[data-key=torch-slope]").text_content()) == \
+            pytest.approx(s["torch"]["slope"], rel=5e-3)
+        extra = row.locator("td[data-key=extra]").text_content()
+        assert float(extra.split(" ")[0]) == pytest.approx(s["extra_forward"][-1],
+                                                           rel=5e-3, abs=1e-9)
+    for r in report["microbatches"]:
+        row = page.locator(f"#memory-microbatches tr[data-k='{r['k']}']")
+        shown = row.locator("td[data-key=diff]").text_content().replace("−", "-")
+        assert float(shown) == pytest.approx(r["max_rel_diff"], rel=5e-3, abs=1e-30)
+        assert shown_bytes(row.locator("td[data-key=peak]").text_content()) == \
+            pytest.approx(r["peak_bytes"], rel=5e-3)
+    # the plot: what it draws is the report; its axes say what they are
+    drawn = page.evaluate("""() => document.getElementById('plot-memory').data
+        .map((t) => ({ name: t.name, y: t.y }))""")
+    tape_none = next(t for t in drawn if t["name"].startswith("no checkpointing (tape)"))
+    assert tape_none["y"] == report["strategies"]["none"]["peak_bytes"]
+    assert slope_in(tape_none["name"]) == pytest.approx(report["strategies"]["none"]["slope"],
+                                                        rel=5e-3)
+    star = next(t for t in drawn if t["name"] == "this network (tape)")
+    assert star["y"] == [report["current"]["peak_bytes"]]
+    for title in ("depth L (hidden layers, log scale)", "peak bytes saved for backward (log)"):
+        box = page.locator(f"#plot-memory text:has-text('{title}')").bounding_box()
+        plot = page.locator("#plot-memory").bounding_box()
+        # long side: the text's length; short side: a readable glyph height (y: rotated)
+        assert max(box["width"], box["height"]) > 100 and min(box["width"], box["height"]) >= 9
+        assert plot["x"] <= box["x"] and box["x"] + box["width"] <= plot["x"] + plot["width"]
+        assert plot["y"] <= box["y"] and box["y"] + box["height"] <= plot["y"] + plot["height"]
+    summary = page.locator("#memory-summary").text_content()
+    powers = [float(p) for p in re.findall(r"L\^(-?[\d.]+)", summary)]
+    assert powers == pytest.approx([report["strategies"]["none"]["slope"],
+                                    report["strategies"]["sqrt"]["slope"]], rel=1e-2)
+    assert not page.errors
+
+
+def test_memory_view_says_what_went_wrong(page, server):
+    page.goto(f"{server.url}/#page=cost&depth=1&width=2048&batch_size=2048&steps=1")
+    status = page.locator("#view-memory .cost-status").first
+    status.wait_for(state="visible")
+    page.wait_for_function("""() => document.querySelector('#view-memory .cost-status')
+        .textContent.includes('could not')""", timeout=60_000)
+    assert "too wide to measure" in status.text_content()
+
+
+def test_the_clipping_preset_shows_its_clip_factor(page, server):
+    page.goto(f"{server.url}/")
+    page.wait_for_selector("#preset option", state="attached", timeout=30_000)
+    page.select_option("#preset", label="gradient clipping (tanh σ_w = 3, clip 1)")
+    page.wait_for_function("""() => { const el = document.getElementById('plot-flow');
+        return el && el.layout && el.layout.annotations && el.layout.annotations.length
+          && el.data.some((t) => t.name.startsWith('‖∇W(l)‖ after clipping')); }""",
+                           timeout=120_000)
+    note = page.evaluate("() => document.getElementById('plot-flow').layout.annotations[0].text")
+    factor = float(note.split("clip factor ")[1].split(";")[0])
+    assert 0 < factor < 0.01 and "global ‖g‖ before clipping" in note
