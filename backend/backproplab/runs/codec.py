@@ -8,11 +8,16 @@ parse it with plain JSON.parse.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
-import orjson
+
+try:
+    import orjson
+except ImportError:  # where only numpy and torch are (the watch layer on a GPU box)
+    orjson = None
 
 NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -42,6 +47,9 @@ def _clean(x: Any) -> Any:
 
 def encode(obj: Any) -> bytes:
     """Strict JSON bytes; NaN/±Inf become "NaN"/"Infinity"/"-Infinity"."""
+    if orjson is None:
+        return json.dumps(_clean(obj), allow_nan=False, ensure_ascii=False,
+                          separators=(",", ":")).encode()
     return orjson.dumps(_clean(obj))
 
 
@@ -66,4 +74,9 @@ def restore(x: Any) -> Any:
 
 def decode(data: bytes | str) -> Any:
     """Parse strict JSON (bare NaN/Infinity tokens are rejected) and restore non-finite values."""
+    if orjson is None:
+        def reject(token: str) -> None:
+            raise ValueError(f"bare {token} is not JSON")
+
+        return restore(json.loads(data, parse_constant=reject))
     return restore(orjson.loads(data))
