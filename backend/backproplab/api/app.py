@@ -16,7 +16,7 @@ from .. import __version__
 from ..runs.manager import RunManager
 from ..settings import Settings
 from .responses import StrictJSONResponse
-from .routes import health, info, live, runs, tape, theory
+from .routes import health, info, live, runs, tape, theory, watch
 from .security import BodyLimit, SecurityHeaders
 
 
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.manager = manager
     for module in (health, info, runs, theory, tape, live):
         app.include_router(module.router)
+    watch.install(app)  # watched runs pushed by training scripts, and the push secret
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

@@ -6,6 +6,7 @@ when the server cannot be reached the pusher says so once and stops."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import queue
@@ -68,10 +69,8 @@ class Pusher:
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is queued (up to `timeout` seconds), then stop the thread."""
-        try:
+        with contextlib.suppress(queue.Full):
             self.queue.put(("stop", None), timeout=timeout)
-        except queue.Full:
-            pass
         self.thread.join(timeout)
 
     # --- the pusher thread --------------------------------------------------------

@@ -6,8 +6,10 @@ from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from ...report import report_html
+from ...runs.jsonl import RecordFormatError, parse_record
 from ...runs.manager import Refused
 from ..records import validate_record
 from ..responses import StrictJSONResponse
@@ -97,10 +99,20 @@ def report_record(record: dict = Body(...)) -> HTMLResponse:
         "content-disposition": 'attachment; filename="backproplab-report.html"'})
 
 
-@router.post("/api/runs/import", response_class=StrictJSONResponse)
-def import_run(record: dict = Body(...)) -> StrictJSONResponse:
-    """Validate an uploaded run record (422 names the bad field) and return it normalized."""
+def _import(body: bytes) -> StrictJSONResponse:
     try:
-        return StrictJSONResponse(validate_record(record))
+        return StrictJSONResponse(validate_record(parse_record(body)))
+    except RecordFormatError as exc:
+        raise HTTPException(422, str(exc)) from None
     except ValidationError as exc:
         raise as_422(exc) from None
+
+
+@router.post("/api/runs/import", response_class=StrictJSONResponse,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"type": "object"}}}}})
+async def import_run(request: Request) -> StrictJSONResponse:
+    """Validate an uploaded run record — one JSON document, or the JSON lines that
+    backproplab.watch writes, even cut short — (422 names the bad field) and return
+    it normalized."""
+    return await run_in_threadpool(_import, await request.body())
