@@ -14,11 +14,10 @@ SATURATING = {"Tanh": "tanh", "Sigmoid": "sigmoid"}
 RECTIFIERS = {"ReLU", "ReLU6"}
 
 COMPILE_ADVICE = (
-    "backproplab.watch needs the eager model: its hooks read each module's output and "
-    "the δ flowing back into it, which a compiled graph fuses away. Watch the "
-    "uncompiled module (for a model from torch.compile(m), pass m, i.e. "
-    "compiled._orig_mod, and train with m while you watch), or train compiled and "
-    "watch a shorter eager debugging run.")
+    "backproplab.watch takes the module itself, before it is compiled: "
+    "w = backproplab.watch(model); compiled = torch.compile(model). Its hooks then run "
+    "inside the compiled model on recorded steps and report what eager mode reports; "
+    "for a model you only have compiled, pass compiled._orig_mod and compile it again.")
 
 
 @dataclass

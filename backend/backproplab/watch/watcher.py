@@ -173,8 +173,9 @@ class Watcher:
         if not cap.order:
             raise RuntimeError(
                 "no watched module ran a forward pass with gradients since the last "
-                "step(): call step() once per optimizer step, after backward; a model "
-                "compiled after watch() hides its modules (" + modules.COMPILE_ADVICE + ")")
+                "step(): call step() once per optimizer step, after backward (a module "
+                "compiled before watch() was called runs without its hooks: watch first, "
+                "then compile)")
         if self.order is None:  # forward order, fixed from the first recorded step
             seen = set(cap.order)
             self.order = list(cap.order) + [i for i in range(len(self.watched))
