@@ -225,7 +225,9 @@ class Watcher:
                               for k in ("grad_w_norm", "grad_b_norm")) + other_norm ** 2)
         if grad_norm is not None:  # the norm before clipping, and the factor it applied
             step["grad_norm"] = pre_clip
-            step["clip_factor"] = total / pre_clip if pre_clip > 0 else 1.0
+            # ‖g after‖ / ‖g before‖; clipping only shrinks (float32 rounding can
+            # put an unclipped step a hair above 1)
+            step["clip_factor"] = min(1.0, total / pre_clip) if pre_clip > 0 else 1.0
         else:
             step["grad_norm"] = total
         if self.first_nonfinite is None and pending >= 0:
