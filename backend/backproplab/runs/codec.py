@@ -45,8 +45,16 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def encode(obj: Any) -> bytes:
-    """Strict JSON bytes; NaN/±Inf become "NaN"/"Infinity"/"-Infinity"."""
+def encode(obj: Any, finite: bool = False) -> bytes:
+    """Strict JSON bytes; NaN/±Inf become "NaN"/"Infinity"/"-Infinity".
+
+    finite=True: the caller has checked that no float in `obj` is NaN or ±Inf (and
+    that it holds only JSON types), so the structure is not walked."""
+    if finite:
+        if orjson is None:
+            return json.dumps(obj, allow_nan=False, ensure_ascii=False,
+                              separators=(",", ":")).encode()
+        return orjson.dumps(obj)
     if orjson is None:
         return json.dumps(_clean(obj), allow_nan=False, ensure_ascii=False,
                           separators=(",", ":")).encode()

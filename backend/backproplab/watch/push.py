@@ -128,7 +128,8 @@ class Pusher:
     def _send_steps(self, steps: list) -> None:
         if not self.run_id:
             return
-        body = b'{"steps":[' + b",".join(encode_line(s)[:-1] for s in steps) + b"]}"
+        # steps arrive encoded (one JSON line each, as written to the out file)
+        body = b'{"steps":[' + b",".join(s.rstrip(b"\n") for s in steps) + b"]}"
         self._request("POST", f"/api/watch/runs/{self.run_id}/steps", body)
         self.sent += len(steps)
         time.sleep(0)  # let the training thread run between batches

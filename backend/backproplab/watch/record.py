@@ -68,10 +68,31 @@ def first_nonfinite(step: int, layers: list[dict], backward: list[int], loss: An
     return None
 
 
-def encode_line(obj: Any) -> bytes:
+LAYER_FLOATS = ("delta_norm", "grad_w_norm", "grad_b_norm", "weight_norm", "update_ratio",
+                "a_mean", "a_std", "saturated_frac", "dead_frac")
+
+
+def all_finite(step: dict) -> bool:
+    """No float in the step is NaN or ±Inf (then it is encoded without a walk)."""
+    isfinite = math.isfinite
+    for v in step.values():
+        if type(v) is float and not isfinite(v):
+            return False
+    for layer in step["layers"]:
+        for key in LAYER_FLOATS:
+            v = layer[key]
+            if v is not None and not isfinite(v):
+                return False
+        for hist in (layer["a_hist"], layer["delta_log_hist"]):
+            if hist is not None and not (isfinite(hist["lo"]) and isfinite(hist["hi"])):
+                return False
+    return True
+
+
+def encode_line(obj: Any, finite: bool = False) -> bytes:
     from ..runs.codec import encode
 
-    return encode(obj) + b"\n"
+    return encode(obj, finite=finite) + b"\n"
 
 
 class LineFile:
@@ -83,10 +104,13 @@ class LineFile:
         self.file: IO[bytes] | None = None
 
     def write(self, obj: Any) -> None:
+        self.write_line(encode_line(obj))
+
+    def write_line(self, line: bytes) -> None:
         if self.file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(self.path, "wb")  # noqa: SIM115  (kept open for the run)
-        self.file.write(encode_line(obj))
+        self.file.write(line)
         self.file.flush()
 
     def close(self) -> None:

@@ -3,10 +3,11 @@ operations (however many modules), packed into one float64 vector, moved to the 
 in one transfer, and unpacked into the record's layers.
 
 Exact over the whole batch: ‖δ‖ = ‖∂L/∂(output)‖ (over several calls of a module in
-one step, the norm of all its outputs' δ together), the output mean, gradient, weight
-and update norms, dead units. Over a fixed random subsample of ≤1024 values per
-module (capture.SAMPLE): the output standard deviation, the saturated fraction and
-both histograms."""
+one step, the norm of all its outputs' δ together), the output mean, gradient and
+weight norms, dead units. Over a fixed random subsample of ≤1024 values per module
+(capture.SAMPLE): the output standard deviation, the saturated fraction and both
+histograms; over ≤1024 fixed entries of each weight: the update ratio ‖ΔW‖/‖W‖ (exact
+for smaller weights), so that no copy of the weights is kept."""
 
 from __future__ import annotations
 
@@ -22,8 +23,17 @@ TANH_SATURATED = math.sqrt(0.95)  # tanh' = 1 − a² < 0.05  ⇔  |a| > √0.95
 SIGMOID_SATURATED = 0.05 * 0.25  # σ' = a(1 − a) < 5% of its maximum 1/4
 KIND_CODES = {"tanh": 1.0, "sigmoid": 2.0}
 FLOAT_COLUMNS = ("a_mean", "a_std", "saturated_frac", "dead_frac", "delta_norm",
-                 "grad_w_norm", "grad_b_norm", "weight_norm", "update_norm", "a_lo", "a_hi",
-                 "d_lo", "d_hi", "d_zero", "d_nonfinite")
+                 "grad_w_norm", "grad_b_norm", "weight_norm", "update_norm", "sampled_w_norm",
+                 "a_lo", "a_hi", "d_lo", "d_hi", "d_zero", "d_nonfinite")
+_ARANGE: dict = {}
+
+
+def _arange(torch: Any, n: int, device: Any) -> Any:
+    key = (n, str(device))
+    found = _ARANGE.get(key)
+    if found is None:
+        found = _ARANGE[key] = torch.arange(n, device=device)
+    return found
 
 
 @dataclass
@@ -40,12 +50,44 @@ class Plan:
     bins: int
 
 
+def _saturated(torch: Any, A: Any, real: Any, n: Any, codes: list[float]) -> Any:
+    """Saturated fraction of the rows of saturating modules (tanh, sigmoid), 0 elsewhere."""
+    out = torch.zeros(A.shape[0], dtype=A.dtype, device=A.device)
+    for code, test in ((1.0, lambda a: torch.abs(a) > TANH_SATURATED),
+                       (2.0, lambda a: a * (1 - a) < SIGMOID_SATURATED)):
+        rows = [i for i, c in enumerate(codes) if c == code]
+        if rows:
+            index = torch.tensor(rows, device=A.device)
+            hit = test(A[index])
+            if real is not None:
+                hit = hit & real[index]
+            out[index] = hit.sum(1).to(A.dtype) / n[index]
+    return out
+
+
+def _dead(torch: Any, maxima_by_module: list, modules: int, dtype: Any, device: Any) -> Any:
+    """Dead-unit fraction of rectifiers: a unit (element of the per-example output) is 0
+    for every example of the batch."""
+    dead = torch.zeros(modules, dtype=dtype, device=device)
+    maxima = [(i, m) for i, m in enumerate(maxima_by_module) if m is not None]
+    if not maxima:
+        return dead
+    seg = torch.cat([torch.full((m.numel(),), i, device=device) for i, m in maxima])
+    zeros = (torch.cat([m.reshape(-1) for _, m in maxima]) == 0).to(dtype)
+    sizes = torch.ones(modules, dtype=dtype)
+    sizes[[i for i, _ in maxima]] = torch.tensor([float(m.numel()) for _, m in maxima],
+                                                 dtype=dtype)
+    return dead.index_add_(0, seg, zeros) / sizes.to(device)
+
+
 def _histograms(torch: Any, values: Any, real: Any, bins: int):
-    """Per-row histograms of the finite, real entries: lo, hi (M,), counts (M, bins);
-    uniform bins on [lo, hi], the largest value in the last bin; no data-dependent
-    branch (no host sync)."""
+    """Per-row histograms of the finite (and real: not padding) entries: lo, hi (M,),
+    counts (M, bins); uniform bins on [lo, hi], the largest value in the last bin; no
+    data-dependent branch (no host sync)."""
     rows = values.shape[0]
-    valid = torch.isfinite(values) & real
+    valid = torch.isfinite(values)
+    if real is not None:
+        valid = valid & real
     lo = torch.where(valid, values, math.inf).amin(1)
     hi = torch.where(valid, values, -math.inf).amax(1)
     some = hi >= lo
@@ -53,7 +95,7 @@ def _histograms(torch: Any, values: Any, real: Any, bins: int):
     scale = bins / torch.clamp(hi - lo, min=1e-12)
     pos = torch.clamp(torch.floor((values - lo[:, None]) * scale[:, None]), 0, bins - 1)
     idx = torch.where(valid & torch.isfinite(pos), pos, float(bins)).long()
-    idx = idx + torch.arange(rows, device=values.device)[:, None] * (bins + 1)
+    idx = idx + _arange(torch, rows, values.device)[:, None] * (bins + 1)
     counts = torch.bincount(idx.reshape(-1), minlength=rows * (bins + 1))
     return lo, hi, counts.reshape(rows, bins + 1)[:, :bins]
 
@@ -84,7 +126,7 @@ def _segment_sum(torch: Any, parts: list[list], dtype: Any, device: Any, square:
 
 
 def device_summary(cap: StepCapture, plan: Plan, grads: list[list], updates: list[list],
-                   extras: list, device: Any, dtype: Any) -> np.ndarray:
+                   sampled: list[list], extras: list, device: Any, dtype: Any) -> np.ndarray:
     """The packed statistics on the host: (M, len(FLOAT_COLUMNS) + 2·bins) then the
     extras (0-d tensors or floats) flattened after them."""
     import torch
@@ -92,36 +134,33 @@ def device_summary(cap: StepCapture, plan: Plan, grads: list[list], updates: lis
     modules, bins = len(plan.weights), plan.bins
     A = _stack(torch, cap.a_sample, dtype, device)
     D = _stack(torch, cap.d_sample, dtype, device)
-    k = torch.arange(SAMPLE, device=device)[None, :]
-    real_a = k < torch.tensor(cap.a_count, device=device)[:, None]
-    real_d = k < torch.tensor(cap.d_count, device=device)[:, None]
-    n_a = torch.tensor([max(c, 1) for c in cap.a_count], dtype=dtype, device=device)
-    # moments of the subsample (masked), the exact mean from the whole outputs' sums
-    mean_s = torch.where(real_a, A, 0.0).sum(1) / n_a
-    std = torch.sqrt(torch.where(real_a, (A - mean_s[:, None]) ** 2, 0.0).sum(1) / n_a)
-    numel = torch.tensor([max(c, 1) for c in cap.out_numel], dtype=dtype, device=device)
+    # the per-module counts in one host-to-device copy
+    counts_in = torch.tensor([cap.a_count, cap.d_count, [max(c, 1) for c in cap.a_count],
+                              [max(c, 1) for c in cap.out_numel]], dtype=dtype).to(device)
+    n_a, numel = counts_in[2], counts_in[3]
+    # a module with fewer than SAMPLE values (or none this step) has padding to mask
+    real_a = real_d = None
+    if any(c != SAMPLE for c in cap.a_count) or any(c != SAMPLE for c in cap.d_count):
+        k = _arange(torch, SAMPLE, device)[None, :]
+        real_a, real_d = k < counts_in[0][:, None], k < counts_in[1][:, None]
+    # moments of the subsample, the exact mean from the whole outputs' sums
+    if real_a is None:
+        std = torch.sqrt(torch.var_mean(A, 1, correction=0)[0])
+    else:
+        mean_s = torch.where(real_a, A, 0.0).sum(1) / n_a
+        std = torch.sqrt(torch.where(real_a, (A - mean_s[:, None]) ** 2, 0.0).sum(1) / n_a)
     a_mean = _segment_sum(torch, cap.out_sums, dtype, device, square=False) / numel
-    code = torch.tensor(plan.saturation, dtype=dtype, device=device)
-    sat_tanh = (torch.abs(A) > TANH_SATURATED) & real_a
-    sat_sigm = (A * (1 - A) < SIGMOID_SATURATED) & real_a
-    saturated = torch.where(code[:, None] == 1.0, sat_tanh, sat_sigm).sum(1) / n_a
+    saturated = _saturated(torch, A, real_a, n_a, plan.saturation)
     delta_norm = torch.sqrt(_segment_sum(torch, cap.delta_norms, dtype, device, square=True))
-    # dead units of rectifiers: a unit (element of the per-example output) is 0 for all
-    dead = torch.zeros(modules, dtype=dtype, device=device)
-    maxima = [(i, m) for i, m in enumerate(cap.a_max) if m is not None]
-    if maxima:
-        seg = torch.cat([torch.full((m.numel(),), i, device=device) for i, m in maxima])
-        zeros = (torch.cat([m.reshape(-1) for _, m in maxima]) == 0).to(dtype)
-        sizes = torch.ones(modules, dtype=dtype, device=device)
-        sizes[[i for i, _ in maxima]] = torch.tensor([float(m.numel()) for _, m in maxima],
-                                                     dtype=dtype, device=device)
-        dead = dead.index_add_(0, seg, zeros) / sizes
+    dead = _dead(torch, cap.a_max, modules, dtype, device)
     logs = torch.log10(torch.abs(D))  # 0 → −inf: counted apart, out of the histogram
-    lo, hi, counts = _histograms(torch, torch.cat([A, logs]), torch.cat([real_a, real_d]),
-                                 bins)
-    d_zero = ((logs == -math.inf) & real_d).sum(1)
-    d_nonfinite = ((torch.isnan(logs) | (logs == math.inf)) & real_d).sum(1)
-    norms = _param_norms(torch, grads, updates, plan, dtype, device)
+    real = None if real_a is None else torch.cat([real_a, real_d])
+    lo, hi, counts = _histograms(torch, torch.cat([A, logs]), real, bins)
+    zero = D == 0
+    d_zero = (zero if real_d is None else zero & real_d).sum(1)
+    # NaN and ±Inf among the sampled δ: what is neither in a bin nor zero
+    d_nonfinite = counts_in[1] - counts[modules:].sum(1) - d_zero
+    norms = _param_norms(torch, grads, updates, sampled, plan, dtype, device)
     columns = torch.stack([a_mean, std, saturated, dead, delta_norm, *norms,
                            lo[:modules], hi[:modules], lo[modules:], hi[modules:],
                            d_zero.to(dtype), d_nonfinite.to(dtype)], 1)
@@ -133,28 +172,29 @@ def device_summary(cap: StepCapture, plan: Plan, grads: list[list], updates: lis
     return packed.cpu().numpy()  # the one device-to-host transfer of the step
 
 
-def _param_norms(torch: Any, grads: list[list], updates: list[list], plan: Plan, dtype: Any,
-                 device: Any) -> list:
-    """‖∇W‖, ‖∇b‖, ‖W‖, ‖ΔW‖ per module (weights: every parameter not named like a
-    bias) from one fused norm over every tensor; grads[i] = (weight grads, bias grads)."""
+def _param_norms(torch: Any, grads: list[list], updates: list[list], sampled: list[list],
+                 plan: Plan, dtype: Any, device: Any) -> list:
+    """‖∇W‖, ‖∇b‖, ‖W‖ per module (weights: every parameter not named like a bias), and
+    ‖ΔW‖ and ‖W‖ over the weights' sampled entries, from one fused norm over every
+    tensor; grads = (weight grads, bias grads) per module."""
     modules = len(plan.weights)
     tensors, seg = [], []
-    for group, lists in enumerate((grads[0], grads[1], plan.weights, updates)):
+    groups = (grads[0], grads[1], plan.weights, updates, sampled)
+    for group, lists in enumerate(groups):
         for i, ts in enumerate(lists):
             for t in ts:
                 tensors.append(t.detach())
                 seg.append(group * modules + i)
-    out = torch.zeros(4 * modules, dtype=dtype, device=device)
+    out = torch.zeros(len(groups) * modules, dtype=dtype, device=device)
     if tensors:
         norms = torch._foreach_norm(tensors)
         values = torch.stack([n if n.dtype == dtype else n.to(dtype) for n in norms])
-        out.index_add_(0, torch.tensor(seg, device=device), values * values)
-    out = torch.sqrt(out).reshape(4, modules)
-    return [out[0], out[1], out[2], out[3]]
+        out.index_add_(0, torch.tensor(seg).to(device), values * values)
+    return list(torch.sqrt(out).reshape(len(groups), modules))
 
 
 def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: list[int],
-                plan: Plan, cap: StepCapture, has: dict) -> tuple[list[dict], np.ndarray]:
+                plan: Plan, cap: StepCapture, has: dict) -> tuple[list[dict], np.ndarray, bool]:
     """The record's layers in `order` (forward order), and the extras after the table.
     Statistics a module does not have are None: no forward this step (a_*), no δ, no
     parameter of that kind or no gradient, not a rectifier (dead_frac), not saturating."""
@@ -177,8 +217,8 @@ def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: l
             "grad_w_norm": r[c["grad_w_norm"]] if has["grad_w"][i] else None,
             "grad_b_norm": r[c["grad_b_norm"]] if has["grad_b"][i] else None,
             "weight_norm": weight,
-            "update_ratio": r[c["update_norm"]] / weight
-            if has["update"][i] and weight else None,
+            "update_ratio": r[c["update_norm"]] / r[c["sampled_w_norm"]]
+            if has["update"][i] and r[c["sampled_w_norm"]] else None,
             "a_mean": r[c["a_mean"]] if forward else None,
             "a_std": r[c["a_std"]] if forward else None,
             "saturated_frac": r[c["saturated_frac"]] if forward and plan.saturation[i]
@@ -192,4 +232,4 @@ def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: l
                                "nonfinite": int(r[c["d_nonfinite"]])} if backward else None,
         }
         layers.append(layer)
-    return layers, packed[modules * width:]
+    return layers, packed[modules * width:], bool(np.isfinite(table).all())

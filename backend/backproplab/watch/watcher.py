@@ -66,6 +66,7 @@ class Watcher:
         self.order: list[int] | None = None
         self.update_ratio = update_ratio
         self.snapshot: list | None = None
+        self.weight_index: list | None = None
         self.pending_loss = None  # device flag: first unrecorded step with a bad loss
         self.file = record.LineFile(out) if out is not None else None
         self.pusher = None
@@ -99,16 +100,22 @@ class Watcher:
         self.handles = []
 
     def _take_snapshot(self) -> None:
-        """The weights before the next optimizer update, for ‖ΔW‖ / ‖W‖."""
+        """Fixed entries of the weights before the next optimizer update, for the update
+        ratio ‖ΔW‖/‖W‖ over them (≤1024 per weight: no copy of the weights is kept)."""
         if not self.update_ratio:
             return
         import torch
 
-        weights = [p.detach() for ws in self.plan.weights for p in ws]
-        if self.snapshot is None:
-            self.snapshot = [p.clone() for p in weights]
-        elif weights:
-            torch._foreach_copy_(self.snapshot, weights)
+        if self.weight_index is None:
+            self.weight_index = [self.sample_index.get(p.numel(), p.device)
+                                 for ws in self.plan.weights for p in ws]
+            self.weight_index = [idx[:count] for idx, count in self.weight_index]
+        with torch.no_grad():
+            self.snapshot = [torch.take(p.detach(), idx) for p, idx in
+                             zip(self._flat_weights(), self.weight_index, strict=True)]
+
+    def _flat_weights(self) -> list:
+        return [p for ws in self.plan.weights for p in ws]
 
     # --- one optimizer step ---------------------------------------------------------
     def step(self, loss: Any = None, grad_norm: Any = None,
@@ -181,15 +188,17 @@ class Watcher:
             self.order = list(cap.order) + [i for i in range(len(self.watched))
                                             if i not in seen]
         grads, has = self._grads()
-        updates = [[] for _ in self.watched]
+        updates: list[list] = [[] for _ in self.watched]
+        sampled: list[list] = [[] for _ in self.watched]
         has["update"] = [False] * len(self.watched)
         if self.snapshot is not None:  # taken before this step's optimizer update
-            flat = [p.detach() for ws in self.plan.weights for p in ws]
-            if flat:
-                torch._foreach_sub_(self.snapshot, flat)  # old − new = −ΔW
+            with torch.no_grad():
+                after = [torch.take(p.detach(), idx) for p, idx in
+                         zip(self._flat_weights(), self.weight_index, strict=True)]
+                diffs = torch._foreach_sub(after, self.snapshot) if after else []
             pos = 0
             for i, ws in enumerate(self.plan.weights):
-                updates[i] = self.snapshot[pos:pos + len(ws)]
+                updates[i], sampled[i] = diffs[pos:pos + len(ws)], after[pos:pos + len(ws)]
                 pos += len(ws)
                 has["update"][i] = bool(ws) and has["grad_w"][i]
         other_grads = [p.grad for p in self.plan.others if p.grad is not None]
@@ -201,11 +210,12 @@ class Watcher:
                   and cap.scale is not None else math.nan,
                   grad_norm if grad_norm is not None else math.nan,
                   self.pending_loss if self.pending_loss is not None else -1.0]
-        packed = reduce.device_summary(cap, self.plan, grads, updates, extras, self.device,
-                                       self.acc)
+        packed = reduce.device_summary(cap, self.plan, grads, updates, sampled, extras,
+                                       self.device, self.acc)
         names = [w.name for w in self.watched]
         kinds = [w.kind for w in self.watched]
-        layers, tail = reduce.host_layers(packed, names, kinds, self.order, self.plan, cap, has)
+        layers, tail, finite = reduce.host_layers(packed, names, kinds, self.order, self.plan,
+                                                  cap, has)
         loss_v, other_norm, scale, scale_now, pre_clip, pending = (float(v) for v in tail)
         step = {"step": s, "loss": loss_v if loss is not None else None,
                 "accuracy": None if accuracy is None else float(accuracy),
@@ -238,11 +248,13 @@ class Watcher:
             found = record.first_nonfinite(s, layers, backward, step["loss"], skipped)
             if found is not None:
                 self.first_nonfinite = step["first_nonfinite"] = found
-        self._emit(step)
+        self._emit(step, finite and record.all_finite(step))
         return step
 
     # --- output -----------------------------------------------------------------------
-    def _emit(self, step: dict) -> None:
+    def _emit(self, step: dict, finite: bool) -> None:
+        """Write and push the step, encoded once (`finite`: no NaN/±Inf in it, so the
+        codec need not walk it)."""
         if self.head is None:
             summary = modules.summary(self.model, self.watched)
             self.head = {"schema": record.SCHEMA,
@@ -258,10 +270,11 @@ class Watcher:
             if self.pusher is not None:
                 self.pusher.put("head", self.head)
         self.steps.append(step)
+        line = record.encode_line(step, finite)
         if self.file is not None:
-            self.file.write(step)
+            self.file.write_line(line)
         if self.pusher is not None:
-            self.pusher.put("step", step)
+            self.pusher.put("step", line)
 
     def record(self) -> dict:
         """The run record so far ({schema, config, environment, theory, steps,
