@@ -137,3 +137,28 @@ def test_the_first_non_finite_value_is_named(page, server):
     assert page.locator("#watch-runs tbody tr").first.locator("td").nth(3).text_content() \
         == "step 3, module head (backward, delta)"
     assert page.errors == []
+
+
+def test_a_watched_file_imported_in_the_lab_opens_in_the_watch_page(page, server, tmp_path):
+    import torch
+
+    import backproplab
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1))
+    path = tmp_path / "mine.jsonl"
+    with backproplab.watch(m, out=path, name="from a file") as w:
+        for _ in range(3):
+            m(torch.randn(4, 3)).pow(2).mean().backward()
+            last = w.step()
+            m.zero_grad()
+    page.goto(f"{server.url}/#depth=2&width=4&steps=5")
+    page.wait_for_function("() => window.backproplab?.state.schema")
+    page.set_input_files("#import-file", str(path))
+    page.wait_for_function("() => document.getElementById('watch-title')?.textContent"
+                           " === 'from a file'", timeout=15000)
+    assert "page=watch" in page.url
+    rows = shown_table(page)
+    assert [r[0] for r in rows] == ["0", "1", "2"]
+    assert float(rows[1][2]) == pytest.approx(last["layers"][1]["delta_norm"], rel=5e-3)
+    assert page.errors == []
