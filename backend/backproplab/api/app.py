@@ -14,7 +14,10 @@ from starlette.responses import FileResponse
 
 from .. import __version__
 from ..runs.manager import RunManager
+from ..runs.watched import WatchedRuns
 from ..settings import Settings
+from ..watch.secret import ensure_secret
+from .live_protocol import PROTOCOL
 from .responses import StrictJSONResponse
 from .routes import health, info, live, runs, tape, theory, watch
 from .security import BodyLimit, SecurityHeaders
@@ -36,6 +39,18 @@ def swagger_ui_dir() -> Path:
     return Path(swagger_ui_bundle.swagger_ui_path)
 
 
+DESCRIPTION = f"""A live laboratory for backpropagation.
+
+Every JSON answer is strict RFC 8259 JSON: a number that is NaN or ±∞ is the string
+"NaN", "Infinity" or "-Infinity" (the schemas below say so for every such field).
+Errors carry `detail`: a message in words, or for a 422 a list of {{loc, msg, type}}.
+
+## The live protocol (`WS /api/live`)
+
+{PROTOCOL}
+The same text is in the README, section "The live protocol"."""
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     manager = RunManager(settings)
@@ -47,14 +62,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="backproplab", version=__version__, lifespan=lifespan,
                   default_response_class=StrictJSONResponse, docs_url=None, redoc_url=None,
-                  description="A live laboratory for backpropagation.")
+                  description=DESCRIPTION)
     # the bundled Swagger UI (4.x, offline) reads OpenAPI 3.0 documents
     app.openapi_version = "3.0.3"
     app.state.settings = settings
     app.state.manager = manager
-    for module in (health, info, runs, theory, tape, live):
+    app.state.watched = WatchedRuns(max_runs=settings.max_stored_runs)  # pushed by watch()
+    app.state.watch_secret = ensure_secret()  # created at start if missing (0600)
+    for module in (health, info, runs, theory, tape, live, watch):
         app.include_router(module.router)
-    watch.install(app)  # watched runs pushed by training scripts, and the push secret
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

@@ -7,29 +7,20 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query
 from pydantic import BaseModel, Field, ValidationError
 
-from ...runs.watched import WatchedRuns
-from ...watch.secret import ensure_secret
+from ...runs.watched import WatchedRun
+from ..deps import SettingsDep, WatchedDep, WatchSecretDep, as_422
 from ..responses import StrictJSONResponse
 from ..watched_records import FirstNonfinite, WatchedConfig, WatchedStep, check_layers, dump_step
-from .runs import as_422
 
 router = APIRouter(tags=["watch"])
 
 
-def install(app: FastAPI) -> None:
-    """The router, the registry, and the push secret (created at start if missing)."""
-    app.state.watch_secret = ensure_secret()
-    app.state.watched = WatchedRuns(max_runs=app.state.settings.max_stored_runs)
-    app.include_router(router)
-
-
-def pusher(request: Request,
+def pusher(expected: WatchSecretDep,
            secret: Annotated[str | None, Header(alias="X-Backproplab-Secret")] = None) -> None:
     """Only a process that can read the user's secret file may push runs."""
-    expected = request.app.state.watch_secret
     if not secret or not hmac.compare_digest(secret.encode(), expected.encode()):
         raise HTTPException(403, "pushing a watched run needs the server's secret in the "
                                  "X-Backproplab-Secret header (backproplab.watch reads it "
@@ -64,67 +55,67 @@ class End(BaseModel):
     steps_seen: int | None = None
 
 
-def _run(request: Request, run_id: str):
-    run = request.app.state.watched.get(run_id)
+def found(run: WatchedRun | None, run_id: str, settings: SettingsDep) -> WatchedRun:
     if run is None:
         raise HTTPException(404, f"no watched run {run_id!r} (the server keeps the newest "
-                                 f"{request.app.state.settings.max_stored_runs})")
+                                 f"{settings.max_stored_runs})")
     return run
 
 
 @router.post("/api/watch/runs", status_code=201, response_model=Created)
-def create(request: Request, _: Pusher, head: dict = Body(...)) -> Created:
+def create(watched: WatchedDep, _: Pusher, head: dict = Body(...)) -> Created:
     """Start a watched run from its record's head {schema, config, environment}."""
     try:
         parsed = Head.model_validate(head)
     except ValidationError as exc:
         raise as_422(exc) from None
-    data = parsed.model_dump(by_alias=True)
-    return Created(id=request.app.state.watched.create(data).id)
+    return Created(id=watched.create(parsed.model_dump(by_alias=True)).id)
 
 
 @router.post("/api/watch/runs/{run_id}/steps", response_model=Appended)
-def append(request: Request, run_id: str, _: Pusher, body: dict = Body(...)) -> Appended:
+def append(watched: WatchedDep, settings: SettingsDep, run_id: str, _: Pusher,
+           body: dict = Body(...)) -> Appended:
     """Append recorded steps (validated; one layer per module of the run's config)."""
-    run = _run(request, run_id)
+    run = found(watched.get(run_id), run_id, settings)
     try:
         steps = Steps.model_validate(body).steps
         check_layers(WatchedConfig.model_validate(run.head["config"]), steps)
     except ValidationError as exc:
         raise as_422(exc) from None
-    run = request.app.state.watched.append(run_id, [dump_step(s) for s in steps])
+    run = watched.append(run_id, [dump_step(s) for s in steps])
     return Appended(id=run_id, steps=run.received)
 
 
 @router.post("/api/watch/runs/{run_id}/end", response_model=Appended)
-def end(request: Request, run_id: str, _: Pusher, body: End) -> Appended:
+def end(watched: WatchedDep, settings: SettingsDep, run_id: str, _: Pusher,
+        body: End) -> Appended:
     """The training script closed its watcher: the run is finished."""
-    _run(request, run_id)
-    found = body.first_nonfinite.model_dump(by_alias=True) if body.first_nonfinite else None
-    run = request.app.state.watched.end(run_id, found)
-    return Appended(id=run_id, steps=run.received)
+    found(watched.get(run_id), run_id, settings)
+    first = body.first_nonfinite.model_dump(by_alias=True) if body.first_nonfinite else None
+    return Appended(id=run_id, steps=watched.end(run_id, first).received)
 
 
 @router.get("/api/watch/runs", response_class=StrictJSONResponse)
-def list_runs(request: Request) -> StrictJSONResponse:
+def list_runs(watched: WatchedDep) -> StrictJSONResponse:
     """Watched runs, newest first, live and finished: name, status, steps, first non-finite."""
-    return StrictJSONResponse({"runs": request.app.state.watched.list()})
+    return StrictJSONResponse({"runs": watched.list()})
 
 
 @router.get("/api/watch/runs/{run_id}", response_class=StrictJSONResponse)
-def follow(request: Request, run_id: str, after: int = Query(-1, ge=-1),
+def follow(watched: WatchedDep, settings: SettingsDep, run_id: str,
+           after: int = Query(-1, ge=-1),
            limit: int = Query(600, ge=1, le=10_000)) -> StrictJSONResponse:
     """The run's summary and config, and its steps after step `after` (the newest `limit`):
     the Watch page polls this with the last step it has."""
-    found = request.app.state.watched.since(run_id, after, limit)
-    if found is None:
-        _run(request, run_id)
-    return StrictJSONResponse(found)
+    newer = watched.since(run_id, after, limit)
+    if newer is None:
+        found(None, run_id, settings)
+    return StrictJSONResponse(newer)
 
 
 @router.get("/api/watch/runs/{run_id}/export", response_class=StrictJSONResponse)
-def export(request: Request, run_id: str) -> StrictJSONResponse:
+def export(watched: WatchedDep, settings: SettingsDep, run_id: str) -> StrictJSONResponse:
     """The run record as the server holds it (history thinned beyond 10,000 steps)."""
-    run = _run(request, run_id)
+    run = found(watched.get(run_id), run_id, settings)
     return StrictJSONResponse(run.record(), headers={
         "content-disposition": f'attachment; filename="backproplab-{run.id}.json"'})
