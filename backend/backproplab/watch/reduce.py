@@ -68,36 +68,42 @@ def _saturated(torch: Any, A: Any, real: Any, n: Any, codes: list[float]) -> Any
 def _dead(torch: Any, maxima_by_module: list, modules: int, dtype: Any, device: Any) -> Any:
     """Dead-unit fraction of rectifiers: a unit (element of the per-example output) is 0
     for every example of the batch."""
-    dead = torch.zeros(modules, dtype=dtype, device=device)
     maxima = [(i, m) for i, m in enumerate(maxima_by_module) if m is not None]
     if not maxima:
-        return dead
-    seg = torch.cat([torch.full((m.numel(),), i, device=device) for i, m in maxima])
+        return torch.zeros(modules, dtype=dtype, device=device)
+    layout = tuple((i, m.numel()) for i, m in maxima)
+
+    def sizes() -> list[float]:
+        out = [1.0] * modules
+        for i, n in layout:
+            out[i] = float(n)
+        return out
+
+    seg = _segments(torch, ("dead", layout), device,
+                    lambda: [i for i, n in layout for _ in range(n)])
     zeros = (torch.cat([m.reshape(-1) for _, m in maxima]) == 0).to(dtype)
-    sizes = torch.ones(modules, dtype=dtype)
-    sizes[[i for i, _ in maxima]] = torch.tensor([float(m.numel()) for _, m in maxima],
-                                                 dtype=dtype)
-    return dead.index_add_(0, seg, zeros) / sizes.to(device)
+    dead = torch.zeros(modules, dtype=dtype, device=device).index_add_(0, seg, zeros)
+    return dead / _segments(torch, ("sizes", modules, layout), device, sizes).to(dtype)
 
 
-def _histograms(torch: Any, values: Any, real: Any, bins: int):
-    """Per-row histograms of the finite (and real: not padding) entries: lo, hi (M,),
-    counts (M, bins); uniform bins on [lo, hi], the largest value in the last bin; no
-    data-dependent branch (no host sync)."""
-    rows = values.shape[0]
-    valid = torch.isfinite(values)
-    if real is not None:
-        valid = valid & real
-    lo = torch.where(valid, values, math.inf).amin(1)
-    hi = torch.where(valid, values, -math.inf).amax(1)
-    some = hi >= lo
+def _histograms(torch: Any, values: Any, bins: int):
+    """Per-row histograms of the finite entries (NaN, ±Inf and padding, passed as NaN,
+    are left out): lo, hi (M,), counts (M, bins); uniform bins on [lo, hi], the largest
+    value in the last bin; no data-dependent branch (no host sync). nan_to_num does
+    the masking: far cheaper than isfinite and where on the CPU."""
+    rows, inf = values.shape[0], math.inf
+    lo = torch.nan_to_num(values, nan=inf, posinf=inf, neginf=inf).amin(1)
+    hi = torch.nan_to_num(values, nan=-inf, posinf=-inf, neginf=-inf).amax(1)
+    some = hi >= lo  # False for a row without a finite value (lo = inf, hi = -inf)
     lo, hi = torch.where(some, lo, 0.0), torch.where(some, hi, 0.0)
     scale = bins / torch.clamp(hi - lo, min=1e-12)
-    pos = torch.clamp(torch.floor((values - lo[:, None]) * scale[:, None]), 0, bins - 1)
-    idx = torch.where(valid & torch.isfinite(pos), pos, float(bins)).long()
+    # finite entries land in [0, bins]; the others (and ∞·0 when hi − lo overflows) at −1
+    pos = torch.nan_to_num((values - lo[:, None]) * scale[:, None], nan=-1.0, posinf=-1.0,
+                           neginf=-1.0)
+    idx = torch.clamp(torch.floor(pos), max=bins - 1).long() + 1  # 0: left out
     idx = idx + _arange(torch, rows, values.device)[:, None] * (bins + 1)
     counts = torch.bincount(idx.reshape(-1), minlength=rows * (bins + 1))
-    return lo, hi, counts.reshape(rows, bins + 1)[:, :bins]
+    return lo, hi, counts.reshape(rows, bins + 1)[:, 1:]
 
 
 def _stack(torch: Any, samples: list, dtype: Any, device: Any) -> Any:
@@ -114,15 +120,34 @@ def _stack(torch: Any, samples: list, dtype: Any, device: Any) -> Any:
     return torch.stack([r.to(dtype) for r in rows])
 
 
+_SEGMENTS: dict = {}
+
+
+def _segments(torch: Any, key: tuple, device: Any, make: Any = None) -> Any:
+    """A small index tensor made once per layout (the layout repeats every step):
+    torch.tensor(make() if make else key)."""
+    found = _SEGMENTS.get((key, str(device)))
+    if found is None:
+        if len(_SEGMENTS) > 64:
+            _SEGMENTS.clear()
+        found = _SEGMENTS[(key, str(device))] = torch.tensor(make() if make else key,
+                                                             device=device)
+    return found
+
+
 def _segment_sum(torch: Any, parts: list[list], dtype: Any, device: Any, square: bool):
-    """Σ over each module's list of 0-d tensors (of squares when `square`), (M,)."""
+    """Σ over each module's list of 0-d tensors (of squares when `square`), (M,); one
+    stack when every module has exactly one (the usual step)."""
     flat = [t for p in parts for t in p]
-    out = torch.zeros(len(parts), dtype=dtype, device=device)
     if not flat:
-        return out
-    seg = torch.tensor([i for i, p in enumerate(parts) for _ in p], device=device)
+        return torch.zeros(len(parts), dtype=dtype, device=device)
     values = torch.stack([t if t.dtype == dtype else t.to(dtype) for t in flat])
-    return out.index_add_(0, seg, values * values if square else values)
+    if square:
+        values = values * values
+    if len(flat) == len(parts) and all(len(p) == 1 for p in parts):
+        return values
+    seg = _segments(torch, tuple(i for i, p in enumerate(parts) for _ in p), device)
+    return torch.zeros(len(parts), dtype=dtype, device=device).index_add_(0, seg, values)
 
 
 def device_summary(cap: StepCapture, plan: Plan, grads: list[list], updates: list[list],
@@ -144,8 +169,9 @@ def device_summary(cap: StepCapture, plan: Plan, grads: list[list], updates: lis
         k = _arange(torch, SAMPLE, device)[None, :]
         real_a, real_d = k < counts_in[0][:, None], k < counts_in[1][:, None]
     # moments of the subsample, the exact mean from the whole outputs' sums
-    if real_a is None:
-        std = torch.sqrt(torch.var_mean(A, 1, correction=0)[0])
+    if real_a is None:  # (var_mean is several times slower on the CPU)
+        centred = A - A.mean(1)[:, None]
+        std = torch.sqrt((centred * centred).mean(1))
     else:
         mean_s = torch.where(real_a, A, 0.0).sum(1) / n_a
         std = torch.sqrt(torch.where(real_a, (A - mean_s[:, None]) ** 2, 0.0).sum(1) / n_a)
@@ -154,8 +180,10 @@ def device_summary(cap: StepCapture, plan: Plan, grads: list[list], updates: lis
     delta_norm = torch.sqrt(_segment_sum(torch, cap.delta_norms, dtype, device, square=True))
     dead = _dead(torch, cap.a_max, modules, dtype, device)
     logs = torch.log10(torch.abs(D))  # 0 → −inf: counted apart, out of the histogram
-    real = None if real_a is None else torch.cat([real_a, real_d])
-    lo, hi, counts = _histograms(torch, torch.cat([A, logs]), real, bins)
+    values = torch.cat([A, logs])
+    if real_a is not None:  # padding: left out of the histograms
+        values = values.masked_fill(~torch.cat([real_a, real_d]), math.nan)
+    lo, hi, counts = _histograms(torch, values, bins)
     zero = D == 0
     d_zero = (zero if real_d is None else zero & real_d).sum(1)
     # NaN and ±Inf among the sampled δ: what is neither in a bin nor zero
@@ -165,11 +193,16 @@ def device_summary(cap: StepCapture, plan: Plan, grads: list[list], updates: lis
                            lo[:modules], hi[:modules], lo[modules:], hi[modules:],
                            d_zero.to(dtype), d_nonfinite.to(dtype)], 1)
     table = torch.cat([columns, counts[:modules].to(dtype), counts[modules:].to(dtype)], 1)
-    tail = [e if isinstance(e, torch.Tensor) else torch.tensor(float(e)) for e in extras]
-    tail = torch.stack([t.detach().reshape(()).to(device=device, dtype=torch.float64)
-                        for t in tail]) if tail else torch.zeros(0, dtype=torch.float64)
-    packed = torch.cat([table.reshape(-1).to(torch.float64), tail.to(device)])
-    return packed.cpu().numpy()  # the one device-to-host transfer of the step
+    # the extras: tensors (loss, norms, scales) stacked, plain numbers as they are
+    tensors = [e.detach().reshape(()).to(torch.float64) for e in extras
+               if isinstance(e, torch.Tensor)]
+    parts = [table.reshape(-1).to(torch.float64)]
+    if tensors:
+        parts.append(torch.stack(tensors).to(device))
+    packed = torch.cat(parts).cpu().numpy()  # the one device-to-host transfer of the step
+    numbers = iter(packed[table.numel():].tolist())
+    tail = [next(numbers) if isinstance(e, torch.Tensor) else float(e) for e in extras]
+    return np.concatenate([packed[:table.numel()], np.asarray(tail, dtype=np.float64)])
 
 
 def _param_norms(torch: Any, grads: list[list], updates: list[list], sampled: list[list],
@@ -189,7 +222,7 @@ def _param_norms(torch: Any, grads: list[list], updates: list[list], sampled: li
     if tensors:
         norms = torch._foreach_norm(tensors)
         values = torch.stack([n if n.dtype == dtype else n.to(dtype) for n in norms])
-        out.index_add_(0, torch.tensor(seg).to(device), values * values)
+        out.index_add_(0, _segments(torch, tuple(seg), device), values * values)
     return list(torch.sqrt(out).reshape(len(groups), modules))
 
 
