@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from ..model.activations import ACTIVATIONS as _REGISTRY
+from ..model.activations import LEAKY_SLOPE, SELU_ALPHA, SELU_SCALE
 from ..model.special import erf as _erf
-from .core import Primitive, defjvp, defvjp, primal_value
+from .core import Primitive, defjvp, defvjp, jvp_rules, primal_value, vjp_rules
 
 
 def _shape(x: Any) -> tuple:
@@ -153,7 +155,7 @@ defvjp(dense, lambda g, ans, x, W, b: matmul(g, W),  # the backward recurrence's
 
 
 def _transpose_impl(x, axes=None):
-    return np.transpose(x, axes)
+    return np.asarray(x).transpose(axes)
 
 
 def _inverse_axes(axes):
@@ -172,7 +174,7 @@ def swapaxes_last(x):
 
 
 def _reshape_impl(x, shape):
-    return np.reshape(x, shape)
+    return np.asarray(x).reshape(shape)
 
 
 reshape = Primitive("reshape", _reshape_impl)
@@ -198,7 +200,7 @@ def _norm_axes(axis, ndim):
 
 
 def _sum_impl(x, axis=None, keepdims=False):
-    return np.sum(x, axis=axis, keepdims=keepdims)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum minus its Python wrapper
 
 
 def _restore(g, x, axis, keepdims):
@@ -244,36 +246,29 @@ def _stack_impl(*xs, axis=0):
     return np.stack(xs, axis=axis)
 
 
+# stack is variadic, so its rules see every argument at once
 stack_p = Primitive("stack", _stack_impl)
 
 
-def _stack_vjp(g, ans, args, params, positions):
+def _stack_jvp(tangents, ans, primals, params):
+    # the tangent of a stack is the stack of the tangents, zeros where there are none
+    parts = [zeros_like(x) if t is None else t for t, x in zip(tangents, primals, strict=True)]
+    return stack_p(*parts, axis=params.get("axis", 0))
+
+
+def _stack_vjp(g, ans, primals, params, positions):
+    # the cotangent of stacked argument i is slice i of g along the stacking axis
     axis = params.get("axis", 0)
     return [take(g, i, axis) for i in positions]
+
+
+jvp_rules[stack_p] = _stack_jvp
+vjp_rules[stack_p] = _stack_vjp
 
 
 def take(g, i, axis):
     index = (slice(None),) * (axis % len(_shape(g))) + (i,)
     return getitem(g, index)
-
-
-stack_p.vjp = _stack_vjp
-
-
-class _StackJVP(tuple):
-    """JVP rules for a variadic stack: zeros elsewhere, the tangent at position i."""
-
-    def __getitem__(self, i):
-        def rule(t, ans, *xs, axis=0):
-            parts = [t if j == i else zeros_like(t) for j in range(len(xs))]
-            return stack_p(*parts, axis=axis)
-        return rule
-
-    def __len__(self):
-        return 1 << 30
-
-
-stack_p.jvp_rules = _StackJVP()
 
 
 def stack(xs: list, axis: int = 0) -> Any:
@@ -343,9 +338,10 @@ def _leaky_slope(x, slope):
     return np.where(xv > 0, 1.0, slope).astype(xv.dtype)
 
 
-leaky_relu = Primitive("leaky_relu", lambda x, slope=0.01: np.where(x > 0, x, slope * x))
-defjvp(leaky_relu, lambda t, ans, x, slope=0.01: mul(t, _leaky_slope(x, slope)))
-defvjp(leaky_relu, lambda g, ans, x, slope=0.01: mul(g, _leaky_slope(x, slope)))
+leaky_relu = Primitive("leaky_relu",
+                       lambda x, slope=LEAKY_SLOPE: np.where(x > 0, x, slope * x))
+defjvp(leaky_relu, lambda t, ans, x, slope=LEAKY_SLOPE: mul(t, _leaky_slope(x, slope)))
+defvjp(leaky_relu, lambda g, ans, x, slope=LEAKY_SLOPE: mul(g, _leaky_slope(x, slope)))
 
 
 def _elu_impl(x, alpha=1.0):
@@ -360,10 +356,6 @@ def _elu_deriv(ans, x, alpha):
 elu = Primitive("elu", _elu_impl)
 defjvp(elu, lambda t, ans, x, alpha=1.0: mul(t, _elu_deriv(ans, x, alpha)))
 defvjp(elu, lambda g, ans, x, alpha=1.0: mul(g, _elu_deriv(ans, x, alpha)))
-
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
-
 
 def selu(x: Any) -> Any:
     """SELU = scale · elu(x, alpha) with the self-normalizing constants."""
@@ -475,8 +467,6 @@ defjvp(softmax_cross_entropy, lambda t, ans, z, labels: sum(mul(t, _ce_grad(z, l
 defvjp(softmax_cross_entropy, lambda g, ans, z, labels: mul(g, _ce_grad(z, labels)))
 
 
-ACTIVATIONS = {
-    "linear": linear, "relu": relu, "leaky_relu": leaky_relu, "tanh": tanh,
-    "sigmoid": sigmoid, "gelu": gelu, "silu": silu, "softplus": softplus,
-    "elu": elu, "selu": selu,
-}
+# the tape's activations, from the registry (backproplab.model.activations): each
+# record names its primitive here
+ACTIVATIONS = {name: globals()[a.tape] for name, a in _REGISTRY.items()}
