@@ -12,6 +12,7 @@
 //   host.status(text)         the status line in the top bar
 export const PAGES = [
   { name: 'lab', title: 'Lab' },
+  { name: 'experiments', title: 'Experiments', module: './pages/experiments/index.js' },
 ];
 
 export function pageNamed(name) {

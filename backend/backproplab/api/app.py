@@ -16,7 +16,7 @@ from .. import __version__
 from ..runs.manager import RunManager
 from ..settings import Settings
 from .responses import StrictJSONResponse
-from .routes import health, info, live, runs, tape, theory
+from .routes import experiments, health, info, live, runs, tape, theory
 from .security import BodyLimit, SecurityHeaders
 
 
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi_version = "3.0.3"
     app.state.settings = settings
     app.state.manager = manager
-    for module in (health, info, runs, theory, tape, live):
+    for module in (health, info, runs, theory, tape, live, experiments):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ..model.data import REAL
 from ..model.spec import RecordSpec, RunSpec
 from . import probes
 from .base import Engine, StepResult
+from .evaluate import held_out_accuracy
 from .jacobian import singular_values
 
 SCHEMA = "backproplab.run/1"
@@ -98,6 +100,8 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
         layers.append(layer)
     record = {"step": step, "loss": _float(xp.host(result.loss)), "accuracy": accuracy,
               "time_s": elapsed, "layers": layers}
+    if spec.dataset in REAL:  # after this step's update, on the held-out part
+        record["test_accuracy"] = held_out_accuracy(spec, engine.params_host())
     if jacobian:
         with engine.full_precision():
             sv = singular_values(xp, spec, engine.weights, result.zs, spec.record.jacobian_topk)

@@ -45,6 +45,9 @@ def init_weight(rng: np.random.Generator, scheme: str, fan_out: int, fan_in: int
         return rng.uniform(-bound, bound, shape)
     if scheme == "lecun_normal":
         return rng.standard_normal(shape) * (sigma_w / math.sqrt(fan_in))
+    if scheme == "standard":  # Glorot & Bengio 2010, eq. (1): U[−1/√n, 1/√n], n = fan_in
+        bound = sigma_w / math.sqrt(fan_in)
+        return rng.uniform(-bound, bound, shape)
     raise ValueError(f"unknown init {scheme!r}")
 
 
@@ -58,6 +61,7 @@ def effective_sigma_w2(scheme: str, sigma_w: float, fan_in: int, fan_out: int) -
         "he_normal": sigma_w**2 * 2.0 / fan_in,
         "he_uniform": sigma_w**2 * 2.0 / fan_in,
         "lecun_normal": sigma_w**2 / fan_in,
+        "standard": sigma_w**2 / (3.0 * fan_in),  # Var U[−a, a] = a²/3
     }[scheme]
     return var * fan_in
 

@@ -14,9 +14,11 @@ from typing import Any
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu", "softplus",
                "elu", "selu")
 INITS = ("xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
-         "orthogonal", "normal")
-DATASETS = ("gaussian", "spirals", "circles", "xor")
-CLASSES = {"gaussian": 10, "spirals": 3, "circles": 2, "xor": 2}
+         "orthogonal", "normal", "standard")
+DATASETS = ("gaussian", "spirals", "circles", "xor", "digits", "mnist1d")
+CLASSES = {"gaussian": 10, "spirals": 3, "circles": 2, "xor": 2, "digits": 10, "mnist1d": 10}
+# input size of the data sets whose inputs are not 2-D points (gaussian: input_dim)
+FEATURES = {"digits": 64, "mnist1d": 40}
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,9 @@ class RunSpec:
 
     @property
     def in_features(self) -> int:
-        return self.input_dim if self.dataset == "gaussian" else 2
+        if self.dataset == "gaussian":
+            return self.input_dim
+        return FEATURES.get(self.dataset, 2)
 
     @property
     def out_features(self) -> int:
