@@ -1,6 +1,7 @@
 """The Experiments page in Debian's Chromium: run the quick glorot2010 from the page;
 the progress bar moves, and the PASS/FAIL and measured numbers shown are the API's."""
 
+import math
 import shutil
 from urllib.parse import urlsplit
 
@@ -50,7 +51,7 @@ def shown(value: float) -> str:
     if abs(value) >= 1e4 or abs(value) < 1e-3:
         mantissa, exponent = f"{value:.3e}".split("e")
         return f"{mantissa}e{int(exponent):+d}"
-    digits = 4 - 1 - int(__import__("math").floor(__import__("math").log10(abs(value))))
+    digits = 4 - 1 - math.floor(math.log10(abs(value)))
     return f"{value:.{max(digits, 0)}f}"
 
 
@@ -65,8 +66,9 @@ def test_quick_glorot_from_the_page_shows_the_apis_numbers(page, server):
         setInterval(() => window.barSeen.push(document.getElementById('exp-progress').value),
                     20); }""")
     page.click("#exp-run")
-    # the bar moves: some runs done before all of them (or all at once from the cache)
-    page.wait_for_function("() => document.getElementById('exp-progress').value > 0", timeout=120_000)
+    # the bar moves from 0 to all runs done, never back
+    page.wait_for_function("() => document.getElementById('exp-progress').value > 0",
+                           timeout=120_000)
     page.wait_for_selector("#exp-checks tbody tr", timeout=120_000)
     seen = page.evaluate("() => window.barSeen")
     assert seen[0] == 0 and seen[-1] == 2 and seen == sorted(seen), seen
