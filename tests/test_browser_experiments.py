@@ -111,3 +111,17 @@ def test_an_unknown_experiment_in_the_link_falls_back_to_the_first(page, server)
     assert page.locator(".exp-list button[aria-pressed='true'] b").text_content() == \
         "glorot2010"
     assert page.errors == []
+
+
+def test_the_labs_dataset_menu_offers_the_real_data_sets_and_runs_digits(page, server):
+    page.goto(f"{server.url}/#depth=3&width=16&steps=30&batch_size=16&dataset=digits"
+              "&loss=cross_entropy")
+    page.wait_for_function("() => (document.getElementById('plot-flow').data || []).length > 0")
+    options = page.locator("#ctl-dataset option").all_text_contents()
+    assert {"digits", "mnist1d"} <= set(options), options
+    assert page.locator("#ctl-dataset").input_value() == "digits"
+    assert page.locator("#ctl-init option").all_text_contents().count("standard") == 1
+    # the run is a digits run: 64 inputs into the first layer, 10 classes out
+    page.wait_for_function("() => (document.getElementById('plot-flow').data?.[0]?.x?.length"
+                           " ?? 0) === 4")
+    assert page.errors == []

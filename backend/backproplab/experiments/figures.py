@@ -23,7 +23,8 @@ def finite(v: Any) -> float | None:
 
 
 def panels(title: str, parts: list[dict[str, Any]], height: int = 380) -> dict[str, Any]:
-    """Side-by-side panels: each part {title, traces, x, y, xlog?, ylog?}."""
+    """Side-by-side panels: each part {title, traces, x, y, xlog?, ylog?, xaxis?, yaxis?}
+    (the last two: extra axis settings such as a range)."""
     n = len(parts)
     gap = 0.08 if n > 1 else 0.0
     width = (1.0 - gap * (n - 1)) / n
@@ -35,7 +36,8 @@ def panels(title: str, parts: list[dict[str, Any]], height: int = 380) -> dict[s
         lo = k * (width + gap)
         layout[f"xaxis{suffix}"] = {**AXIS, "domain": [lo, lo + width], "anchor": f"y{suffix}",
                                     "title": {"text": part["x"]},
-                                    **({"type": "log"} if part.get("xlog") else {})}
+                                    **({"type": "log"} if part.get("xlog") else {}),
+                                    **part.get("xaxis", {})}
         layout[f"yaxis{suffix}"] = {**AXIS, "anchor": f"x{suffix}",
                                     "title": {"text": part["y"]},
                                     **({"type": "log"} if part.get("ylog") else {}),
@@ -48,10 +50,10 @@ def panels(title: str, parts: list[dict[str, Any]], height: int = 380) -> dict[s
     return {"data": data, "layout": layout}
 
 
-def histogram_curves(hists: list[dict], name: str, colors: list[str] | None = None
+def histogram_curves(hists: list[dict], name: str, legend: bool = True
                      ) -> list[dict[str, Any]]:
     """One line per layer through its histogram's bin centres (Glorot's Fig. 6 style),
-    normalized to a density."""
+    normalized to a density; one colour per layer (in the legend once: `legend`)."""
     traces = []
     for i, h in enumerate(hists):
         counts = h["counts"]
@@ -61,8 +63,11 @@ def histogram_curves(hists: list[dict], name: str, colors: list[str] | None = No
             continue
         width = (hi - lo) / n
         total = max(sum(counts), 1)
-        traces.append({"type": "scatter", "mode": "lines", "name": f"{name} layer {i + 1}",
+        traces.append({"type": "scatter", "mode": "lines", "name": f"layer {i + 1}",
+                       "legendgroup": f"layer {i + 1}", "showlegend": legend,
+                       "hovertemplate": f"{name}, layer {i + 1}<br>%{{x:.3g}}: %{{y:.3g}}"
+                                        "<extra></extra>",
                        "x": [lo + (k + 0.5) * width for k in range(n)],
                        "y": [c / (total * width) for c in counts],
-                       "line": {"color": (colors or COLORS)[i % len(colors or COLORS)]}})
+                       "line": {"color": COLORS[i % len(COLORS)]}})
     return traces

@@ -39,11 +39,12 @@ def analyze(tasks: list[dict], results: list[dict], quick: bool):
     by_label = dict(zip(INITS, results, strict=True))
     hist_a = panels("Activation values per layer at initialization (their Fig. 6)", [
         {"title": f"{label} init", "x": "tanh(z(l))", "y": "density",
-         "traces": histogram_curves(r["a_hist"], label)} for label, r in by_label.items()])
+         "traces": histogram_curves(r["a_hist"], label, legend=k == 0)}
+        for k, (label, r) in enumerate(by_label.items())])
     hist_d = panels("Back-propagated gradients per layer at initialization (their Fig. 7)", [
         {"title": f"{label} init", "x": "log₁₀ |δ(l)| = log₁₀ |∂loss/∂z(l)|", "y": "density",
-         "traces": histogram_curves(r["delta_log_hist"], label)}
-        for label, r in by_label.items()])
+         "traces": histogram_curves(r["delta_log_hist"], label, legend=k == 0)}
+        for k, (label, r) in enumerate(by_label.items())])
     sv_traces = []
     for k, (label, r) in enumerate(by_label.items()):
         layers = list(range(1, len(r["jacobian_mean_sv"]) + 1))

@@ -96,7 +96,8 @@ def analyze(tasks: list[dict], results: list[dict], quick: bool):
          "y": [fuss_catalan_edge(L) for L in Ls], "line": {"color": COLORS[1], "dash": "dash"}},
     ]
     linear_fig = panels("Linear Gaussian networks: the spectrum of JJᵀ spreads with depth", [
-        {"title": "density of log₁₀ λ", "x": "log₁₀ λ", "y": "density", "traces": hists},
+        {"title": "density of log₁₀ λ (the smallest λ of deep products reach 1e-30)",
+         "x": "log₁₀ λ", "y": "density", "traces": hists, "xaxis": {"range": [-8, 2]}},
         {"title": "variance and largest eigenvalue against L", "x": "L", "y": "",
          "xlog": True, "ylog": True, "traces": laws}])
     tanh_traces, tanh_moments = [], []

@@ -70,9 +70,9 @@ def analyze(tasks: list[dict], results: list[dict], quick: bool):
     figure = {"data": [
         heat,
         {"type": "scatter", "mode": "lines", "name": "6ξ_c", "x": fine.tolist(),
-         "y": [finite(v) for v in line], "line": {"color": "white", "dash": "dash"}},
+         "y": [finite(v) for v in line], "line": {"color": "white", "dash": "dash", "width": 3}},
         {"type": "scatter", "mode": "lines", "name": "ξ_c", "x": fine.tolist(),
-         "y": [finite(v / 6) for v in line], "line": {"color": "white", "dash": "dot"}},
+         "y": [finite(v / 6) for v in line], "line": {"color": "white", "dash": "dot", "width": 2}},
         {"type": "scatter", "mode": "lines", "name": f"order/chaos σ_w² = {critical:.3g}",
          "x": [critical, critical], "y": [min(depths), max(depths)],
          "line": {"color": "#E69F00"}},
@@ -83,7 +83,9 @@ def analyze(tasks: list[dict], results: list[dict], quick: bool):
                    "xaxis": {**AXIS, "title": {"text": "σ_w²"}},
                    "yaxis": {**AXIS, "title": {"text": "depth L"},
                              "range": [min(depths) - 5, max(depths) + 5]},
-                   "legend": {"orientation": "h", "y": -0.2},
+                   # the white lines need a dark legend to be seen there
+                   "legend": {"orientation": "h", "y": -0.22, "bgcolor": "#555",
+                              "font": {"color": "white"}},
                    "margin": {"l": 60, "r": 20, "t": 60, "b": 50}}}
     checks = [check("fraction of cells where trainable (test accuracy ≥ "
                     f"{TRAINABLE_ACCURACY}) agrees with L < 6ξ_c", 1.0, agreement, 0.2,
