@@ -3,7 +3,7 @@ namespace that has only loopback (outside one, Ray binds to the machine's addres
 whatever --node-ip-address says) and a PID namespace of its own (so stopping it
 cannot touch any other Ray on the machine, and nothing outlives the test). The same
 experiment through the CLI (`--ray 127.0.0.1:6379`) and through the server's job
-runner gives the numbers of an in-process run."""
+runner gives the numbers of an in-process run and of a local process pool."""
 
 import os
 import shutil
@@ -77,8 +77,10 @@ def test_ray_cluster_gives_the_in_process_numbers():
         shutil.rmtree(work, ignore_errors=True)
     assert on_ray["execution"]["backend"] == "ray"
     local = as_json(run_experiment("he2015", quick=True))
+    pooled = as_json(run_experiment("he2015", quick=True, workers=2))
     assert on_ray["runs"] == local["runs"]  # every loss, accuracy and δ norm, bit for bit
-    assert on_ray["checks"] == local["checks"] and on_ray["passed"]
+    assert pooled["runs"] == local["runs"]  # all three backends
+    assert on_ray["checks"] == local["checks"] == pooled["checks"] and on_ray["passed"]
     assert via_jobs["execution"]["backend"] == "ray"
     chen = as_json(run_experiment("chen2016", quick=True))
     assert via_jobs["runs"] == chen["runs"] and via_jobs["checks"] == chen["checks"]
