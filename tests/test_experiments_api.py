@@ -92,3 +92,15 @@ def test_one_at_a_time_unknown_names_and_jobs(client):
     assert client.get("/api/experiments/jobs/x999").status_code == 404
     bad = client.post("/api/experiments/chen2016/jobs", json={"seed": -1})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "seed"
+
+
+def test_a_result_kept_in_the_cache_directory_survives_a_restart(tmp_path):
+    settings = Settings(experiment_cache_dir=str(tmp_path / "kept"))
+    with TestClient(create_app(settings)) as c:
+        job = c.post("/api/experiments/pennington2017/jobs", json={"quick": True}).json()
+        assert wait(c, job["id"])["status"] == "done"
+        first = c.get(f"/api/experiments/jobs/{job['id']}/result").json()
+    with TestClient(create_app(settings)) as c:  # a new server on the same directory
+        again = c.post("/api/experiments/pennington2017/jobs", json={"quick": True}).json()
+        assert again["cached"] and again["status"] == "done"
+        assert c.get(f"/api/experiments/jobs/{again['id']}/result").json() == first

@@ -112,3 +112,27 @@ def test_standard_init_is_uniform_with_glorots_bound_and_sigma_w2_one_third():
     assert fan_in * W.var() == pytest.approx(1 / 3, rel=0.02)
     assert effective_sigma_w2("standard", 1.0, fan_in, 300) == pytest.approx(1 / 3)
     assert effective_sigma_w2("standard", 2.0, fan_in, 300) == pytest.approx(4 / 3)
+
+
+def test_mnist1d_without_its_package_says_how_to_get_it(monkeypatch):
+    import sys
+
+    from backproplab.model import data
+
+    data._mnist1d.cache_clear()
+    monkeypatch.setitem(sys.modules, "mnist1d", None)
+    monkeypatch.setitem(sys.modules, "mnist1d.data", None)
+    try:
+        with pytest.raises(ValueError, match=r"pip install 'backproplab\[mnist1d\]'"):
+            real_data("mnist1d")
+    finally:
+        data._mnist1d.cache_clear()
+
+
+def test_a_network_that_overflowed_classifies_nothing():
+    from backproplab.engines.evaluate import held_out_accuracy
+
+    spec = RunSpec(dataset="digits", depth=2, width=8)
+    params = [np.full(p.shape, np.nan) for p in make_engine(spec).params_host()]
+    assert held_out_accuracy(spec, params) == 0.0
+    assert held_out_accuracy(RunSpec(dataset="xor"), params) is None
