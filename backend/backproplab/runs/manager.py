@@ -59,7 +59,6 @@ class FrameSink:
         self._lock = threading.Lock()
         self._kept: deque = deque()
         self._latest: Any = None
-        self.coalesced = 0
         self._loop = loop
         self.ready = asyncio.Event() if loop is not None else None
 
@@ -75,8 +74,6 @@ class FrameSink:
                     self._latest = None
                 self._kept.append(frame)
             else:
-                if self._latest is not None:
-                    self.coalesced += 1
                 self._latest = frame
         self._wake()
 
@@ -157,6 +154,7 @@ class Job:
     def _main(self) -> None:
         diverged = False
         started = time.monotonic()
+        status, error, final = "running", None, None
         try:
             engine = make_engine(self.spec, threads=self.settings.torch_threads)
             self.environment = environment(engine)
@@ -185,22 +183,25 @@ class Job:
             future = getattr(self, "_theory_future", None)
             if future is not None and not future.cancelled():
                 future.result()  # a finished record always carries its theory
-            self.status = "done"
-            self.sink.put({"type": "done", "id": self.id, "steps": len(self.steps)}, keep=True)
+            status = "done"
+            final = {"type": "done", "id": self.id, "steps": len(self.steps)}
         except Cancelled:
-            self.status = "cancelled"
+            status = "cancelled"
         except (ValueError, TimeoutError) as exc:
-            self.status, self.error = "error", str(exc)
-            self.sink.put({"type": "error", "code": "run_failed", "message": str(exc),
-                           "field": None}, keep=True)
+            status, error = "error", str(exc)
+            final = {"type": "error", "code": "run_failed", "message": error, "field": None}
         except Exception as exc:  # never a traceback to the client; the type is enough
-            self.status, self.error = "error", f"internal error ({type(exc).__name__})"
-            self.sink.put({"type": "error", "code": "internal", "message": self.error,
-                           "field": None}, keep=True)
+            status, error = "error", f"internal error ({type(exc).__name__})"
+            final = {"type": "error", "code": "internal", "message": error, "field": None}
         finally:
+            # the slot is free before anyone can see that the run ended: a client that
+            # starts its next run on `done` (or on the finished status) is never refused
             self.slots.release()
             if self.on_exit is not None:
                 self.on_exit(self)
+            self.status, self.error = status, error
+            if final is not None:
+                self.sink.put(final, keep=True)
 
     def _publish_theory(self) -> None:
         """Off the job thread, so a cancelled job exits at once (theory is pure NumPy)."""

@@ -9,42 +9,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...experiments import registry
-from ...experiments.cache import DirectoryCache, MemoryCache
-from ...experiments.jobs import Busy, ExperimentJobs, Job
+from ...experiments.jobs import Busy, Job
 from ...experiments.report import report_html
+from ..deps import ExperimentJobsDep, shutdown_experiments
+from ..models import Message
 from ..responses import StrictJSONResponse
-
-
-def jobs_for(app: FastAPI) -> ExperimentJobs:
-    """The app's experiment jobs, made from its settings on first use."""
-    jobs = getattr(app.state, "experiment_jobs", None)
-    if jobs is None:
-        s = app.state.settings
-        cache = DirectoryCache(s.experiment_cache_dir) if s.experiment_cache_dir \
-            else MemoryCache()
-        jobs = app.state.experiment_jobs = ExperimentJobs(
-            workers=s.experiment_workers, ray_address=s.ray_address or None, cache=cache,
-            max_running=s.max_experiments)
-    return jobs
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
-    jobs = getattr(app.state, "experiment_jobs", None)
-    if jobs is not None:
-        jobs.shutdown()  # cancel what is running
-
-
-def _jobs(request: Request) -> ExperimentJobs:
-    return jobs_for(request.app)
+    shutdown_experiments(app)  # cancel what is running
 
 
 router = APIRouter(tags=["experiments"], lifespan=lifespan)
-Jobs = Annotated[ExperimentJobs, Depends(_jobs)]
+NOT_FOUND = {404: {"model": Message, "description": "no such experiment job"}}
+JSON_MESSAGE = {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}}
 
 
 class ExperimentInfo(BaseModel):
@@ -57,6 +40,7 @@ class ExperimentInfo(BaseModel):
 
 
 class StartExperiment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     quick: bool = Field(True, description="the reduced size (under a minute on 2 cores)")
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
@@ -67,20 +51,58 @@ class JobStatus(BaseModel):
     quick: bool
     seed: int
     config_hash: str
-    status: str
-    done: int
-    total: int
-    current: str
+    status: str = Field(description="queued, running, done, error or cancelled")
+    done: int = Field(description="runs finished")
+    total: int = Field(description="runs in the experiment")
+    current: str = Field(description="the run that finished last")
     error: str | None
-    cached: bool
+    cached: bool = Field(description="answered from the result cache")
     elapsed_s: float
 
 
-def _job(jobs: ExperimentJobs, job_id: str) -> Job:
+class Check(BaseModel):
+    name: str
+    published: float
+    measured: float | str = Field(description='a number, or "NaN" / "Infinity"')
+    tolerance: float
+    relation: str = Field(description="≈: |measured − published| ≤ tolerance; <: measured ≤ "
+                                      "published − tolerance; >: ≥ published + tolerance")
+    passed: bool = Field(alias="pass")
+    source: str = Field(description="where the published value comes from, quoted")
+
+
+class ExperimentResult(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    schema_: str = Field(alias="schema")
+    experiment: str
+    title: str
+    paper: str
+    config: dict[str, Any]
+    config_hash: str
+    runs: list[dict[str, Any]] = Field(description="{kind, label, params, result} per run")
+    checks: list[Check]
+    passed: bool
+    figures: list[dict[str, Any]] = Field(description="Plotly figures {data, layout}")
+    execution: dict[str, Any]
+
+
+def get_job(job_id: str, jobs: ExperimentJobsDep) -> Job:
+    """The experiment job of the path's `job_id`, or a 404."""
     job = jobs.get(job_id)
     if job is None:
         raise HTTPException(404, f"no experiment job {job_id!r}")
     return job
+
+
+JobDep = Annotated[Job, Depends(get_job)]
+
+
+def finished(job: Job) -> dict[str, Any]:
+    """The job's result, or a 409 that says how it stands."""
+    if job.result is None:
+        raise HTTPException(409, f"experiment job {job.id} is {job.status}"
+                                 + (f": {job.error}" if job.error else ""))
+    return job.result
 
 
 @router.get("/api/experiments", response_model=list[ExperimentInfo])
@@ -91,8 +113,11 @@ def list_experiments() -> list[ExperimentInfo]:
             for e in registry().values()]
 
 
-@router.post("/api/experiments/{name}/jobs", status_code=202, response_model=JobStatus)
-def start_experiment(name: str, jobs: Jobs, body: StartExperiment | None = None) -> JobStatus:
+@router.post("/api/experiments/{name}/jobs", status_code=202, response_model=JobStatus,
+             responses={404: {"model": Message, "description": "no such experiment"},
+                        429: {"model": Message, "description": "one is running already"}})
+def start_experiment(name: str, jobs: ExperimentJobsDep,
+                     body: StartExperiment | None = None) -> JobStatus:
     """Start an experiment (done at once when cached; 429 while another one runs)."""
     body = body or StartExperiment()
     if name not in registry():
@@ -105,45 +130,46 @@ def start_experiment(name: str, jobs: Jobs, body: StartExperiment | None = None)
     return JobStatus(**job.progress())
 
 
-@router.get("/api/experiments/jobs/{job_id}", response_model=JobStatus)
-def job_status(job_id: str, jobs: Jobs) -> JobStatus:
+@router.get("/api/experiments/jobs/{job_id}", response_model=JobStatus, responses=NOT_FOUND)
+def job_status(job: JobDep) -> JobStatus:
     """Status and progress (runs done of total, the one that finished last)."""
-    return JobStatus(**_job(jobs, job_id).progress())
+    return JobStatus(**job.progress())
 
 
-@router.delete("/api/experiments/jobs/{job_id}", response_model=JobStatus)
-def cancel_job(job_id: str, jobs: Jobs) -> JobStatus:
+@router.delete("/api/experiments/jobs/{job_id}", response_model=JobStatus,
+               responses=NOT_FOUND)
+def cancel_job(job: JobDep) -> JobStatus:
     """Cancel a queued or running experiment."""
-    _job(jobs, job_id)
-    return JobStatus(**jobs.cancel(job_id).progress())
+    if job.status in ("queued", "running"):
+        job.cancel.set()
+    return JobStatus(**job.progress())
 
 
-@router.get("/api/experiments/jobs/{job_id}/result", response_class=StrictJSONResponse)
-def job_result(job_id: str, jobs: Jobs) -> StrictJSONResponse:
+@router.get("/api/experiments/jobs/{job_id}/result", response_model=ExperimentResult,
+            response_class=StrictJSONResponse,
+            responses={**NOT_FOUND, 409: {"model": Message, "description": "not done"}})
+def job_result(job: JobDep) -> StrictJSONResponse:
     """The result {experiment, config, runs, checks, figures, ...} (409 until done)."""
-    job = _job(jobs, job_id)
-    if job.result is None:
-        raise HTTPException(409, f"experiment job {job_id} is {job.status}"
-                                 + (f": {job.error}" if job.error else ""))
-    return StrictJSONResponse(job.result)
+    return StrictJSONResponse(finished(job))
 
 
-@router.get("/api/experiments/jobs/{job_id}/report", response_class=HTMLResponse)
-def job_report(job_id: str, jobs: Jobs) -> HTMLResponse:
+@router.get("/api/experiments/jobs/{job_id}/report", response_class=HTMLResponse,
+            responses={404: {"description": "no such job", "content": JSON_MESSAGE},
+                       409: {"description": "not done", "content": JSON_MESSAGE}})
+def job_report(job: JobDep) -> HTMLResponse:
     """A self-contained HTML report: checks against the paper, figures (plotly inlined)."""
-    job = _job(jobs, job_id)
-    if job.result is None:
-        raise HTTPException(409, f"experiment job {job_id} is {job.status}")
-    return HTMLResponse(report_html(job.result), headers={
+    result = finished(job)
+    return HTMLResponse(report_html(result), headers={
         "content-disposition": f'attachment; filename="{job.name}-{job.key}.html"'})
 
 
-async def _events(request: Request, job: Job) -> AsyncIterator[str]:
+async def progress_events(request: Request, job: Job) -> AsyncIterator[str]:
+    """`progress` on every change of the job, then `end`; stops when the client leaves."""
     seen = -1
     while True:
         if job.version != seen:
             seen = job.version
-            state: dict[str, Any] = JobStatus(**job.progress()).model_dump()
+            state = JobStatus(**job.progress()).model_dump()
             yield f"event: progress\ndata: {json.dumps(state)}\n\n"
             if job.status not in ("queued", "running"):
                 yield f"event: end\ndata: {json.dumps(state)}\n\n"
@@ -153,9 +179,10 @@ async def _events(request: Request, job: Job) -> AsyncIterator[str]:
         await asyncio.sleep(0.1)
 
 
-@router.get("/api/experiments/jobs/{job_id}/events")
-def job_events(job_id: str, request: Request, jobs: Jobs) -> StreamingResponse:
+@router.get("/api/experiments/jobs/{job_id}/events", responses={
+    200: {"description": "text/event-stream of JobStatus objects",
+          "content": {"text/event-stream": {}}}, **NOT_FOUND})
+def job_events(job: JobDep, request: Request) -> StreamingResponse:
     """Progress as server-sent events (`progress` on every change, `end` at the end)."""
-    job = _job(jobs, job_id)
-    return StreamingResponse(_events(request, job), media_type="text/event-stream",
+    return StreamingResponse(progress_events(request, job), media_type="text/event-stream",
                              headers={"cache-control": "no-cache"})

@@ -1,82 +1,72 @@
 """Headless runs: start, poll, export; and import of a run record."""
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ...report import report_html
-from ...runs.manager import Refused
-from ..records import validate_record
+from ...runs.manager import Job, Refused
+from ..deps import ConfigBody, ManagerDep, RecordBody, SettingsDep, as_422, run_config
+from ..models import Message, RunState, RunStatus
+from ..records import RunRecord, validate_record
 from ..responses import StrictJSONResponse
-from ..schemas import RunConfig, validate_config
 
 router = APIRouter(tags=["runs"])
 
-
-class RunStatus(BaseModel):
-    id: str
-    status: str
-    steps_recorded: int
-    error: str | None = None
+NOT_FOUND = {404: {"model": Message, "description": "no such run"}}
+# the report routes answer HTML, their errors JSON
+JSON_MESSAGE = {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}}
 
 
-def as_422(exc: ValidationError, loc: str = "body") -> RequestValidationError:
-    """A pydantic error as FastAPI's 422, each path prefixed with where it came from."""
-    return RequestValidationError(
-        [{**e, "loc": (loc, *e["loc"])} for e in exc.errors(include_input=False)])
+def get_job(run_id: str, manager: ManagerDep, settings: SettingsDep) -> Job:
+    """The run of the path's `run_id`, or a 404."""
+    found = manager.get(run_id)
+    if found is None:
+        raise HTTPException(404, f"no run {run_id!r} (runs are kept in memory, the newest "
+                                 f"{settings.max_stored_runs})")
+    return found
 
 
-def _validate(data: Any, request: Request, loc: str = "body") -> RunConfig:
-    try:
-        return validate_config(data, request.app.state.settings.compute_budget)
-    except ValidationError as exc:
-        raise as_422(exc, loc) from None
+JobDep = Annotated[Job, Depends(get_job)]
 
 
-@router.post("/api/runs", status_code=202, response_model=RunStatus)
-def start_run(request: Request, config: dict = Body(..., examples=[{"depth": 20}])) -> RunStatus:
+@router.post("/api/runs", status_code=202, response_model=RunStatus,
+             responses={429: {"model": Message, "description": "every job slot is busy"}})
+def start_run(config: ConfigBody, manager: ManagerDep, settings: SettingsDep) -> RunStatus:
     """Start a headless run (429 when every job slot is busy)."""
-    cfg = _validate(config, request)
+    cfg = run_config(config, settings)
     try:
-        job = request.app.state.manager.start_headless(cfg.to_spec(), cfg.model_dump())
+        job = manager.start_headless(cfg.to_spec(), cfg.model_dump())
     except Refused as exc:
         raise HTTPException(429, str(exc)) from None
     return RunStatus(id=job.id, status=job.status, steps_recorded=0)
 
 
-def _job(request: Request, run_id: str):
-    found = request.app.state.manager.get(run_id)
-    if found is None:
-        raise HTTPException(404, f"no run {run_id!r} (runs are kept in memory, the newest "
-                                 f"{request.app.state.settings.max_stored_runs})")
-    return found
-
-
-@router.get("/api/runs/{run_id}", response_class=StrictJSONResponse)
-def get_run(request: Request, run_id: str) -> StrictJSONResponse:
+@router.get("/api/runs/{run_id}", response_model=RunState, response_class=StrictJSONResponse,
+            responses=NOT_FOUND)
+def get_run(job: JobDep) -> StrictJSONResponse:
     """Status, and the whole run record {schema, config, environment, theory, steps}."""
-    job = _job(request, run_id)
     record = job.record()
     return StrictJSONResponse({"id": job.id, "status": job.status, "error": job.error,
                                "steps_recorded": len(job.steps), "record": record})
 
 
-@router.get("/api/runs/{run_id}/export", response_class=StrictJSONResponse)
-def export_run(request: Request, run_id: str) -> StrictJSONResponse:
+@router.get("/api/runs/{run_id}/export", response_model=RunRecord,
+            response_class=StrictJSONResponse, responses=NOT_FOUND)
+def export_run(job: JobDep) -> StrictJSONResponse:
     """The run record as a JSON file download."""
-    job = _job(request, run_id)
     record = job.record()
     return StrictJSONResponse(record, headers={
         "content-disposition": f'attachment; filename="backproplab-{job.id}.json"'})
 
 
-@router.get("/api/runs/{run_id}/report", response_class=HTMLResponse)
-def report_run(request: Request, run_id: str) -> HTMLResponse:
+@router.get("/api/runs/{run_id}/report", response_class=HTMLResponse,
+            responses={404: {"description": "no such run", "content": JSON_MESSAGE},
+                       409: {"description": "no step yet", "content": JSON_MESSAGE}})
+def report_run(job: JobDep) -> HTMLResponse:
     """A self-contained interactive HTML report of a run (plotly.js embedded)."""
-    job = _job(request, run_id)
     record = job.record()
     if not record["steps"]:
         raise HTTPException(409, "the run has no recorded step yet")
@@ -85,7 +75,7 @@ def report_run(request: Request, run_id: str) -> HTMLResponse:
 
 
 @router.post("/api/report", response_class=HTMLResponse)
-def report_record(record: dict = Body(...)) -> HTMLResponse:
+def report_record(record: RecordBody) -> HTMLResponse:
     """The same report for an uploaded (e.g. imported) run record."""
     try:
         normalized = validate_record(record)
@@ -97,8 +87,8 @@ def report_record(record: dict = Body(...)) -> HTMLResponse:
         "content-disposition": 'attachment; filename="backproplab-report.html"'})
 
 
-@router.post("/api/runs/import", response_class=StrictJSONResponse)
-def import_run(record: dict = Body(...)) -> StrictJSONResponse:
+@router.post("/api/runs/import", response_model=RunRecord, response_class=StrictJSONResponse)
+def import_run(record: RecordBody) -> StrictJSONResponse:
     """Validate an uploaded run record (422 names the bad field) and return it normalized."""
     try:
         return StrictJSONResponse(validate_record(record))
