@@ -156,3 +156,29 @@ def test_cli_lists_and_rejects_unknown_names(capsys):
     assert "schoenholz2017" in capsys.readouterr().out
     assert main(["experiment", "nope", "--out", "/tmp/never"]) == 2
     assert "unknown experiment 'nope'" in capsys.readouterr().err
+
+
+ISOLATED = r"""
+import importlib.abc, sys
+BLOCKED = {"fastapi", "starlette", "pydantic", "pydantic_core", "pydantic_settings",
+           "uvicorn", "plotly", "httpx"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+from backproplab.experiments import run_experiment
+result = run_experiment("chen2016", quick=True)
+assert result["passed"] and result["figures"]
+print("isolated ok")
+"""
+
+
+def test_experiments_run_without_web_packages_or_plotly():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", ISOLATED], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "isolated ok" in proc.stdout

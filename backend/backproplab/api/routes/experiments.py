@@ -138,10 +138,9 @@ def job_status(job: JobDep) -> JobStatus:
 
 @router.delete("/api/experiments/jobs/{job_id}", response_model=JobStatus,
                responses=NOT_FOUND)
-def cancel_job(job: JobDep) -> JobStatus:
+def cancel_job(job: JobDep, jobs: ExperimentJobsDep) -> JobStatus:
     """Cancel a queued or running experiment."""
-    if job.status in ("queued", "running"):
-        job.cancel.set()
+    jobs.cancel(job.id)
     return JobStatus(**job.progress())
 
 
