@@ -125,3 +125,21 @@ def test_the_labs_dataset_menu_offers_the_real_data_sets_and_runs_digits(page, s
     page.wait_for_function("() => (document.getElementById('plot-flow').data?.[0]?.x?.length"
                            " ?? 0) === 4")
     assert page.errors == []
+
+
+def test_the_html_report_draws_every_figure_offline(page, server):
+    job = httpx.post(f"{server.url}/api/experiments/chen2016/jobs", json={"quick": True}).json()
+    for _ in range(600):
+        status = httpx.get(f"{server.url}/api/experiments/jobs/{job['id']}").json()
+        if status["status"] != "running":
+            break
+        page.wait_for_timeout(100)
+    assert status["status"] == "done", status
+    html = httpx.get(f"{server.url}/api/experiments/jobs/{job['id']}/report").text
+    page.route("**/*", lambda route: route.abort())  # nothing may be fetched
+    page.set_content(html)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 1")
+    rows = page.locator("table tbody tr")
+    assert rows.count() == 3
+    assert rows.nth(0).locator("b").text_content() == "PASS"
+    assert page.errors == []
