@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from ..engines.xp import NumpyXP
-from ..model.activations import activation, derivative
+from ..model.activations import ACTIVATIONS
 from ..theory.meanfield import chi1, q_star
+from ..xp import NUMPY
 
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(64)  # weight e^{−z²/2}
 _WEIGHTS = _WEIGHTS / math.sqrt(2.0 * math.pi)
@@ -38,7 +38,7 @@ def correlation_fixed_point(act: str, sigma_w2: float, sigma_b2: float,
     q = float(q_star(act, sigma_w2, sigma_b2))
     if q == 0.0 or not math.isfinite(q) or float(chi1(act, sigma_w2, q)) <= 1.0:
         return 1.0
-    phi = lambda u: activation(act, u, NumpyXP)
+    phi = lambda u: ACTIVATIONS[act].phi(u, NUMPY)
     c = 0.5
     for _ in range(iterations):
         new = min(1.0, (sigma_w2 * _pair_mean(phi, q, c) + sigma_b2) / q)
@@ -53,7 +53,7 @@ def xi_c(act: str, sigma_w2: float, sigma_b2: float) -> float:
     """ξ_c = −1/ln χ_c (inf at criticality)."""
     q = float(q_star(act, sigma_w2, sigma_b2))
     c = correlation_fixed_point(act, sigma_w2, sigma_b2)
-    dphi = lambda u: derivative(act, u, NumpyXP)
+    dphi = lambda u: ACTIVATIONS[act].dphi(u, NUMPY)
     chi_c = sigma_w2 * _pair_mean(dphi, q, c)
     if chi_c <= 0.0:
         return 0.0

@@ -14,9 +14,16 @@ import numpy as np
 from ..engines import Cancelled, iter_steps, make_engine
 from ..engines.jacobian import singular_values
 from ..engines.runner import step_record, theory_for
-from ..engines.xp import NumpyXP
-from ..model.activations import derivative
-from ..model.spec import spec_from_dict
+from ..model.activations import ACTIVATIONS
+from ..model.spec import RecordSpec, RunSpec
+from ..xp import NUMPY
+
+
+def spec_from_dict(config: dict[str, Any]) -> RunSpec:
+    """A task's run config (plain JSON: the record settings as a dict) as a RunSpec."""
+    values = dict(config)
+    values["record"] = RecordSpec(**values.get("record", {}))
+    return RunSpec(**values)
 
 
 def train(config: dict, cancel: threading.Event | None = None) -> dict[str, Any]:
@@ -56,7 +63,7 @@ def layers_at_init(config: dict, examples: int = 8,
         W = weights[index + 1]
         values = []
         for e in range(min(examples, zs[index + 1].shape[0])):
-            d = derivative(spec.activation, zs[index + 1][e], NumpyXP)
+            d = ACTIVATIONS[spec.activation].dphi(zs[index + 1][e], NUMPY)
             values.append(float(np.mean(np.linalg.svd(d[:, None] * W, compute_uv=False))))
         mean_sv.append(float(np.mean(values)))
     hidden = record["layers"][:spec.depth]
