@@ -60,6 +60,7 @@ def test_quick_glorot_from_the_page_shows_the_apis_numbers(page, server):
     page.wait_for_selector("#exp-list button, .exp-list button")
     assert page.locator("#exp-title").text_content().startswith("Glorot & Bengio 2010")
     assert page.locator("#exp-quick").is_checked()  # quick by default
+    assert page.locator("#page-lab").is_hidden()  # one page at a time
     assert page.evaluate("() => document.getElementById('exp-progress').value") == 0
     # every value the bar shows, sampled in the page
     page.evaluate("""() => { window.barSeen = [];
