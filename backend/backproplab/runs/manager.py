@@ -14,10 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ..engines import Cancelled, first_nonfinite, iter_steps, make_engine, theory_for
 from ..engines.runner import environment
 from ..model.spec import RunSpec
 from ..settings import Settings
+from .codec import encode
 from .store import RunStore, new_run_id
 
 _THEORY = ThreadPoolExecutor(max_workers=1, thread_name_prefix="theory")
@@ -38,6 +41,15 @@ def store_for(settings: Settings) -> RunStore:
     """The store at BACKPROPLAB_DATA_DIR (":memory:" keeps nothing)."""
     return RunStore(settings.data_dir, max_bytes=settings.max_store_bytes,
                     sync=settings.store_sync)
+
+
+class StepFrame(dict):
+    """A step frame {"type": "step", "run": id, **record} that carries its strict JSON
+    text, made from the bytes the store keeps, so the sender need not encode it again."""
+
+    def __init__(self, run_id: str, record: dict[str, Any], body: bytes):
+        super().__init__(type="step", run=run_id, **record)
+        self.text = (b'{"type":"step","run":' + orjson.dumps(run_id) + b"," + body[1:]).decode()
 
 
 # what the store calls a job's ending
@@ -204,9 +216,10 @@ class Job:
             for record in iter_steps(self.spec, self.cancel, engine, before_step=before):
                 record, now_diverged = with_overflow_marker(record, diverged)
                 turned, diverged = now_diverged and not diverged, now_diverged
-                self.store.append_steps(self.id, [record])  # committed before it is shown
+                body = encode(record)  # once, for the store and the stream
+                self.store.append_encoded(self.id, [(record, body)])  # committed, then shown
                 self.steps_recorded += 1
-                self.sink.put({"type": "step", "run": self.id, **record}, keep=first or turned)
+                self.sink.put(StepFrame(self.id, record, body), keep=first or turned)
                 if first:
                     self._theory_future = _THEORY.submit(self._publish_theory)
                 first = False

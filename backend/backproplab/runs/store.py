@@ -310,7 +310,12 @@ class RunStore:
 
     def append_steps(self, run_id: str, steps: Iterable[dict[str, Any]]) -> int:
         """Store recorded steps, in order, in one transaction; returns the step count."""
-        encoded = [(s, encode(s), encode(brief(s))) for s in steps]
+        return self.append_encoded(run_id, [(s, encode(s)) for s in steps])
+
+    def append_encoded(self, run_id: str, steps: list[tuple[dict[str, Any], bytes]]) -> int:
+        """The same, for steps already encoded with `codec.encode` (a live job encodes
+        each step once, for the store and the stream)."""
+        encoded = [(s, body, encode(brief(s))) for s, body in steps]
         with self._transaction() as conn:
             row = conn.execute("SELECT seq, step_count, bytes, summary FROM runs WHERE id=?",
                                (run_id,)).fetchone()
