@@ -40,7 +40,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	cd benchmarks && for b in tape_vs_torch jacobian_modes probe_overhead phase_sweep \
-	  stream_latency load; do ../$(PY) $$b.py || exit 1; done
+	  stream_latency load store; do ../$(PY) $$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

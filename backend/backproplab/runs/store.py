@@ -48,6 +48,8 @@ Source = Literal["live", "headless", "imported", "watched", "experiment"]
 Status = Literal["running", "done", "stopped", "interrupted", "error"]
 MEMORY = ":memory:"
 FILENAME = "runs.sqlite3"
+PAGE_SIZE = 65536
+WAL_CHECKPOINT_PAGES = 640  # × 64 KiB = 40 MiB
 EXPORT_BATCH_BYTES = 4 * 1024 * 1024  # step rows fetched per query while exporting
 IMPORT_BATCH_BYTES = 4 * 1024 * 1024  # steps committed per transaction while importing
 # this process: a run whose owner is this token is ours, whatever the pid says
@@ -221,10 +223,18 @@ class RunStore:
             auto_vacuum = self._writer.execute("PRAGMA auto_vacuum").fetchone()[0]
             fresh = self._writer.execute(
                 "SELECT count(*) FROM sqlite_master WHERE name='runs'").fetchone()[0] == 0
-            if fresh and auto_vacuum != 2:  # freed pages go back to the file system
-                self._writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            if fresh:
+                # steps are blobs of up to ~1 MB: 64 KiB pages write them in a few pages
+                # rather than hundreds (benchmarks/store.py: ~2x faster inserts)
+                self._writer.execute(f"PRAGMA page_size={PAGE_SIZE}")
+                if auto_vacuum != 2:  # freed pages go back to the file system
+                    self._writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
             if not self.memory:
                 self._writer.execute("PRAGMA journal_mode=WAL")
+                # copy the WAL into the database every ~40 MB rather than every 4 MB:
+                # fewer checkpoints (each one an fsync) while a large run streams in
+                self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+                self._writer.execute("PRAGMA journal_size_limit=67108864")
             self._writer.executescript(_SCHEMA)
         self.interrupted = self.mark_interrupted()
         self.prune()
