@@ -334,3 +334,14 @@ def test_compare_lists_differing_config_fields_with_their_values(store):
     assert out["runs"][0]["series"]["loss"] == [1.0, 1 / 3, 1 / 5]
     assert config_fields([{"a": 1}, {}]) == [{"field": "a", "values": [1, None],
                                               "differs": True}]
+
+
+def test_short_lived_threads_do_not_pile_up_connections(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create(CONFIG, "live")
+    for _ in range(50):  # like job threads, one after the other
+        t = threading.Thread(target=lambda: store.get(run_id))
+        t.start()
+        t.join()
+    assert len(store._readers) == 1
+    store.close()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import queue
 import secrets
 import socket
 import sqlite3
@@ -199,7 +200,8 @@ class NotFound(KeyError):
 
 class RunStore:
     """The run store. Thread-safe: writers take turns, one short transaction each;
-    readers (file mode) each have their own connection and never wait for a writer."""
+    readers (file mode) take a pooled connection of their own and never wait for a
+    writer. As many reader connections stay open as were ever in use at once."""
 
     def __init__(self, location: str | Path = MEMORY, max_bytes: int | None = None,
                  sync: Literal["normal", "full"] = "normal"):
@@ -213,7 +215,8 @@ class RunStore:
             folder.mkdir(parents=True, exist_ok=True)
             self.path = folder / FILENAME
         self._write_lock = threading.RLock()
-        self._local = threading.local()
+        # reader connections are pooled, not kept per thread: job threads come and go
+        self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._writer = self._connect()
@@ -250,21 +253,24 @@ class RunStore:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """A connection to read with: this thread's own in file mode (WAL readers do not
-        wait for the writer), the one connection under the lock in memory mode."""
+        """A connection to read with: an idle one from the pool in file mode (WAL readers
+        do not wait for the writer), the one connection under the lock in memory mode."""
         if self.closed:
             raise RuntimeError("the run store is closed")
         if self.memory:
             with self._write_lock:
                 yield self._writer
             return
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        try:
+            conn = self._idle_readers.get_nowait()
+        except queue.Empty:
             conn = self._connect()
-            self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
-        yield conn
+        try:
+            yield conn
+        finally:
+            self._idle_readers.put(conn)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
