@@ -193,3 +193,47 @@ def test_an_unknown_run_in_a_compare_link_is_named(page, server, two_runs):
     page.wait_for_function("() => document.getElementById('compare-title')?"
                            ".textContent.startsWith('Could not compare')")
     assert "no stored run 'nope'" in page.locator("#compare-title").text_content()
+
+
+def test_pages_of_the_history_and_the_name_filter(page, server):
+    store = server.manager.store
+    for run in store.list(limit=500):
+        store.delete(run["id"])
+    ids = [store.create({**XAVIER, "seed": i}, "imported", name=f"seed {i}") for i in range(30)]
+    for run_id in ids:
+        store.finish(run_id, "done")
+    page.goto(f"{server.url}/#page=runs")
+    page.wait_for_selector(f"tr[data-run='{ids[-1]}']")
+    first = page.locator("#runs-rows tr").evaluate_all("rows => rows.map(r => r.dataset.run)")
+    assert first == ids[::-1][:25]
+    assert page.locator("#runs-newer").is_disabled()
+    page.locator("#runs-older").click()
+    page.wait_for_selector(f"tr[data-run='{ids[0]}']")
+    second = page.locator("#runs-rows tr").evaluate_all("rows => rows.map(r => r.dataset.run)")
+    assert second == ids[::-1][25:]
+    assert page.locator("#runs-count").text_content() == "runs 26–30 of 30"
+    assert page.locator("#runs-older").is_disabled()
+    page.locator("#runs-newer").click()
+    page.wait_for_selector(f"tr[data-run='{ids[-1]}']")
+    page.locator("#runs-name").fill("seed 2")
+    page.wait_for_function("() => document.querySelectorAll('#runs-rows tr').length === 11")
+    shown = page.locator("#runs-rows .run-name").evaluate_all("els => els.map(e => e.value)")
+    assert shown == ["seed 29", "seed 28", "seed 27", "seed 26", "seed 25", "seed 24",
+                     "seed 23", "seed 22", "seed 21", "seed 20", "seed 2"]
+    assert parse_qs(urlsplit(page.url).fragment)["runs.name"] == ["seed 2"]
+    assert page.errors == []
+
+
+def test_the_compare_report_downloads_with_both_runs(page, server, two_runs, tmp_path):
+    xavier, he = two_runs
+    page.goto(f"{server.url}/#page=runs&runs.compare={xavier},{he}")
+    page.wait_for_function(
+        "() => (document.getElementById('compare-flow-plot')?.data || []).length === 2")
+    with page.expect_download() as info:
+        page.locator("#compare-report").click()
+    path = tmp_path / "compare.html"
+    info.value.save_as(path)
+    text = path.read_text()
+    assert "2 runs compared" in text and "Xavier" in text and he in text
+    assert "init (differs)" in text and "lr (differs)" in text
+    assert 'src="http' not in text
