@@ -345,3 +345,33 @@ def test_short_lived_threads_do_not_pile_up_connections(tmp_path):
         t.join()
     assert len(store._readers) == 1
     store.close()
+
+
+def test_ten_thousand_runs_list_in_pages_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    store = RunStore(tmp_path)
+    config = encode(CONFIG)
+    with store._transaction() as conn:  # 10 000 index rows at once (create() is per run)
+        conn.executemany(
+            "INSERT INTO runs (id, created, updated, source, schema, config, config_hash, "
+            "status, step_count, bytes, summary, environment, theory) "
+            "VALUES (?, ?, ?, 'live', 'backproplab.run/1', ?, 'h', 'done', 1, 100, ?, "
+            "'null', 'null')",
+            [(f"run{i:05d}", i, i, config, encode({"final_loss": i / 10})) for i in range(10_000)])
+    t0 = time.perf_counter()
+    newest = store.list(limit=50)
+    first_page = time.perf_counter() - t0
+    assert [r["id"] for r in newest] == [f"run{i:05d}" for i in range(9_999, 9_949, -1)]
+    assert newest[0]["summary"]["final_loss"] == 999.9
+    assert first_page < 0.25  # ~1 ms on an idle machine (benchmarks/store.py)
+    tracemalloc.start()
+    seen, page = 0, store.list(limit=500)
+    while page:
+        seen += len(page)
+        page = store.list(limit=500, before=page[-1]["id"])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert seen == 10_000 and store.count() == 10_000
+    assert peak < 8 * 2**20  # a page at a time, never the whole index
+    store.close()

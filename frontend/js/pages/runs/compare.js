@@ -126,6 +126,8 @@ export class CompareView {
   overlaid(data) {
     const flow = h('div', { class: 'plot wide', id: 'compare-flow-plot' });
     const loss = h('div', { class: 'plot wide', id: 'compare-loss-plot' });
+    this.flow.classList.remove('side');
+    this.loss.classList.remove('side');
     this.flow.replaceChildren(flow);
     this.loss.replaceChildren(loss);
     const flowTraces = [];
@@ -155,6 +157,8 @@ export class CompareView {
   sideBySide(data) {
     this.flow.replaceChildren();
     this.loss.replaceChildren();
+    this.flow.classList.add('side'); // laid out before drawing: each plot takes its cell
+    this.loss.classList.add('side');
     for (const run of data.runs) {
       const flow = h('div', { class: 'plot', 'data-run': run.id });
       const loss = h('div', { class: 'plot', 'data-run': run.id });
@@ -163,8 +167,6 @@ export class CompareView {
       if (run.last) new FlowView(flow).render({ theory: null }, lastAsStep(run.last));
       new LossView(loss).render({ steps: asSteps(run.series) });
     }
-    this.flow.classList.add('side');
-    this.loss.classList.add('side');
   }
 
   async downloadReport() {
