@@ -93,3 +93,14 @@ def test_the_compare_report_draws_the_stored_numbers(tmp_path, data_dir):
                                         record["steps"][-1]["layers"]]
         assert list(loss.data[i].y) == [s["loss"] for s in record["steps"]]
     store.close()
+
+
+def test_a_store_that_cannot_be_opened_is_said_in_words(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "not-a-db"
+    bad.mkdir()
+    (bad / "runs.sqlite3").write_bytes(b"this is not an SQLite database, not at all" * 100)
+    monkeypatch.setenv("BACKPROPLAB_DATA_DIR", str(bad))
+    assert main(["runs", "list"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot open the run store in {bad}" in err and "BACKPROPLAB_DATA_DIR" in err
+    assert "Traceback" not in err

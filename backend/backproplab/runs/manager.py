@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -37,10 +38,19 @@ def with_overflow_marker(record: dict[str, Any], diverged: bool) -> tuple[dict[s
     return {**record, "overflow": {"step": record["step"], "layer": bad}}, True
 
 
+class StoreUnavailable(RuntimeError):
+    """The run store cannot be opened (a folder not writable, a file not a database)."""
+
+
 def store_for(settings: Settings) -> RunStore:
     """The store at BACKPROPLAB_DATA_DIR (":memory:" keeps nothing)."""
-    return RunStore(settings.data_dir, max_bytes=settings.max_store_bytes,
-                    sync=settings.store_sync)
+    try:
+        return RunStore(settings.data_dir, max_bytes=settings.max_store_bytes,
+                        sync=settings.store_sync)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreUnavailable(f"cannot open the run store in {settings.data_dir}: {exc} "
+                               f"(setting BACKPROPLAB_DATA_DIR; ':memory:' keeps "
+                               f"nothing)") from None
 
 
 class StepFrame(dict):
