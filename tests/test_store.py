@@ -17,7 +17,7 @@ from backproplab.engines import run as train
 from backproplab.model.spec import RunSpec
 from backproplab.runs.codec import encode
 from backproplab.runs.compare import compare, config_fields
-from backproplab.runs.store import NotFound, RunStore, config_hash
+from backproplab.runs.store import EXPORT_BATCH_BYTES, NotFound, RunStore, config_hash
 from conftest import strict_loads
 
 CONFIG = {"depth": 2, "width": 3, "activation": "tanh", "record": {"every": 1}}
@@ -374,4 +374,33 @@ def test_ten_thousand_runs_list_in_pages_in_bounded_memory(tmp_path):
     tracemalloc.stop()
     assert seen == 10_000 and store.count() == 10_000
     assert peak < 8 * 2**20  # a page at a time, never the whole index
+    store.close()
+
+
+def test_a_large_export_streams_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    store = RunStore(tmp_path)
+    wide = step(0, 0.5, [0.1 * (i + 1) for i in range(1000)])
+    for layer_record in wide["layers"]:  # a step about as large as a real 1000-layer one
+        layer_record["delta_sample"] = [0.123456789] * 64
+    run_id = store.create(CONFIG, "live")
+    bodies = []
+    for i in range(24):
+        s = {**wide, "step": i}
+        bodies.append(encode(s))
+        store.append_encoded(run_id, [(s, bodies[-1])])
+    store.finish(run_id, "done")
+    size = sum(len(b) for b in bodies)
+    assert size > 20 * 2**20
+    tracemalloc.start()
+    total, pieces = 0, 0
+    for chunk in store.export_chunks(run_id):
+        total += len(chunk)
+        pieces += 1
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert pieces == 24 + 2 and total == size + 23 + len(store._head(run_id)[3]) + 12
+    # a batch of rows (EXPORT_BATCH_BYTES) at a time, never the whole run
+    assert peak < 2 * EXPORT_BATCH_BYTES + 2**20 < size / 2
     store.close()
