@@ -191,7 +191,6 @@ class Job:
         self.cancel = threading.Event()
         self.control = Control(paused=paused)
         self.steps_recorded = 0
-        self._released = False
         self.status = "running"
         self.error: str | None = None
         self.theory: dict | None = None
@@ -205,6 +204,7 @@ class Job:
     def _main(self) -> None:
         diverged = False
         started = time.monotonic()
+        status, error, final = "running", None, None
         stored = False
         try:
             self.store.create(self.config or self.spec.to_dict(), self.source, run_id=self.id)
@@ -236,47 +236,45 @@ class Job:
             future = getattr(self, "_theory_future", None)
             if future is not None and not future.cancelled():
                 future.result()  # a finished record always carries its theory
-            self.status = "done"
-            self._store_ending(stored)
-            self._release()  # the slot is free when the client hears "done"
-            self.sink.put({"type": "done", "id": self.id, "steps": self.steps_recorded},
-                          keep=True)
+            status = "done"
+            final = {"type": "done", "id": self.id, "steps": self.steps_recorded}
         except Cancelled:
-            self.status = "cancelled"
+            status = "cancelled"
         except (ValueError, TimeoutError) as exc:
-            self.status, self.error = "error", str(exc)
-            self.sink.put({"type": "error", "code": "run_failed", "message": str(exc),
-                           "field": None}, keep=True)
+            status, error = "error", str(exc)
+            final = {"type": "error", "code": "run_failed", "message": error, "field": None}
         except Exception as exc:  # never a traceback to the client; the type is enough
-            self.status, self.error = "error", f"internal error ({type(exc).__name__})"
-            self.sink.put({"type": "error", "code": "internal", "message": self.error,
-                           "field": None}, keep=True)
+            status, error = "error", f"internal error ({type(exc).__name__})"
+            final = {"type": "error", "code": "internal", "message": error, "field": None}
         finally:
-            if self.status != "done":
-                self._store_ending(stored)
-            self._release()
+            # the slot is free before anyone can see that the run ended: a client that
+            # starts its next run on `done` (or on the finished status) is never refused
+            self.slots.release()
             if self.on_exit is not None:
                 self.on_exit(self)
+            if stored:  # the store's status is the one GET /api/runs/{id} answers
+                status, error, final = self._store_ending(status, error, final)
+            self.status, self.error = status, error
+            if final is not None:
+                self.sink.put(final, keep=True)
 
-    def _release(self) -> None:
-        if not self._released:
-            self._released = True
-            self.slots.release()
-
-    def _store_ending(self, stored: bool) -> None:
-        """done / stopped / error in the store; a run stopped before its first step
-        (a slider dragged past it) leaves nothing behind."""
-        if not stored:
-            return
+    def _store_ending(self, status: str, error: str | None,
+                      final: dict | None) -> tuple[str, str | None, dict | None]:
+        """done / stopped / error in the store (a run stopped before its first step, a
+        slider dragged past it, leaves nothing behind); a store that fails turns a done
+        run into an error."""
         try:
-            if self.status == "cancelled" and self.steps_recorded == 0:
+            if status == "cancelled" and self.steps_recorded == 0:
                 self.store.delete(self.id)
             else:
-                self.store.finish(self.id, STORED_STATUS[self.status], error=self.error,
+                self.store.finish(self.id, STORED_STATUS[status], error=error,
                                   environment=self.environment, theory=self.theory)
         except Exception as exc:  # a store that is closed (shutdown) or failing
-            if self.status == "done":
-                self.status, self.error = "error", f"run store failed ({type(exc).__name__})"
+            if status == "done":
+                error = f"run store failed ({type(exc).__name__})"
+                return "error", error, {"type": "error", "code": "internal",
+                                        "message": error, "field": None}
+        return status, error, final
 
     def _publish_theory(self) -> None:
         """Off the job thread, so a cancelled job exits at once (theory is pure NumPy)."""
