@@ -94,6 +94,13 @@ def test_history_lists_the_stored_runs_with_their_figures(page, server, two_runs
         assert cells.nth(4).text_content()[:4] == time.strftime(
             "%Y", time.localtime(stored["created"]))
     assert page.locator(f"tr[data-run='{xavier}'] .run-name").input_value() == "Xavier"
+    for kind, path in (("export", "export"), ("report", "report")):
+        link = page.locator(f"tr[data-run='{he}'] .run-{kind}")
+        assert link.get_attribute("href") == f"/api/runs/{he}/{path}"
+    with page.expect_download() as info:
+        page.locator(f"tr[data-run='{he}'] .run-export").click()
+    saved = info.value.path().read_bytes()
+    assert saved == b"".join(server.manager.store.export_chunks(he))
     assert page.errors == []
 
 

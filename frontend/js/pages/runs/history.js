@@ -99,7 +99,7 @@ export class HistoryView {
       this.updateButton();
     });
     const name = h('input', { class: 'run-name', value: run.name || '', placeholder: run.id,
-      'aria-label': `name of ${run.id}`, maxlength: 200 });
+      'aria-label': `name of ${run.id}`, maxlength: 200, title: run.note || null });
     name.addEventListener('change', () => this.rename(run, name));
     const del = h('button', { type: 'button', class: 'run-delete' }, 'Delete');
     del.addEventListener('click', () => this.remove(run, del));
@@ -115,8 +115,11 @@ export class HistoryView {
       h('td', { class: bad ? 'overflowed' : '', text: bad ? `step ${bad.step}, layer ${bad.layer}` : '—' }),
       h('td', { class: 'actions' },
         h('button', { type: 'button', class: 'run-open', onclick: () => this.open(run) }, 'Open'),
-        h('a', { class: 'button', href: `/api/runs/${encodeURIComponent(run.id)}/export`,
+        h('a', { class: 'button run-export', href: `/api/runs/${encodeURIComponent(run.id)}/export`,
           download: `backproplab-${run.id}.json` }, 'Export'),
+        run.steps ? h('a', { class: 'button run-report',
+          href: `/api/runs/${encodeURIComponent(run.id)}/report`,
+          download: `backproplab-${run.id}.html` }, 'Report') : null,
         del));
   }
 
