@@ -244,3 +244,25 @@ def test_the_compare_report_downloads_with_both_runs(page, server, two_runs, tmp
     assert "2 runs compared" in text and "Xavier" in text and he in text
     assert "init (differs)" in text and "lr (differs)" in text
     assert 'src="http' not in text
+
+
+def test_an_overflowing_run_compared_shows_gaps_and_markers(page, server, two_runs):
+    xavier, _ = two_runs
+    exploding = headless_run(server, {"activation": "tanh", "depth": 300, "width": 32,
+                                      "init": "normal", "sigma_w": 20.0, "steps": 3,
+                                      "batch_size": 8})
+    last = exported(server, exploding)["steps"][-1]
+    bad = [layer["index"] for layer in last["layers"]
+           if layer["delta_norm"] in ("NaN", "Infinity", "-Infinity")]
+    assert bad  # the run did overflow
+    page.goto(f"{server.url}/#page=runs&runs.compare={xavier},{exploding}")
+    page.wait_for_function(
+        "() => (document.getElementById('compare-flow-plot')?.data || []).length === 3")
+    traces = page.evaluate("""() => document.getElementById('compare-flow-plot').data
+        .map(t => ({name: t.name, x: t.x, y: t.y, mode: t.mode}))""")
+    line, markers = traces[1], traces[2]
+    assert [line["x"][i] for i, y in enumerate(line["y"]) if y is None] == bad  # gaps
+    assert markers["name"].endswith("NaN/∞") and markers["x"] == bad
+    row = page.locator(f"tr[data-run='{exploding}'] td.overflowed")
+    summary = server.manager.store.get(exploding)["summary"]["first_nonfinite"]
+    assert row.text_content() == f"step {summary['step']}, layer {summary['layer']}"
