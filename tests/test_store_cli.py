@@ -69,6 +69,10 @@ def test_runs_list_show_rm(tmp_path, data_dir, capsys):
     assert lines[0].split()[:5] == ["id", "name", "source", "status", "steps"]
     assert [line.split()[0] for line in lines[1:3]] == [r["id"] for r in runs]  # newest first
     assert lines[-1].startswith("2 of 2 runs in ")
+    assert main(["runs", "list", "--json", "--limit", "1"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert strict_loads(line)["id"] == runs[0]["id"]
+    assert strict_loads(line)["summary"]["final_loss"] == runs[0]["summary"]["final_loss"]
     assert main(["runs", "show", runs[0]["id"]]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["config"]["depth"] == 3 and shown["steps"] == 2

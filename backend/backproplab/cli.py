@@ -178,7 +178,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 2
     store = _open_store(args.data_dir)
     try:
-        if args.action == "list":
+        if args.action == "list" and args.json:  # one JSON object per line, for scripts
+            for run in store.list(source=args.source, name=args.name, limit=args.limit):
+                sys.stdout.write(encode(run).decode() + "\n")
+        elif args.action == "list":
             rows = [["id", "name", "source", "status", "steps", "created", "final loss",
                      "overflow"]]
             runs = store.list(source=args.source, name=args.name, limit=args.limit)
@@ -332,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "experiment"])
     runs.add_argument("--name", help="runs whose name contains this (list)")
     runs.add_argument("--limit", type=int, default=50, help="newest runs listed (list)")
+    runs.add_argument("--json", action="store_true", help="list: one JSON object per line")
     runs.add_argument("-o", "--output", help="file to export to (default: stdout)")
     runs.add_argument("--data-dir", help="the store's folder (default BACKPROPLAB_DATA_DIR)")
     runs.set_defaults(func=cmd_runs)
