@@ -22,6 +22,7 @@ export function mount(root, host) {
       history.setFilters({ source: params.source || '', name: params.name || '' });
       const ids = (params.compare || '').split(',').filter(Boolean);
       history.setSelected(ids);
+      history.pages = []; // shown again: from the newest runs
       history.load(null);
       if (ids.length >= 2) compare.load(ids); else compare.hide();
     },
