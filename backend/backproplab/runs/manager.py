@@ -103,7 +103,6 @@ class FrameSink:
         self._lock = threading.Lock()
         self._kept: deque = deque()
         self._latest: Any = None
-        self.coalesced = 0
         self._loop = loop
         self.ready = asyncio.Event() if loop is not None else None
 
@@ -119,8 +118,6 @@ class FrameSink:
                     self._latest = None
                 self._kept.append(frame)
             else:
-                if self._latest is not None:
-                    self.coalesced += 1
                 self._latest = frame
         self._wake()
 

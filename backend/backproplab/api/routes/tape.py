@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...engines.inspect import backprop_walk, jacobian_modes
 from ...model.spec import RunSpec
+from ..models import JacobianModes, TapeInspection
 from ..responses import StrictJSONResponse
 from ..schemas import Activation, Init
 
@@ -43,7 +44,8 @@ class JacobianConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
-@router.post("/api/tape/inspect", response_class=StrictJSONResponse)
+@router.post("/api/tape/inspect", response_model=TapeInspection,
+             response_class=StrictJSONResponse)
 def inspect(config: InspectConfig) -> StrictJSONResponse:
     """Graph, every backward step with its cotangents, the δ recurrence per hidden
     layer with its numbers, the gradients, and one forward-mode pass."""
@@ -51,7 +53,8 @@ def inspect(config: InspectConfig) -> StrictJSONResponse:
     return StrictJSONResponse(backprop_walk(spec, config.tangent_input))
 
 
-@router.post("/api/tape/jacobian-modes", response_class=StrictJSONResponse)
+@router.post("/api/tape/jacobian-modes", response_model=JacobianModes,
+             response_class=StrictJSONResponse)
 def jacobian(config: JacobianConfig) -> StrictJSONResponse:
     """Full Jacobian by n forward passes and by m reverse passes: counts and timings."""
     spec = RunSpec(**config.model_dump(), dataset="gaussian", steps=0)

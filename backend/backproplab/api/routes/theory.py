@@ -7,22 +7,38 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from ...engines import theory_for
 from ...theory import phase
+from ..deps import SettingsDep, run_config
+from ..models import PhaseDiagram
+from ..records import Theory
 from ..responses import StrictJSONResponse
-from .runs import _validate
+from ..schemas import RunConfig
 
 router = APIRouter(tags=["theory"])
 
 MAX_PHASE_WORK = 2e9  # grid points · width² · depth for a measured diagram
 
 
-@router.get("/api/theory", response_class=StrictJSONResponse)
-def theory(request: Request) -> StrictJSONResponse:
+def config_query_parameters() -> list[dict]:
+    """RunConfig's top-level fields as optional query parameters, for OpenAPI (the route
+    reads the query string as a whole, so that one validation names the bad field)."""
+    fields = RunConfig.model_json_schema()["properties"]
+    return [{"name": name, "in": "query", "required": False, "schema": schema,
+             "description": schema.get("description", "")}
+            for name, schema in fields.items() if name != "record"]
+
+
+@router.get("/api/theory", response_model=Theory, response_class=StrictJSONResponse,
+            openapi_extra={"parameters": config_query_parameters()},
+            responses={422: {"description": "an invalid config field, by name", "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/"
+                                                        "HTTPValidationError"}}}}})
+def theory(request: Request, settings: SettingsDep) -> StrictJSONResponse:
     """The `theory` field of a run with this config (query: any RunConfig field)."""
-    cfg = _validate(dict(request.query_params), request, loc="query")
+    cfg = run_config(dict(request.query_params), settings, loc="query")
     return StrictJSONResponse(theory_for(cfg.to_spec()))
 
 
-@router.get("/api/phase", response_class=StrictJSONResponse)
+@router.get("/api/phase", response_model=PhaseDiagram, response_class=StrictJSONResponse)
 def phase_diagram(
     activation: Literal["linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu",
                         "softplus", "elu", "selu"] = "tanh",
