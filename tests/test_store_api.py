@@ -86,7 +86,9 @@ def test_import_is_stored_and_validate_only_is_not(client):
     assert r.status_code == 200
     imported = r.headers["x-run-id"]
     assert r.headers["location"] == f"/api/runs/{imported}"
-    assert client.get(f"/api/runs/{imported}/export").content == exported
+    # stored as the import answered it (normalized), which is the record exported
+    assert client.get(f"/api/runs/{imported}/export").content == r.content
+    assert strict_loads(r.text) == strict_loads(exported.decode())
     assert client.get(f"/api/runs/{imported}").json()["source"] == "imported"
     r = client.post("/api/runs/import?store=false", content=exported,
                     headers={"content-type": "application/json"})
@@ -212,3 +214,29 @@ def test_a_long_transaction_elsewhere_blocks_neither_the_loop_nor_readers(tmp_pa
         check = sqlite3.connect(tmp_path / "runs.sqlite3")
         assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         check.close()
+
+
+def test_the_store_routes_name_their_models_and_answers_validate(client):
+    from backproplab.api import models
+
+    a = finished(client, SMALL)
+    b = finished(client, OVERFLOW)
+    spec = client.get("/openapi.json").json()
+    for method, path, model in (("get", "/api/runs", models.RunList),
+                                ("get", "/api/runs/compare", models.Comparison),
+                                ("patch", "/api/runs/{run_id}", models.RunSummary)):
+        content = spec["paths"][path][method]["responses"]["200"]["content"]
+        assert content["application/json"]["schema"] == \
+            {"$ref": f"#/components/schemas/{model.__name__}"}, path
+    listed = models.RunList.model_validate(strict_loads(client.get("/api/runs").text))
+    assert [r.id for r in listed.runs] == [b, a]
+    assert listed.runs[0].summary["final_loss"] in ("NaN", "Infinity")  # strict JSON
+    edited = client.patch(f"/api/runs/{a}", json={"name": "kept"})
+    assert models.RunSummary.model_validate(strict_loads(edited.text)).name == "kept"
+    comparison = client.get("/api/runs/compare", params={"ids": f"{a},{b}"})
+    parsed = models.Comparison.model_validate(strict_loads(comparison.text))
+    # SMALL against OVERFLOW (both tanh, float32, batch 8 by default or by choice)
+    assert {f.field for f in parsed.fields if f.differs} == {"depth", "width", "init",
+                                                             "sigma_w", "steps"}
+    state = models.RunState.model_validate(strict_loads(client.get(f"/api/runs/{a}").text))
+    assert state.name == "kept" and state.source == "headless" and state.status == "done"

@@ -97,7 +97,8 @@ def test_sigkill_mid_run_then_restart(tmp_path):
     exported = strict_loads(finished[run_id].decode())
     imported = server.client.post("/api/runs/import", content=finished[run_id],
                                   headers={"content-type": "application/json"})
-    finished[imported.headers["x-run-id"]] = finished[run_id]
+    finished[imported.headers["x-run-id"]] = imported.content  # stored as it was answered
+    assert strict_loads(imported.text) == exported
     assert server.client.patch(f"/api/runs/{run_id}", json={"name": "tanh σ_w=20"}) \
         .status_code == 200
 

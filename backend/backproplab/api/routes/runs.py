@@ -15,8 +15,7 @@ from ...runs.compare import MAX_COMPARED, compare
 from ...runs.manager import Refused
 from ...runs.store import NotFound, RunStore
 from ..deps import ConfigBody, ManagerDep, RecordBody, SettingsDep, StoreDep, as_422, run_config
-from ..models import Comparison, Message, RunEdit, RunList, RunState, RunStatus, RunSummary, \
-    Source
+from ..models import Comparison, Message, RunEdit, RunList, RunState, RunStatus, RunSummary, Source
 from ..records import RunRecord, validate_record
 from ..responses import StrictJSONResponse
 
