@@ -404,3 +404,19 @@ def test_a_large_export_streams_in_bounded_memory(tmp_path):
     # a batch of rows (EXPORT_BATCH_BYTES) at a time, never the whole run
     assert peak < 2 * EXPORT_BATCH_BYTES + 2**20 < size / 2
     store.close()
+
+
+def test_a_prepared_record_is_stored_as_put_record_stores_it(store):
+    from backproplab.runs.store import prepare_record
+
+    record = train(RunSpec(depth=3, width=8, steps=7, batch_size=8))
+    record["steps"][3]["loss"] = math.nan
+    a = store.put_record(record)
+    b = store.put_prepared(prepare_record(record), name="prepared")
+    assert b"".join(store.export_chunks(b)) == b"".join(store.export_chunks(a)) == \
+        encode(record)
+    entry_a, entry_b = store.get(a), store.get(b)
+    assert entry_b["steps"] == 7 and entry_b["bytes"] == entry_a["bytes"]
+    assert entry_b["summary"]["min_loss"] == entry_a["summary"]["min_loss"]
+    assert entry_b["summary"]["final_loss"] == record["steps"][-1]["loss"]
+    assert store.briefs(b, 3) == store.briefs(a, 3)

@@ -156,6 +156,20 @@ def _row(row: sqlite3.Row) -> dict[str, Any]:
             "config": decode(row["config"]), "summary": decode(row["summary"])}
 
 
+def prepare_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A whole record cut into what the store writes: its head (schema, config,
+    environment, theory), each step's (number, strict JSON, brief), its summary. Pure
+    CPU work, so an upload can be prepared in another process and stored here with
+    nothing left to encode."""
+    summary: dict[str, Any] = {}
+    rows = []
+    for step in record.get("steps") or ():
+        rows.append((step["step"], encode(step), encode(brief(step))))
+        summary = fold_summary(summary, step)
+    return {"head": {k: record.get(k) for k in ("schema", "config", "environment", "theory")},
+            "rows": rows, "summary": summary}
+
+
 class NotFound(KeyError):
     """No run with that id."""
 
@@ -371,23 +385,40 @@ class RunStore:
     def put_record(self, record: dict[str, Any], source: Source = "imported", *,
                    name: str | None = None, note: str | None = None,
                    status: Status = "done") -> str:
-        """Store a whole run record (an import): steps committed in batches of a few MB,
-        so a large import never holds the write lock for long; `running` until the
-        last batch is in (a kill midway leaves it `interrupted`, never half-`done`)."""
-        run_id = self.create(record.get("config") or {}, source, name=name, note=note,
-                             environment=record.get("environment"),
-                             theory=record.get("theory"),
-                             schema=record.get("schema", "backproplab.run/1"))
-        batch: list[dict] = []
-        size = 0
-        for step in record.get("steps") or ():
-            batch.append(step)
-            size += 900 * len(step.get("layers", ())) + 200  # about a layer's JSON
-            if size >= IMPORT_BATCH_BYTES:
-                self.append_steps(run_id, batch)
-                batch, size = [], 0
-        if batch:
-            self.append_steps(run_id, batch)
+        """Store a whole run record (an import), as `put_prepared` does."""
+        return self.put_prepared(prepare_record(record), source, name=name, note=note,
+                                 status=status)
+
+    def put_prepared(self, prepared: dict[str, Any], source: Source = "imported", *,
+                     name: str | None = None, note: str | None = None,
+                     status: Status = "done") -> str:
+        """Store a record cut by `prepare_record`: its rows inserted a few MB per
+        transaction, so a large import never holds the write lock for long (sqlite3 runs
+        them without the GIL); `running` until the last batch is in (a kill midway
+        leaves it `interrupted`, never half-`done`)."""
+        head = prepared["head"]
+        run_id = self.create(head.get("config") or {}, source, name=name, note=note,
+                             environment=head.get("environment"), theory=head.get("theory"),
+                             schema=head.get("schema") or "backproplab.run/1")
+        rows, start = prepared["rows"], 0
+        while start < len(rows):
+            end, size = start, 0
+            while end < len(rows) and (size < IMPORT_BATCH_BYTES or end == start):
+                size += len(rows[end][1]) + len(rows[end][2])
+                end += 1
+            with self._transaction() as conn:
+                row = conn.execute("SELECT seq, step_count, bytes FROM runs WHERE id=?",
+                                   (run_id,)).fetchone()
+                conn.executemany(
+                    "INSERT INTO steps (run, n, step, body, brief) VALUES (?,?,?,?,?)",
+                    [(row["seq"], row["step_count"] + i, number, body, step_brief)
+                     for i, (number, body, step_brief) in enumerate(rows[start:end])])
+                conn.execute("UPDATE runs SET step_count=?, bytes=?, summary=?, updated=? "
+                             "WHERE seq=?", (row["step_count"] + end - start,
+                                             row["bytes"] + size,
+                                             encode(prepared["summary"]), time.time(),
+                                             row["seq"]))
+            start = end
         self.finish(run_id, status)
         return run_id
 
