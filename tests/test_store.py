@@ -420,3 +420,16 @@ def test_a_prepared_record_is_stored_as_put_record_stores_it(store):
     assert entry_b["summary"]["min_loss"] == entry_a["summary"]["min_loss"]
     assert entry_b["summary"]["final_loss"] == record["steps"][-1]["loss"]
     assert store.briefs(b, 3) == store.briefs(a, 3)
+
+
+def test_figures_of_layers_without_some_fields():
+    from backproplab.runs.figures import fold_summary
+
+    step_record = {"step": 4, "loss": 0.25, "layers": [
+        {"name": "relu", "delta_norm": 1.0},  # no weights: no ∇W, not a non-finite value
+        {"name": "fc", "delta_norm": 2.0, "grad_w_norm": math.inf}]}
+    summary = fold_summary({}, step_record)
+    assert summary["first_nonfinite"] == {"step": 4, "layer": 1}
+    assert summary["delta_first"] == 1.0 and summary["delta_last"] == 2.0
+    assert fold_summary({}, {**step_record, "layers": step_record["layers"][:1]}) \
+        .get("first_nonfinite") is None

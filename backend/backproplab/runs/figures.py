@@ -11,6 +11,11 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def _nonfinite(v: Any) -> bool:
+    """NaN or ±Inf; a missing figure (a watched module without weights) is not."""
+    return isinstance(v, float) and not math.isfinite(v)
+
+
 def brief(step: dict[str, Any]) -> dict[str, Any]:
     """What the history and the comparison draw: loss, accuracy, ‖δ(l)‖ per layer."""
     return {"step": step["step"], "loss": step.get("loss"), "accuracy": step.get("accuracy"),
@@ -35,9 +40,10 @@ def fold_summary(summary: dict[str, Any], step: dict[str, Any]) -> dict[str, Any
         if marker:
             out["first_nonfinite"] = {"step": marker["step"], "layer": marker["layer"]}
         else:
-            for layer in layers:
-                if not (_finite(layer.get("delta_norm")) and _finite(layer.get("grad_w_norm"))):
-                    out["first_nonfinite"] = {"step": step["step"], "layer": layer["index"]}
+            for i, layer in enumerate(layers):
+                if _nonfinite(layer.get("delta_norm")) or _nonfinite(layer.get("grad_w_norm")):
+                    out["first_nonfinite"] = {"step": step["step"],
+                                              "layer": layer.get("index", i)}
                     break
     hidden = [layer for layer in layers if layer.get("kind") != "output"] or layers
     if hidden:
