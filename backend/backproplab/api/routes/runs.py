@@ -6,12 +6,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ...engines.runner import SCHEMA
 from ...report import compare_report_html, report_html
 from ...runs.codec import encode
 from ...runs.compare import MAX_COMPARED, compare
+from ...runs.jsonl import RecordFormatError, parse_record
 from ...runs.manager import Refused
 from ...runs.store import NotFound, RunStore
 from ..deps import ConfigBody, ManagerDep, RecordBody, SettingsDep, StoreDep, as_422, run_config
@@ -181,19 +184,32 @@ def report_record(record: RecordBody) -> HTMLResponse:
         "content-disposition": 'attachment; filename="backproplab-report.html"'})
 
 
-@router.post("/api/runs/import", response_model=RunRecord, response_class=StrictJSONResponse)
-def import_run(record: RecordBody, store: StoreDep,
-               keep: Annotated[bool, Query(alias="store",
-                                           description="false: validate only")] = True
-               ) -> StrictJSONResponse:
-    """Validate an uploaded run record (422 names the bad field), store it (source
-    "imported"; its id in the `x-run-id` header) and return it normalized."""
+def import_body(body: bytes, store: RunStore, keep: bool) -> StrictJSONResponse:
+    """One JSON document or JSON lines, validated and normalized (a 422 in words), and
+    stored unless `keep` is false (a watched model's record with source "watched")."""
     try:
-        normalized = validate_record(record)
+        normalized = validate_record(parse_record(body))
+    except RecordFormatError as exc:
+        raise HTTPException(422, str(exc)) from None
     except ValidationError as exc:
         raise as_422(exc) from None
     if not keep:
         return StrictJSONResponse(normalized)
-    run_id = store.put_record(normalized, "imported")
+    watched = (normalized.get("config") or {}).get("source") == "watched"
+    run_id = store.put_record(normalized, "watched" if watched else "imported")
     return StrictJSONResponse(normalized, headers={"x-run-id": run_id,
                                                    "location": f"/api/runs/{run_id}"})
+
+
+@router.post("/api/runs/import", response_model=RunRecord, response_class=StrictJSONResponse,
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": {"$ref": "#/components/schemas/RunRecord"}}}}})
+async def import_run(request: Request, store: StoreDep,
+                     keep: Annotated[bool, Query(alias="store",
+                                                 description="false: validate only")] = True
+                     ) -> StrictJSONResponse:
+    """Validate an uploaded run record (422 names the bad field), store it (source
+    "imported", or "watched"; its id in the `x-run-id` header) and return it normalized:
+    one JSON document, or the JSON lines backproplab.watch writes (even cut short by a
+    killed script); a watched model's record comes back in its own schema."""
+    return await run_in_threadpool(import_body, await request.body(), store, keep)
