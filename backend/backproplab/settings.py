@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024,
                                 description="largest HTTP request body (imports)")
     max_connections: int = Field(200, ge=1, description="uvicorn --limit-concurrency")
+    max_watched_runs: int = Field(16, ge=1, description="watched runs (pushed by "
+                                                       "backproplab.watch) kept in memory")
     data_dir: str = Field(default_factory=default_data_dir,
                           description='where the run store lives (":memory:" keeps nothing)')
     max_store_bytes: int = Field(2 * 1024**3, ge=1024 * 1024,
