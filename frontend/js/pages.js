@@ -14,6 +14,7 @@ export const PAGES = [
   { name: 'lab', title: 'Lab' },
   { name: 'runs', title: 'Runs', module: './pages/runs/index.js' },
   { name: 'watch', title: 'Watch', module: './pages/watch/index.js' },
+  { name: 'experiments', title: 'Experiments', module: './pages/experiments/index.js' },
 ];
 
 export function pageNamed(name) {
