@@ -66,8 +66,6 @@ export class Pages {
       this.root(this.current).hidden = true;
       this.mounted.get(this.current)?.hide();
       this.onShow(this.current, false);
-    } else if (!this.current) { // the first page shown: the others (the Lab too) hide
-      for (const p of PAGES) if (p.name !== page.name) this.onShow(p.name, false);
     }
     this.current = page.name;
     for (const b of this.nav.querySelectorAll('button')) {
