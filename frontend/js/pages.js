@@ -13,6 +13,7 @@
 export const PAGES = [
   { name: 'lab', title: 'Lab' },
   { name: 'cost', title: 'Cost', module: './pages/cost/index.js' },
+  { name: 'runs', title: 'Runs', module: './pages/runs/index.js' },
   { name: 'watch', title: 'Watch', module: './pages/watch/index.js' },
   { name: 'experiments', title: 'Experiments', module: './pages/experiments/index.js' },
 ];
