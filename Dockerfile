@@ -1,4 +1,4 @@
-# backproplab: docker build -t backproplab . && docker run -p 8000:8000 backproplab
+# backproplab: docker build -t backproplab . && docker run -p 8000:8000 -v backproplab-runs:/data backproplab
 # GPU: docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu124 \
 #        -t backproplab:gpu . && docker run --gpus all -p 8000:8000 backproplab:gpu
 FROM debian:bookworm-slim AS build
@@ -31,7 +31,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 libgomp
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 \
     BACKPROPLAB_HOST=0.0.0.0 BACKPROPLAB_PORT=8000 \
-    BACKPROPLAB_ALLOWED_HOSTS='["*"]'
+    BACKPROPLAB_ALLOWED_HOSTS='["*"]' \
+    BACKPROPLAB_DATA_DIR=/data
+# the run store (runs.sqlite3): mount a volume here to keep runs across containers
+RUN mkdir -p /data && chown app:app /data
+VOLUME ["/data"]
 USER app
 WORKDIR /home/app
 EXPOSE 8000

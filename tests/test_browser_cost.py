@@ -83,7 +83,7 @@ def test_a_network_the_view_cannot_compile_is_explained(page, server):
     page.goto(f"{server.url}/#page=cost&engine=torch&dtype=bfloat16&depth=2&width=4")
     status = page.locator("#view-compiled .cost-status")
     page.wait_for_function("() => document.querySelector('#view-compiled .cost-status')"
-                           ".textContent.startsWith('could not')", timeout=60_000)
+                           "?.textContent.startsWith('could not')", timeout=60_000)
     assert status.text_content() == ("could not measure this network: the compiled view "
                                      "runs float32 or float64, not bfloat16")
     assert "error" in status.get_attribute("class")

@@ -13,6 +13,9 @@
 export const PAGES = [
   { name: 'lab', title: 'Lab' },
   { name: 'cost', title: 'Cost', module: './pages/cost/index.js' },
+  { name: 'runs', title: 'Runs', module: './pages/runs/index.js' },
+  { name: 'watch', title: 'Watch', module: './pages/watch/index.js' },
+  { name: 'experiments', title: 'Experiments', module: './pages/experiments/index.js' },
 ];
 
 export function pageNamed(name) {
@@ -53,6 +56,13 @@ export class Pages {
 
   async show(name, params = {}) {
     const page = pageNamed(name);
+    if (this.current === null) { // the first page shown: every other one starts hidden
+      for (const other of PAGES) {
+        if (other.name === page.name) continue;
+        this.root(other.name).hidden = true;
+        this.onShow(other.name, false);
+      }
+    }
     if (this.current && this.current !== page.name) {
       this.root(this.current).hidden = true;
       this.mounted.get(this.current)?.hide();

@@ -81,6 +81,7 @@ class StepRecord(BaseModel):
     step: int = Field(ge=0)
     loss: Num
     accuracy: Num | None = None
+    test_accuracy: Num | None = None  # on the held-out part of a real data set
     time_s: Num
     layers: list[LayerRecord] = Field(min_length=1, max_length=1001)
     jacobian_sv: list[Num] | None = Field(default=None, max_length=4096)
@@ -156,6 +157,11 @@ class RunRecord(BaseModel):
 
 def validate_record(data: Any) -> dict[str, Any]:
     """Validate an uploaded record (no compute budget: it was run elsewhere)."""
+    if isinstance(data, dict) and isinstance(data.get("config"), dict) \
+            and data["config"].get("source") == "watched":  # a watched model's record
+        from .watched_records import validate_watched
+
+        return validate_watched(data)
     record = RunRecord.model_validate(data, context={"compute_budget": math.inf})
     depth = record.config.depth
     for i, step in enumerate(record.steps):

@@ -16,10 +16,12 @@ import numpy as np
 
 from .. import __version__
 from ..model import batch
+from ..model.data import REAL
 from ..model.spec import RecordSpec, RunSpec
 from ..theory import predict
 from . import probes
 from .base import Cancelled, Engine, StepResult
+from .evaluate import held_out_accuracy
 from .jacobian import singular_values
 from .tape_engine import TapeEngine
 from .torch_engine import TorchEngine, torch_available
@@ -92,6 +94,8 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
         record["grad_norm"] = float(xp.host(result.grad_norm))
         record["clip_factor"] = 1.0 if result.clip_factor is None else \
             float(xp.host(result.clip_factor))
+    if spec.dataset in REAL:  # after this step's update, on the held-out part
+        record["test_accuracy"] = held_out_accuracy(spec, engine.params_host())
     if jacobian and result.spectrum is not None:
         record["jacobian_sv"] = [float(v) for v in result.spectrum]
     elif jacobian:
