@@ -152,7 +152,7 @@ export function mountMemory(article, host) {
   micro.className = 'cost-table';
   micro.id = 'memory-microbatches';
   micro.setAttribute('aria-label', 'Microbatches: memory and gradient');
-  const summary = cell('p', '', 'cost-summary');
+  const summary = cell('p', '', 'memory-summary');
   summary.id = 'memory-summary';
   const capped = cell('p', '', 'cost-status');
   const button = cell('button', 'Measure again');
