@@ -99,9 +99,9 @@ def test_memory_view_shows_the_measured_numbers(page, server):
 
 def test_memory_view_says_what_went_wrong(page, server):
     page.goto(f"{server.url}/#page=cost&depth=1&width=2048&batch_size=2048&steps=1")
-    status = page.locator("#view-memory .cost-status").first
+    status = page.locator("#view-memory .memory-status").first
     status.wait_for(state="visible")
-    page.wait_for_function("""() => document.querySelector('#view-memory .cost-status')
+    page.wait_for_function("""() => document.querySelector('#view-memory .memory-status')
         .textContent.includes('could not')""", timeout=60_000)
     assert "too wide to measure" in status.text_content()
 

@@ -138,7 +138,7 @@ function sentence(report) {
 }
 
 export function mountMemory(article, host) {
-  const status = cell('p', '', 'cost-status');
+  const status = cell('p', '', 'memory-status');
   status.setAttribute('role', 'status');
   status.setAttribute('aria-live', 'polite');
   const plot = document.createElement('div');
@@ -154,7 +154,7 @@ export function mountMemory(article, host) {
   micro.setAttribute('aria-label', 'Microbatches: memory and gradient');
   const summary = cell('p', '', 'memory-summary');
   summary.id = 'memory-summary';
-  const capped = cell('p', '', 'cost-status');
+  const capped = cell('p', '', 'memory-status');
   const button = cell('button', 'Measure again');
   button.type = 'button';
   article.append(status, plot, strategies, micro, summary, capped, button);
