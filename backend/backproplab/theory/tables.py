@@ -6,7 +6,8 @@ them at thousands of q values. Each is computed once, by the quadrature of
 `meanfield`, on a uniform grid in ln q, and read back by 4-point Lagrange
 interpolation of ln E[·] in ln q: both are positive and smooth in ln q for every
 activation here (interpolation error ∝ h⁴, h = 0.018 in ln q). Values of q
-outside the table are computed directly. The tables match the direct quadrature to ~5e-10 relative (tests/test_theory.py).
+outside the table are computed directly. The tables match the direct quadrature
+to ~5e-10 relative (tests/test_theory.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import functools
 
 import numpy as np
 
+from ..model.activations import ACTIVATIONS
+
 _LN_Q_MIN, _LN_Q_MAX = np.log(1e-12), np.log(1e12)
 _POINTS = 3073
 _STEP = (_LN_Q_MAX - _LN_Q_MIN) / (_POINTS - 1)
@@ -22,7 +25,6 @@ _STEP = (_LN_Q_MAX - _LN_Q_MIN) / (_POINTS - 1)
 # quadrature resolves, E[·] is no longer smooth in ln q, and it is computed directly
 SATURATING = ("tanh", "sigmoid")
 _BOUNDED_TOP = (np.log(1e4) - _LN_Q_MIN) / _STEP - 2.0
-CLOSED_FORMS = ("linear", "relu", "leaky_relu")  # exact already: nothing to tabulate
 
 
 @functools.lru_cache(maxsize=64)
@@ -49,8 +51,9 @@ def lookup(act: str, which: str, q: np.ndarray) -> np.ndarray:
 
     q = np.asarray(q, dtype=np.float64)
     direct = mean_phi2 if which == "phi2" else mean_dphi2
-    if act in CLOSED_FORMS:
-        return direct(act, q)
+    record = ACTIVATIONS[act]
+    if (record.mean_phi2 if which == "phi2" else record.mean_dphi2) is not None:
+        return direct(act, q)  # a closed form already: nothing to tabulate
     table = _table(act, which)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = (np.log(q) - _LN_Q_MIN) / _STEP

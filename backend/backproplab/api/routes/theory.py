@@ -6,6 +6,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from ...engines import theory_for
+from ...model.activations import ACTIVATION_NAMES
 from ...theory import phase
 from ..deps import SettingsDep, run_config
 from ..models import PhaseDiagram
@@ -40,8 +41,7 @@ def theory(request: Request, settings: SettingsDep) -> StrictJSONResponse:
 
 @router.get("/api/phase", response_model=PhaseDiagram, response_class=StrictJSONResponse)
 def phase_diagram(
-    activation: Literal["linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu",
-                        "softplus", "elu", "selu"] = "tanh",
+    activation: Literal[ACTIVATION_NAMES] = "tanh",
     depth: int = Query(20, ge=1, le=1000),
     grid: int = Query(24, ge=2, le=64),
     w2_min: float = Query(0.25, gt=0, le=20), w2_max: float = Query(4.0, gt=0, le=20),
@@ -58,9 +58,10 @@ def phase_diagram(
     if measured and work > MAX_PHASE_WORK:
         raise HTTPException(422, f"measured diagram too large: grid²·width²·depth = "
                                  f"{work:.3g} > {MAX_PHASE_WORK:.3g}")
-    w2 = np.linspace(w2_min, w2_max, grid)
-    b2 = np.linspace(b2_min, b2_max, grid)
-    out = {"analytic": phase.analytic(activation, w2, b2, depth)}
+    out = {"analytic": phase.analytic_grid(activation, (w2_min, w2_max), (b2_min, b2_max),
+                                           grid, depth)}  # cached: repeats cost nothing
     if measured:
+        w2 = np.linspace(w2_min, w2_max, grid)
+        b2 = np.linspace(b2_min, b2_max, grid)
         out["measured"] = phase.measured(activation, w2, b2, depth, width, batch, seed=seed)
     return StrictJSONResponse(out)
