@@ -11,7 +11,7 @@ from conftest import make_server
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SMALL = "depth=6&width=16&steps=20&batch_size=8"
-OUTPUT_OF = "el => el.parentElement.querySelector('output').textContent"
+OUTPUT_OF = "el => el.parentElement.querySelector('input.exact').value"
 PLOT_DATA = ("() => ['plot-flow', 'plot-loss', 'plot-heatmap'].map(id => JSON.stringify("
              "document.getElementById(id).data.map(t => [t.x, t.y, t.z])))")
 

@@ -27,8 +27,11 @@ def _torch_info() -> tuple[str | None, list[str]]:
 async def info(settings: SettingsDep) -> Info:
     """What this server can run, and its limits."""
     torch_version, cuda = _torch_info()
+    dtypes = {"numpy": ["float32", "float64"]}  # NumPy has no bfloat16; TF32 is a GPU mode
+    if torch_version:
+        dtypes["torch"] = ["float32", "float64", "bfloat16"] + (["tf32"] if cuda else [])
     return Info(version=__version__, python=platform.python_version(), numpy=np.__version__,
-                torch=torch_version, engines=["numpy"] + (["torch"] if torch_version else []),
+                torch=torch_version, engines=list(dtypes), dtypes=dtypes,
                 devices=["cpu"] + (["cuda"] if cuda else []), cuda_devices=cuda,
                 limits=settings.model_dump())
 
