@@ -231,7 +231,7 @@ async function importText(text, name = 'the file') {
   try {
     JSON.parse(text);
   } catch (e) {
-    return importFailed(`${name} is not a JSON file: ${jsonProblem(text, e)}`);
+    return importFailed(`${name} is not a JSON file: ${await jsonProblem(text, e)}`);
   }
   try {
     record = await transport.post('/api/runs/import', text);
@@ -248,14 +248,21 @@ function importFailed(message) {
   $('progress').lastElementChild.textContent = 'import failed';
 }
 
-/** "line 3: Expected ',' …" from JSON.parse's message (position → line). */
-function jsonProblem(text, error) {
-  const m = /position (\d+)/.exec(error.message);
-  const what = error.message.replace(/^JSON\.parse: /, '').replace(/ in JSON at position.*$/, '')
-    .replace(/ \(line \d+ column \d+\)/, '');
-  if (!m) return what;
-  const line = text.slice(0, Number(m[1])).split('\n').length;
-  return `line ${line}: ${what}`;
+/** "line 3: Unexpected token ','": the reason from JSON.parse, the position from the
+ *  server's decoder (this Chromium's message has none). */
+async function jsonProblem(text, error) {
+  const reason = error.message.replace(/^JSON\.parse: /, '').split(/, "|, \.\.\.| in JSON/)[0];
+  let at = /position (\d+)/.exec(error.message)?.[1];
+  if (at === undefined) {
+    try {
+      await transport.post('/api/runs/import', text);
+    } catch (e) {
+      const loc = e.body && Array.isArray(e.body.detail) && e.body.detail[0].loc;
+      if (loc && typeof loc[1] === 'number') at = loc[1];
+    }
+  }
+  if (at === undefined) return reason;
+  return `line ${text.slice(0, Number(at)).split('\n').length}: ${reason}`;
 }
 
 /** One sentence from a 422: the first problem and how many more. */
