@@ -394,3 +394,35 @@ def test_dead_relu_preset_kills_units_without_diverging(page, server):
     assert dead(steps[-1]) > dead(steps[0]) + 0.05
     shown = page.evaluate("() => document.getElementById('plot-activations').data[1].y")
     assert max(v for v in shown if v is not None) > 0.2
+
+
+# --- the HTML report ----------------------------------------------------------------------
+
+def test_report_prints_values_not_python_reprs(server):
+    import re
+
+    from backproplab.report import activation_figure, report_html
+
+    record = httpx.post(f"{server.url}/api/runs/import", json=_small_record(server)).json()
+    page = report_html(record)
+    visible = re.sub(r"<script.*?</script>", "", page, flags=re.S)
+    visible = re.sub(r"<[^>]+>", " ", visible)
+    for repr_ in ("None", "False", "True", "{'", "[{"):
+        assert repr_ not in visible, repr_
+    assert page.count("plotly.js v") <= 2  # the bundle once (its banner names it twice)
+    fig = activation_figure(record)
+    assert list(fig.layout.yaxis.range) == [0, 1.02]
+    assert fig.layout.yaxis2.title.text == "std a(l)" and fig.layout.legend.y < 0
+
+
+def _small_record(server):
+    import time as _time
+
+    run = httpx.post(f"{server.url}/api/runs", json={"depth": 4, "width": 8, "steps": 5,
+                                                      "batch_size": 4}).json()
+    for _ in range(200):
+        r = httpx.get(f"{server.url}/api/runs/{run['id']}/export")
+        if r.status_code == 200 and len(r.json().get("steps", [])) == 5:
+            return r.json()
+        _time.sleep(0.05)
+    raise AssertionError("the run did not finish")
