@@ -238,6 +238,10 @@ async function importText(text, name = 'the file') {
   } catch (e) {
     return importFailed(`${name} is not a backproplab run record: ${recordProblem(e)}`);
   }
+  if (record.config && record.config.source === 'watched') { // a model of your own
+    state.watchedImport = record;
+    return pageHost.go('watch', {});
+  }
   showRecord(record);
   return undefined;
 }

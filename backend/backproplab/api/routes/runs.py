@@ -5,8 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from ...report import report_html
+from ...runs.jsonl import RecordFormatError, parse_record
 from ...runs.manager import Job, Refused
 from ..deps import ConfigBody, ManagerDep, RecordBody, SettingsDep, as_422, run_config
 from ..models import Message, RunState, RunStatus
@@ -87,10 +90,21 @@ def report_record(record: RecordBody) -> HTMLResponse:
         "content-disposition": 'attachment; filename="backproplab-report.html"'})
 
 
-@router.post("/api/runs/import", response_model=RunRecord, response_class=StrictJSONResponse)
-def import_run(record: RecordBody) -> StrictJSONResponse:
-    """Validate an uploaded run record (422 names the bad field) and return it normalized."""
+def import_body(body: bytes) -> StrictJSONResponse:
+    """One JSON document or JSON lines, validated and normalized (a 422 in words)."""
     try:
-        return StrictJSONResponse(validate_record(record))
+        return StrictJSONResponse(validate_record(parse_record(body)))
+    except RecordFormatError as exc:
+        raise HTTPException(422, str(exc)) from None
     except ValidationError as exc:
         raise as_422(exc) from None
+
+
+@router.post("/api/runs/import", response_model=RunRecord, response_class=StrictJSONResponse,
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": {"$ref": "#/components/schemas/RunRecord"}}}}})
+async def import_run(request: Request) -> StrictJSONResponse:
+    """Validate an uploaded run record (422 names the bad field) and return it normalized:
+    one JSON document, or the JSON lines backproplab.watch writes (even cut short by a
+    killed script); a watched model's record comes back in its own schema."""
+    return await run_in_threadpool(import_body, await request.body())
