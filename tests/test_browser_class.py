@@ -426,3 +426,18 @@ def _small_record(server):
             return r.json()
         _time.sleep(0.05)
     raise AssertionError("the run did not finish")
+
+
+def test_relu_flow_plot_shows_the_finite_width_spread(page, server):
+    from backproplab.theory.finite_width import relu_norm_band
+
+    open_lab(page, server, "depth=20&width=32&steps=3&activation=relu&init=he_normal")
+    page.wait_for_function("() => (document.getElementById('plot-flow').data || [])"
+                           ".some(t => (t.name || '').startsWith('finite-width'))", timeout=15000)
+    data = page.evaluate("() => document.getElementById('plot-flow').data.map(t => "
+                         "({name: t.name, y: t.y}))")
+    top = next(t for t in data if t["name"] == "spread top")["y"]
+    line = next(t for t in data if t["name"] == "‖δ(l)‖ mean-field theory")["y"]
+    # at layer 0 the band spans the 19 layers above it; at the last hidden layer nothing
+    assert top[0] / line[0] == pytest.approx(relu_norm_band([32] * 19), rel=1e-9)
+    assert top[-1] / line[-1] == pytest.approx(1.0, rel=1e-12)
