@@ -121,7 +121,7 @@ def test_import_is_reachable_by_keyboard(page, server):
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.id") == "import"
-    with page.expect_file_chooser(timeout=3000):
+    with page.expect_file_chooser(timeout=10000):
         page.keyboard.press("Enter")
 
 

@@ -1,6 +1,6 @@
 // Wiring: store <-> controls <-> transport <-> views. Views only render.
 import { allowedDtypes, buildControls } from './controls.js';
-import { firstOverflow, fmt, num } from './format.js';
+import { firstOverflow, fmt, jsonErrorAt, num } from './format.js';
 import { Pages } from './pages.js';
 import { PRESETS } from './presets.js';
 import { changed, fromHash, pushStep, resetRun, shownStep, state, subscribe, toHash }
@@ -231,7 +231,7 @@ async function importText(text, name = 'the file') {
   try {
     JSON.parse(text);
   } catch (e) {
-    return importFailed(`${name} is not a JSON file: ${await jsonProblem(text, e)}`);
+    return importFailed(`${name} is not a JSON file: ${jsonProblem(text, e)}`);
   }
   try {
     record = await transport.post('/api/runs/import', text);
@@ -252,21 +252,13 @@ function importFailed(message) {
   $('progress').lastElementChild.textContent = 'import failed';
 }
 
-/** "line 3: Unexpected token ','": the reason from JSON.parse, the position from the
- *  server's decoder (this Chromium's message has none). */
-async function jsonProblem(text, error) {
+/** "line 3: Unexpected token ','": the reason from JSON.parse, the line from our own
+ *  scan (this Chromium's message names no position). */
+function jsonProblem(text, error) {
   const reason = error.message.replace(/^JSON\.parse: /, '').split(/, "|, \.\.\.| in JSON/)[0];
-  let at = /position (\d+)/.exec(error.message)?.[1];
-  if (at === undefined) {
-    try {
-      await transport.post('/api/runs/import', text);
-    } catch (e) {
-      const loc = e.body && Array.isArray(e.body.detail) && e.body.detail[0].loc;
-      if (loc && typeof loc[1] === 'number') at = loc[1];
-    }
-  }
-  if (at === undefined) return reason;
-  return `line ${text.slice(0, Number(at)).split('\n').length}: ${reason}`;
+  const at = jsonErrorAt(text);
+  if (at === null) return reason;
+  return `line ${text.slice(0, at).split('\n').length}: ${reason}`;
 }
 
 /** One sentence from a 422: the first problem and how many more. */
