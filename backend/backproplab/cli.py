@@ -1,4 +1,4 @@
-"""backproplab run | sweep | serve | report — the command line."""
+"""backproplab run | sweep | experiment | serve | report — the command line."""
 
 from __future__ import annotations
 
@@ -146,6 +146,49 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """A paper reproduction: its runs, its figures and checks → DIR/result.json, report."""
+    from .experiments import registry, run_experiment
+    from .experiments.report import write_outputs
+
+    experiments = registry()
+    if args.list or not args.name:
+        for name, ex in experiments.items():
+            print(f"{name:16s} {ex.title}")
+        return 0 if args.list else 2
+    if args.name not in experiments:
+        print(f"unknown experiment {args.name!r}; one of: {', '.join(experiments)}",
+              file=sys.stderr)
+        return 2
+    tty = sys.stderr.isatty() and not args.quiet
+    bar = Progress(1, tty)
+
+    def on_progress(done: int, total: int, task: dict) -> None:
+        bar.total = total
+        bar.update(done, task.get("label", ""))
+        if not tty and not args.quiet and done:
+            print(f"[{done}/{total}] {task.get('label', '')}", file=sys.stderr, flush=True)
+
+    try:
+        result = run_experiment(args.name, quick=args.quick, seed=args.seed,
+                                workers=args.workers, ray_address=args.ray,
+                                on_progress=on_progress, ship_code=args.ray_ship_code)
+    except ValueError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    for path in write_outputs(result, args.out, png=not args.no_png):
+        print(f"wrote {path}" if not path.startswith("(") else path)
+    for c in result["checks"]:
+        print(f"{'PASS' if c['pass'] else 'FAIL'}  {c['name']}: measured {c['measured']:.4g}, "
+              f"published {c['published']:.4g} ({c['relation']} ±{c['tolerance']:.3g})")
+    ex = result["execution"]
+    print(f"{len(result['runs'])} runs on {ex['backend']} in {ex['seconds']:.1f} s; "
+          f"{sum(c['pass'] for c in result['checks'])}/{len(result['checks'])} checks pass")
+    return 0 if result["passed"] else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -208,6 +251,25 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--html", help="also write an interactive HTML figure")
     sweep.add_argument("--png", help="also write a PNG (needs kaleido)")
     sweep.set_defaults(func=cmd_sweep)
+
+    exp = sub.add_parser("experiment", help="reproduce a paper's figure and check its numbers")
+    exp.add_argument("name", nargs="?", help="glorot2010, he2015, chen2016, schoenholz2017, "
+                                             "pennington2017 (--list)")
+    exp.add_argument("--list", action="store_true", help="list the experiments")
+    exp.add_argument("--quick", action="store_true",
+                     help="the reduced size (under a minute on 2 cores)")
+    exp.add_argument("--seed", type=int, default=0)
+    where = exp.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=0,
+                       help="a local pool of N processes (default: in this process)")
+    where.add_argument("--ray", metavar="ADDRESS",
+                       help="Ray core tasks on a cluster: 'auto' or the head's host:port")
+    exp.add_argument("--ray-ship-code", action="store_true",
+                     help="upload this backproplab to the Ray workers (runtime_env)")
+    exp.add_argument("--out", default="experiment", help="output directory")
+    exp.add_argument("--no-png", action="store_true", help="skip the PNG figures")
+    exp.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    exp.set_defaults(func=cmd_experiment)
 
     serve = sub.add_parser("serve", help="start the web app")
     serve.add_argument("--host", default=os.environ.get("BACKPROPLAB_HOST", "127.0.0.1"),

@@ -37,3 +37,12 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost", "::1", "testserver"],
         description='Host headers accepted, against DNS rebinding ("*" accepts any)')
+    # experiments (paper reproductions)
+    experiment_workers: int = Field(0, ge=0, le=256,
+                                    description="local processes per experiment "
+                                                "(0: the server's worker thread)")
+    ray_address: str = Field("", description="run experiments as Ray tasks on this cluster "
+                                             "('auto' or host:port; empty: not on Ray)")
+    max_experiments: int = Field(1, ge=1, le=64, description="experiments running at once")
+    experiment_cache_dir: str = Field("", description="keep experiment results as files "
+                                                      "here (empty: in memory)")

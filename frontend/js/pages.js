@@ -13,6 +13,7 @@
 export const PAGES = [
   { name: 'lab', title: 'Lab' },
   { name: 'watch', title: 'Watch', module: './pages/watch/index.js' },
+  { name: 'experiments', title: 'Experiments', module: './pages/experiments/index.js' },
 ];
 
 export function pageNamed(name) {

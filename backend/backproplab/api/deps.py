@@ -1,6 +1,7 @@
-"""What routes depend on, as typed aliases (`SettingsDep`, `ManagerDep`), and the
-one way a request's run config is validated (the server's compute budget, a 422
-that names the field). The only module that reads `app.state`."""
+"""What routes depend on, as typed aliases (`SettingsDep`, `ManagerDep`,
+`ExperimentJobsDep`), and the one way a request's run config is validated (the
+server's compute budget, a 422 that names the field). The only module that reads
+`app.state`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError, WithJsonSchema
 from starlette.requests import HTTPConnection
 
+from ..experiments.cache import DirectoryCache, MemoryCache
+from ..experiments.jobs import ExperimentJobs
 from ..runs.manager import RunManager
 from ..runs.watched import WatchedRuns
 from ..settings import Settings
@@ -60,3 +63,31 @@ def run_config(data: Any, settings: Settings, loc: str = "body") -> RunConfig:
         return validate_config(data, settings.compute_budget)
     except ValidationError as exc:
         raise as_422(exc, loc) from None
+
+
+def experiment_jobs(app: Any) -> ExperimentJobs:
+    """The app's experiment jobs, made from its settings on first use."""
+    jobs = getattr(app.state, "experiment_jobs", None)
+    if jobs is None:
+        s: Settings = app.state.settings
+        cache = DirectoryCache(s.experiment_cache_dir) if s.experiment_cache_dir \
+            else MemoryCache()
+        jobs = app.state.experiment_jobs = ExperimentJobs(
+            workers=s.experiment_workers, ray_address=s.ray_address or None, cache=cache,
+            max_running=s.max_experiments)
+    return jobs
+
+
+def shutdown_experiments(app: Any) -> None:
+    """Cancel the app's running experiments (on shutdown), if it ever made any."""
+    jobs = getattr(app.state, "experiment_jobs", None)
+    if jobs is not None:
+        jobs.shutdown()
+
+
+def get_experiment_jobs(conn: HTTPConnection) -> ExperimentJobs:
+    """The server's experiment jobs (paper reproductions in worker threads)."""
+    return experiment_jobs(conn.app)
+
+
+ExperimentJobsDep = Annotated[ExperimentJobs, Depends(get_experiment_jobs)]

@@ -49,7 +49,9 @@ class RunConfig(BaseModel):
     residual_scale: Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)] | \
         Literal["1/sqrt(depth)"] = 1.0
     norm: Norm = "none"
-    dataset: Literal["gaussian", "spirals", "circles", "xor"] = "gaussian"
+    dataset: Literal["gaussian", "spirals", "circles", "xor", "digits", "mnist1d"] = Field(
+        "gaussian", description="digits: scikit-learn's 8×8 digits; mnist1d: MNIST-1D "
+                                "(both 10 classes, 20% held out by the seed)")
     input_dim: int = Field(16, ge=1, le=4096, description="input size (gaussian data)")
     loss: Literal["mse", "cross_entropy"] = "mse"
     optimizer: Literal["sgd", "momentum", "adam"] = "sgd"

@@ -16,10 +16,12 @@ import numpy as np
 
 from .. import __version__
 from ..model import batch
+from ..model.data import REAL
 from ..model.spec import RecordSpec, RunSpec
 from ..theory import predict
 from . import probes
 from .base import Cancelled, Engine, StepResult
+from .evaluate import held_out_accuracy
 from .jacobian import singular_values
 from .tape_engine import TapeEngine
 from .torch_engine import TorchEngine, torch_available
@@ -73,6 +75,8 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
               for i, stats in enumerate(summary.layers())]
     record = {"step": step, "loss": float(xp.host(result.loss)), "accuracy": accuracy,
               "time_s": elapsed, "layers": layers}
+    if spec.dataset in REAL:  # after this step's update, on the held-out part
+        record["test_accuracy"] = held_out_accuracy(spec, engine.params_host())
     if jacobian:
         with engine.full_precision():
             sv = singular_values(xp, spec, engine.weights, result.zs, spec.record.jacobian_topk)
