@@ -108,7 +108,7 @@ def test_exploding_preset_shows_the_overflow_badge_and_stays_responsive(page, se
 def test_export_then_import_reproduces_the_plots(page, server, tmp_path):
     page.goto(f"{server.url}/#{SMALL}&record.jacobian_every=5")
     page.wait_for_function("() => window.backproplab?.state.status === 'done'", timeout=10000)
-    page.wait_for_timeout(400)
+    page.wait_for_timeout(1000)  # the heatmap redraws at most every 250 ms
     before = page.evaluate(PLOT_DATA)
     with page.expect_download() as info:
         page.click("#export")
@@ -120,7 +120,7 @@ def test_export_then_import_reproduces_the_plots(page, server, tmp_path):
     page.wait_for_function("() => window.backproplab?.state.status === 'done'", timeout=10000)
     page.set_input_files("#import-file", str(path))
     page.wait_for_function("() => window.backproplab.state.source === 'import'")
-    page.wait_for_timeout(600)
+    page.wait_for_timeout(1000)
     after = page.evaluate(PLOT_DATA)
     assert after == before
     assert page.locator("#ctl-depth").evaluate(OUTPUT_OF) == "6"

@@ -117,8 +117,9 @@ def test_the_seed_is_a_number_field(page, server):
 
 def test_import_is_reachable_by_keyboard(page, server):
     open_lab(page, server)
-    page.focus("#export")
-    page.keyboard.press("Tab")
+    page.wait_for_function("() => window.backproplab.state.status === 'done'", timeout=15000)
+    assert page.evaluate("() => document.getElementById('import').tagName") == "BUTTON"
+    page.focus("#report")
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.id") == "import"
     with page.expect_file_chooser(timeout=10000):

@@ -231,7 +231,10 @@ async function importText(text, name = 'the file') {
   try {
     JSON.parse(text);
   } catch (e) {
-    return importFailed(`${name} is not a JSON file: ${jsonProblem(text, e)}`);
+    // a run's JSON lines (a watched model's .jsonl): the server reads and checks each line
+    if (!looksLikeJsonLines(text)) {
+      return importFailed(`${name} is not a JSON file: ${jsonProblem(text, e)}`);
+    }
   }
   try {
     record = await transport.post('/api/runs/import', text);
@@ -244,6 +247,12 @@ async function importText(text, name = 'the file') {
   }
   showRecord(record);
   return undefined;
+}
+
+function looksLikeJsonLines(text) {
+  const lines = text.split('\n').filter((l) => l.trim());
+  if (lines.length < 2) return false;
+  try { JSON.parse(lines[0]); return true; } catch { return false; }
 }
 
 function importFailed(message) {
