@@ -96,7 +96,7 @@ def test_frames_are_throttled_while_training_runs_at_full_speed():
                     frame = strict_loads(await ws.recv())
                     count += frame["type"] == "step"
                 job = next(iter(server.manager.live))
-                return count, len(job.steps)
+                return count, job.steps_recorded
 
         frames, trained = run(go())
         assert frames <= 1.5 * 10 + 3  # ~10 per second (+ the first frame kept)
@@ -112,7 +112,7 @@ def test_slow_consumer_is_coalesced_not_buffered():
                 job = next(iter(server.manager.live))
                 sink = job.sink
                 pending = len(sink._kept) + (sink._latest is not None)
-                return pending, len(job.steps)
+                return pending, job.steps_recorded
 
         pending, trained = run(go())
         assert trained > 50

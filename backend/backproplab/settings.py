@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .runs.store import default_data_dir
 
 
 def _cores() -> int:
@@ -29,7 +32,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024,
                                 description="largest HTTP request body (imports)")
     max_connections: int = Field(200, ge=1, description="uvicorn --limit-concurrency")
-    max_stored_runs: int = Field(16, ge=1, description="run records kept in memory for export")
+    max_watched_runs: int = Field(16, ge=1, description="watched runs (pushed by "
+                                                       "backproplab.watch) kept in memory")
+    data_dir: str = Field(default_factory=default_data_dir,
+                          description='where the run store lives (":memory:" keeps nothing)')
+    max_store_bytes: int = Field(2 * 1024**3, ge=1024 * 1024,
+                                 description="run store cap: the oldest unnamed runs go first")
+    store_sync: Literal["normal", "full"] = Field(
+        "normal", description="SQLite synchronous: normal survives a killed process, "
+                              "full also a power cut (an fsync per step)")
     send_timeout: float = Field(10.0, gt=0,
                                 description="close a socket whose send blocks this long")
     allowed_origins: list[str] = Field(default_factory=list,

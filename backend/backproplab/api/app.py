@@ -19,7 +19,7 @@ from ..settings import Settings
 from ..watch.secret import ensure_secret
 from .live_protocol import PROTOCOL
 from .responses import StrictJSONResponse
-from .routes import experiments, health, info, live, runs, tape, theory, watch
+from .routes import compile, experiments, health, info, live, runs, tape, theory, watch
 from .security import BodyLimit, SecurityHeaders
 
 
@@ -67,9 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi_version = "3.0.3"
     app.state.settings = settings
     app.state.manager = manager
-    app.state.watched = WatchedRuns(max_runs=settings.max_stored_runs)  # pushed by watch()
+    app.state.watched = WatchedRuns(max_runs=settings.max_watched_runs)  # pushed by watch()
     app.state.watch_secret = ensure_secret()  # created at start if missing (0600)
-    for module in (health, info, runs, theory, tape, live, watch, experiments):
+    for module in (health, info, runs, theory, tape, compile, live, watch, experiments):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

@@ -1,4 +1,4 @@
-"""What routes depend on, as typed aliases (`SettingsDep`, `ManagerDep`,
+"""What routes depend on, as typed aliases (`SettingsDep`, `ManagerDep`, `StoreDep`,
 `ExperimentJobsDep`), and the one way a request's run config is validated (the
 server's compute budget, a 422 that names the field). The only module that reads
 `app.state`."""
@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from ..experiments.cache import DirectoryCache, MemoryCache
 from ..experiments.jobs import ExperimentJobs
 from ..runs.manager import RunManager
+from ..runs.store import RunStore
 from ..runs.watched import WatchedRuns
 from ..settings import Settings
 from .schemas import RunConfig, validate_config
@@ -44,6 +45,14 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ManagerDep = Annotated[RunManager, Depends(get_manager)]
 WatchedDep = Annotated[WatchedRuns, Depends(get_watched)]
 WatchSecretDep = Annotated[str, Depends(get_watch_secret)]
+
+
+def get_store(manager: ManagerDep) -> RunStore:
+    """The run store: every run, live, headless and imported."""
+    return manager.store
+
+
+StoreDep = Annotated[RunStore, Depends(get_store)]
 
 # Request bodies taken as plain JSON objects and validated by the route itself (under
 # the server's compute budget; a 422 with the field's path), documented as the models

@@ -82,6 +82,7 @@ class Environment(BaseModel):
     python: str | None = None
     numpy: str | None = None
     torch: str | None = None
+    jax: str | None = None
     platform: str | None = None
     engine: str | None = None
     device: str | None = None

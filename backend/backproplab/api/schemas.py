@@ -34,7 +34,8 @@ class RunConfig(BaseModel):
     """A run: network, data, optimizer, what to record."""
 
     model_config = ConfigDict(extra="forbid")
-    engine: Literal["numpy", "torch"] = "numpy"
+    engine: Literal["numpy", "torch", "jax"] = Field(
+        "numpy", description="jax: one jitted XLA computation per step")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64", "bfloat16", "tf32"] = Field(
         "float32", description="tf32: float32 tensors, TF32 matmuls (torch on CUDA)")
@@ -67,8 +68,8 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> RunConfig:
         if self.engine == "numpy" and self.device == "cuda":
-            raise ValueError("device 'cuda' needs engine 'torch'")
-        if self.engine == "numpy" and self.dtype in ("bfloat16", "tf32"):
+            raise ValueError("device 'cuda' needs engine 'torch' or 'jax'")
+        if self.engine != "torch" and self.dtype in ("bfloat16", "tf32"):
             raise ValueError(f"dtype '{self.dtype}' needs engine 'torch'")
         if self.dtype == "tf32" and self.device == "cpu":
             raise ValueError("dtype 'tf32' needs device 'cuda' (or 'auto' on a machine "

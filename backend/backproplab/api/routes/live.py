@@ -146,10 +146,12 @@ class LiveSession:
         await self.ws.close(code=code, reason=reason)
 
     async def _send(self, frame: dict) -> None:
-        if frame.get("type") == "step" and len(frame.get("layers", ())) * 900 > BIG_FRAME:
-            text = await asyncio.to_thread(encode_str, frame)
-        else:
-            text = encode_str(frame)
+        text = getattr(frame, "text", None)  # a step frame the job encoded for the store
+        if text is None:
+            if frame.get("type") == "step" and len(frame.get("layers", ())) * 900 > BIG_FRAME:
+                text = await asyncio.to_thread(encode_str, frame)
+            else:
+                text = encode_str(frame)
         await asyncio.wait_for(self.ws.send_text(text), self.settings.send_timeout)
 
     async def _send_loop(self) -> None:
