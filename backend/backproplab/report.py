@@ -72,8 +72,13 @@ def activation_figure(record: dict) -> go.Figure:
                     name="dead units", line={"color": COLORS["black"], "dash": "dot"})
     fig.add_scatter(x=x, y=[_finite(layer["a_std"]) for layer in layers], name="std a(l)",
                     line={"color": COLORS["sky"]}, yaxis="y2")
-    return _layout(fig, "Activations", xaxis_title="layer", yaxis_title="fraction",
-                   yaxis2={"overlaying": "y", "side": "right", "title": "std"})
+    # fractions on [0, 1]; std a(l) on its own right axis from 0; the legend below the
+    # plot, where it covers no label
+    return _layout(fig, "Activations", xaxis_title="layer",
+                   yaxis={"title": "fraction of units", "range": [0, 1.02]},
+                   yaxis2={"overlaying": "y", "side": "right", "title": "std a(l)",
+                           "rangemode": "tozero", "showgrid": False},
+                   legend={"orientation": "h", "y": -0.25, "x": 0})
 
 
 def loss_figure(record: dict) -> go.Figure:
@@ -126,6 +131,26 @@ def phase_figure(result: dict) -> go.Figure:
                    xaxis_title="σ_w²", yaxis_title="σ_b²")
 
 
+def _text(value) -> str:
+    """A value as a reader writes it: no Python reprs (None, False, {'k': …})."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value) or "—"
+    return str(value)
+
+
+def _rows(table: dict) -> str:
+    return "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_text(v))}</td></tr>"
+                   for k, v in table.items())
+
+
 def report_html(record: dict) -> str:
     """One self-contained HTML page: config, theory and every figure."""
     figures = [flow_figure(record), heatmap_figure(record), activation_figure(record),
@@ -135,13 +160,11 @@ def report_html(record: dict) -> str:
         figures.append(spectrum)
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0))
              for i, fig in enumerate(figures)]
-    config_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                          for k, v in (record.get("config") or {}).items())
+    config_rows = _rows(record.get("config") or {})
     theory = record.get("theory") or {}
-    theory_rows = "".join(
-        f"<tr><th>{k}</th><td>{html.escape(str(theory.get(k)))}</td></tr>"
-        for k in ("q_star", "chi1", "xi_grad", "critical_sigma_w2", "applies", "notes"))
-    env = html.escape(str(record.get("environment")))
+    theory_rows = _rows({k: theory.get(k) for k in ("q_star", "chi1", "xi_grad",
+                                                     "critical_sigma_w2", "applies", "notes")})
+    env = html.escape(_text(record.get("environment")))
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>backproplab report</title><style>
 body{{font-family:"DejaVu Sans",sans-serif;margin:1.5rem;color:#1d1d1f}}

@@ -17,50 +17,91 @@ const LABELS = {
 };
 const LOG_SCALE = new Set(['depth', 'width', 'lr', 'batch_size', 'steps', 'input_dim', 'clip',
   'delta_clip', 'checkpoint_every',
-  'every', 'jacobian_every']);
+  'every', 'jacobian_every', 'microbatches', 'hist_bins', 'delta_samples', 'jacobian_topk']);
+const NUMBER_ONLY = new Set(['seed']); // 2³¹ values: a slider position means nothing
 const RESIDUAL_SCALES = ['1/sqrt(depth)', 0.1, 0.25, 0.5, 1, 2];
-// slider ranges for fine control; larger values (allowed by the schema) come from
-// presets and links, and the value shown stays exact
+// slider ranges for fine control; the number field beside each slider takes any value
+// the schema allows (presets and links use them too)
 const UI_MAX = { sigma_w: 5, sigma_b: 2 };
-const SLIDER_STEPS = 200;
+// log sliders step through round numbers, ten a decade (≈ ×10^(1/10) each):
+// one arrow press turns lr 0.01 into 0.0125, width 250 into 300
+const MANTISSAS = [1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8];
+
+/** The dtypes an engine runs on this server (from /api/info). */
+export function allowedDtypes(info, engine, all = ['float32', 'float64']) {
+  const listed = info && info.dtypes && info.dtypes[engine];
+  return listed || all.filter((d) => d === 'float32' || d === 'float64');
+}
 
 function resolve(schema, prop) {
   if (prop.$ref) return schema.$defs[prop.$ref.split('/').pop()];
   return prop;
 }
 
-function numberSpec(prop) {
+/** Bounds of a number field from its JSON schema (anyOf with null: nullable). */
+export function numberSpec(prop) {
   const options = prop.anyOf || [prop];
   const n = options.find((o) => o.type === 'number' || o.type === 'integer') || prop;
   return {
     integer: n.type === 'integer',
     min: n.minimum ?? n.exclusiveMinimum ?? 0,
     max: n.maximum ?? n.exclusiveMaximum ?? 100,
+    minExclusive: n.minimum === undefined && n.exclusiveMinimum !== undefined,
+    maxExclusive: n.maximum === undefined && n.exclusiveMaximum !== undefined,
     nullable: options.some((o) => o.type === 'null'),
   };
 }
 
-/** Slider position <-> value, logarithmic for fields spanning decades. */
-function scaler(key, spec) {
-  const lo = spec.min > 0 ? spec.min : (spec.integer ? 1 : 1e-4);
-  if (LOG_SCALE.has(key) && spec.max / Math.max(lo, 1e-12) > 50) {
-    const a = Math.log(lo);
-    const b = Math.log(spec.max);
-    return {
-      toValue: (p) => {
-        const v = Math.exp(a + (b - a) * (p / SLIDER_STEPS));
-        return spec.integer ? Math.round(v) : Number(v.toPrecision(3));
-      },
-      toPos: (v) => Math.round(((Math.log(Math.max(v, lo)) - a) / (b - a)) * SLIDER_STEPS),
-    };
+/** A typed value checked against the schema: {value} or {error} in words. */
+export function checkNumber(text, spec) {
+  const t = String(text).trim();
+  if (t === '') return { error: 'enter a number' };
+  const v = Number(t);
+  if (!Number.isFinite(v)) return { error: `“${t}” is not a number` };
+  if (spec.integer && !Number.isInteger(v)) return { error: 'must be a whole number' };
+  if (spec.minExclusive ? v <= spec.min : v < spec.min) {
+    return { error: `must be ${spec.minExclusive ? 'greater than' : 'at least'} ${spec.min}` };
   }
-  const step = spec.integer ? 1 : (spec.max - spec.min) / SLIDER_STEPS;
-  return {
-    toValue: (p) => (spec.integer ? Math.round(spec.min + p * step)
-      : Number((spec.min + p * step).toPrecision(4))),
-    toPos: (v) => Math.round((v - spec.min) / step),
-    steps: spec.integer ? spec.max - spec.min : SLIDER_STEPS,
-  };
+  if (spec.maxExclusive ? v >= spec.max : v > spec.max) {
+    return { error: `must be ${spec.maxExclusive ? 'less than' : 'at most'} ${spec.max}` };
+  }
+  return { value: v };
+}
+
+/** The values a slider steps through: round numbers (log) or a round step (linear). */
+function sliderValues(key, spec, uiMax) {
+  const out = [];
+  const lo = spec.min > 0 ? spec.min : (spec.integer ? 1 : 1e-4);
+  if (LOG_SCALE.has(key) && uiMax / lo > 50) {
+    if (spec.min === 0 && !spec.minExclusive) out.push(0);
+    for (let e = Math.floor(Math.log10(lo)); 10 ** e <= uiMax; e += 1) {
+      for (const m of MANTISSAS) {
+        let v = Number((m * 10 ** e).toPrecision(3));
+        if (spec.integer) v = Math.round(v);
+        if (v < lo || v > uiMax || (spec.minExclusive && v <= spec.min)) continue;
+        if (out[out.length - 1] !== v) out.push(v);
+      }
+    }
+    if (out[out.length - 1] !== uiMax) out.push(uiMax);
+    return { values: out, log: true };
+  }
+  const span = uiMax - spec.min;
+  const step = spec.integer ? 1 : 10 ** Math.floor(Math.log10(span / 100));
+  for (let i = 0; spec.min + i * step <= uiMax + 1e-12; i += 1) {
+    out.push(Number((spec.min + i * step).toPrecision(12)));
+  }
+  return { values: out, log: false };
+}
+
+/** The slider position nearest to a value (by ratio on log sliders). */
+function nearest(values, v, log) {
+  let best = 0;
+  let bestD = Infinity;
+  values.forEach((x, i) => {
+    const d = log && x > 0 && v > 0 ? Math.abs(Math.log(x / v)) : Math.abs(x - v);
+    if (d < bestD) { bestD = d; best = i; }
+  });
+  return best;
 }
 
 export function buildControls(container, schema, info, onChange) {
@@ -91,6 +132,7 @@ export function buildControls(container, schema, info, onChange) {
         const [head, sub] = path.split('.');
         const value = sub ? (config.record || {})[sub] : config[head];
         control.set(value);
+        if (control.update) control.update(config);
       }
     },
   };
@@ -121,6 +163,7 @@ function makeControl(path, key, prop, info, onChange) {
     if (key === 'engine' && info) options = options.filter((o) => info.engines.includes(o));
     // TF32 is a mode of NVIDIA GPUs' matmuls: offered where the server has one
     if (key === 'dtype' && info) options = options.filter((o) => o !== 'tf32' || info.devices.includes('cuda'));
+    const all = options;
     const select = document.createElement('select');
     select.id = id;
     for (const o of options) {
@@ -134,8 +177,14 @@ function makeControl(path, key, prop, info, onChange) {
       const raw = select.value;
       onChange(path, key === 'residual_scale' && raw !== '1/sqrt(depth)' ? Number(raw) : raw);
     });
+    // dtype: only what the chosen engine runs here (NumPy has no bfloat16)
+    const update = key !== 'dtype' ? null : (config) => {
+      const allowed = allowedDtypes(info, config.engine, all);
+      for (const o of [...select.options]) { o.disabled = !allowed.includes(o.value); o.hidden = o.disabled; }
+    };
     return {
       element: wrap,
+      update,
       set: (v) => {
         const s = String(v);
         if (![...select.options].some((o) => o.value === s)) {
@@ -149,43 +198,83 @@ function makeControl(path, key, prop, info, onChange) {
     };
   }
   const spec = numberSpec(prop);
-  if (UI_MAX[key] !== undefined) spec.max = Math.min(spec.max, UI_MAX[key]);
-  const scale = scaler(key, spec);
-  const out = document.createElement('output');
-  out.htmlFor = id;
-  wrap.appendChild(out);
-  const range = document.createElement('input');
-  range.type = 'range';
-  range.id = id;
-  range.min = '0';
-  range.max = String(scale.steps || SLIDER_STEPS);
-  range.step = '1';
+  const field = document.createElement('input');
+  field.type = 'number';
+  field.className = 'exact';
+  field.step = 'any';
+  field.min = String(spec.min);
+  field.max = String(spec.max);
+  field.setAttribute('aria-label', `${label.textContent} (exact value)`);
+  const message = document.createElement('span');
+  message.className = 'field-error';
+  message.setAttribute('role', 'alert');
+  wrap.appendChild(field);
   let enabled = null;
+  let range = null;
+  let slider = null;
+  if (NUMBER_ONLY.has(key)) field.id = id;
+  else {
+    field.id = `${id}-num`;
+    slider = sliderValues(key, spec, Math.min(spec.max, UI_MAX[key] ?? spec.max));
+    range = document.createElement('input');
+    range.type = 'range';
+    range.id = id;
+    range.min = '0';
+    range.max = String(slider.values.length - 1);
+    range.step = '1';
+    wrap.appendChild(range);
+  }
+  wrap.appendChild(message);
   if (spec.nullable) {
     enabled = document.createElement('input');
     enabled.type = 'checkbox';
     enabled.setAttribute('aria-label', `enable ${key}`);
     label.prepend(enabled);
     enabled.addEventListener('change', () => {
-      range.disabled = !enabled.checked;
-      onChange(path, enabled.checked ? scale.toValue(Number(range.value)) : null);
+      field.disabled = !enabled.checked;
+      if (range) range.disabled = !enabled.checked;
+      const v = range ? slider.values[Number(range.value)] : Number(field.value);
+      show(enabled.checked ? v : null);
+      onChange(path, enabled.checked ? v : null);
     });
   }
-  wrap.appendChild(range);
-  const show = (v) => { out.textContent = v == null ? 'off' : String(v); };
-  range.addEventListener('input', () => {
-    const v = scale.toValue(Number(range.value));
-    show(v);
-    onChange(path, v, { dragging: true });
-  });
+  const show = (v) => {
+    field.value = v == null ? '' : String(v);
+    field.placeholder = v == null ? 'off' : '';
+    field.removeAttribute('aria-invalid');
+    message.textContent = '';
+    if (range) {
+      if (v != null) range.value = String(nearest(slider.values, v, slider.log));
+      range.setAttribute('aria-valuetext', v == null ? 'off' : String(v));
+    }
+  };
+  if (range) {
+    range.addEventListener('input', () => {
+      const v = slider.values[Number(range.value)];
+      show(v);
+      onChange(path, v, { dragging: true });
+    });
+  }
+  const commit = () => {
+    const checked = checkNumber(field.value, spec);
+    if (checked.error) {
+      field.setAttribute('aria-invalid', 'true');
+      message.textContent = `${label.textContent}: ${checked.error}`;
+      return;
+    }
+    show(checked.value);
+    onChange(path, checked.value);
+  };
+  field.addEventListener('change', commit);
+  field.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') commit(); });
   return {
     element: wrap,
     set: (v) => {
       if (enabled) {
         enabled.checked = v != null;
-        range.disabled = v == null;
+        field.disabled = v == null;
+        if (range) range.disabled = v == null;
       }
-      if (v != null) range.value = String(scale.toPos(v));
       show(v);
     },
   };

@@ -45,3 +45,64 @@ export const COLORS = {
   blue: '#0072B2', orange: '#E69F00', green: '#009E73', vermillion: '#D55E00',
   sky: '#56B4E9', purple: '#CC79A7', yellow: '#F0E442', black: '#000000',
 };
+
+/** Index of the first JSON syntax error in text, or null (JSON.parse here names none). */
+export function jsonErrorAt(t) {
+  let i = 0;
+  const fail = () => { throw i; };
+  const ws = () => { while (i < t.length && ' \t\n\r'.includes(t[i])) i += 1; };
+  const word = (w) => { if (t.startsWith(w, i)) i += w.length; else fail(); };
+  const str = () => {
+    i += 1;
+    while (i < t.length && t[i] !== '"') {
+      if (t.charCodeAt(i) < 32) fail();
+      i += t[i] === '\\' ? 2 : 1;
+    }
+    if (i >= t.length) fail();
+    i += 1;
+  };
+  const number = () => {
+    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(t.slice(i, i + 400));
+    if (!m || !m[0]) fail();
+    i += m[0].length;
+  };
+  const value = () => {
+    ws();
+    const c = t[i];
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']';
+      i += 1;
+      ws();
+      if (t[i] === close) { i += 1; return; }
+      for (;;) {
+        if (c === '{') {
+          ws();
+          if (t[i] !== '"') fail();
+          str();
+          ws();
+          if (t[i] !== ':') fail();
+          i += 1;
+        }
+        value();
+        ws();
+        if (t[i] === ',') { i += 1; continue; }
+        if (t[i] === close) { i += 1; return; }
+        fail();
+      }
+    }
+    if (c === '"') str();
+    else if (c === 't') word('true');
+    else if (c === 'f') word('false');
+    else if (c === 'n') word('null');
+    else number();
+  };
+  try {
+    value();
+    ws();
+    if (i < t.length) fail();
+    return null;
+  } catch (e) {
+    if (typeof e === 'number') return e;
+    throw e;
+  }
+}

@@ -1,6 +1,6 @@
 // Wiring: store <-> controls <-> transport <-> views. Views only render.
-import { buildControls } from './controls.js';
-import { firstOverflow, num } from './format.js';
+import { allowedDtypes, buildControls } from './controls.js';
+import { firstOverflow, fmt, jsonErrorAt, num } from './format.js';
 import { Pages } from './pages.js';
 import { PRESETS } from './presets.js';
 import { changed, fromHash, pushStep, resetRun, shownStep, state, subscribe, toHash }
@@ -57,17 +57,21 @@ function onMessage(msg) {
       break;
     }
     case 'done':
+      if (msg.id && msg.id !== state.runId) return; // the end of a run we replaced
       state.status = 'done';
       changed('status');
       fillIn(msg.id);
       break;
     case 'stopped':
+      if (state.source !== 'live') return; // an import replaced the live run
       state.status = 'stopped';
       changed('status');
       break;
     case 'error':
+      if (state.source !== 'live') return; // e.g. a 'stop' that arrived after the run ended
       state.status = 'error';
-      $('conn').textContent = `error: ${msg.message}`;
+      state.error = msg.message || msg.code || 'the server could not run this configuration';
+      changed('status');
       if (msg.field) {
         const el = document.getElementById(`ctl-${msg.field.replace('.', '-')}`);
         if (el) el.setAttribute('aria-invalid', 'true');
@@ -94,6 +98,7 @@ function startRun(kind = 'update') {
   document.querySelectorAll('[aria-invalid]').forEach((el) => el.removeAttribute('aria-invalid'));
   state.source = 'live';
   state.runId = null;
+  state.error = null;
   resetRun();
   paused = false;
   transport.send({ type: kind, config: state.config });
@@ -102,10 +107,16 @@ function startRun(kind = 'update') {
 }
 
 let updateTimer = null;
-function configChanged(path, value) {
+function configChanged(path, value, how = {}) {
   const [head, sub] = path.split('.');
   if (sub) state.config.record = { ...state.config.record, [sub]: value };
   else state.config[head] = value;
+  if (!how.preset) $('preset').value = ''; // the controls no longer tell the preset's story
+  if (head === 'engine') {
+    const allowed = allowedDtypes(state.info, value);
+    if (!allowed.includes(state.config.dtype)) state.config.dtype = allowed[0];
+    controls.set(state.config);
+  }
   history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
   clearTimeout(updateTimer);
   updateTimer = setTimeout(() => startRun('update'), 30); // at once, coalescing a drag
@@ -114,24 +125,27 @@ function configChanged(path, value) {
 
 // --- theory side panels that depend on the config (phase, stepper, modes) ------------
 let sideTimer = null;
+let sideRequest = 0;
 function refreshSide() {
   clearTimeout(sideTimer);
-  sideTimer = setTimeout(async () => {
+  sideTimer = setTimeout(() => {
     const c = state.config;
-    try {
-      state.phase = await transport.get('/api/phase', { activation: c.activation,
-        depth: c.depth, grid: 24 });
-      changed('phase');
-    } catch (e) { console.warn('phase', e.message); }
-    try {
-      const small = { depth: Math.min(c.depth, 3), width: Math.min(c.width, 3),
-        activation: c.activation, init: c.init, sigma_w: c.sigma_w, sigma_b: c.sigma_b,
-        seed: c.seed, loss: c.loss };
-      stepper.load(await transport.post('/api/tape/inspect', small));
-      modes.render(await transport.post('/api/tape/jacobian-modes', { depth: Math.min(c.depth, 50),
-        width: Math.min(c.width, 256), input_dim: Math.min(c.input_dim, 256),
-        activation: c.activation, init: c.init, sigma_w: c.sigma_w, sigma_b: c.sigma_b }));
-    } catch (e) { console.warn('tape', e.message); }
+    const mine = ++sideRequest; // answers to an older config are dropped
+    // three independent requests: no panel waits behind another
+    transport.get('/api/phase', { activation: c.activation, depth: c.depth, grid: 24 })
+      .then((phase) => { if (mine === sideRequest) { state.phase = phase; changed('phase'); } })
+      .catch((e) => console.warn('phase', e.message));
+    const small = { depth: Math.min(c.depth, 3), width: Math.min(c.width, 3),
+      activation: c.activation, init: c.init, sigma_w: c.sigma_w, sigma_b: c.sigma_b,
+      seed: c.seed, loss: c.loss };
+    transport.post('/api/tape/inspect', small)
+      .then((walk) => { if (mine === sideRequest) stepper.load(walk); })
+      .catch((e) => console.warn('tape', e.message));
+    transport.post('/api/tape/jacobian-modes', { depth: Math.min(c.depth, 50),
+      width: Math.min(c.width, 256), input_dim: Math.min(c.input_dim, 256),
+      activation: c.activation, init: c.init, sigma_w: c.sigma_w, sigma_b: c.sigma_b })
+      .then((result) => { if (mine === sideRequest) modes.render(result); })
+      .catch((e) => console.warn('modes', e.message));
   }, 250);
 }
 
@@ -140,8 +154,16 @@ const flow = new FlowView($('plot-flow'));
 const heatmap = new HeatmapView($('plot-heatmap'));
 const loss = new LossView($('plot-loss'));
 const activations = new ActivationsView($('plot-activations'));
-const spectrum = new SpectrumView($('plot-spectrum'));
+const spectrum = new SpectrumView($('plot-spectrum'), (k) => {
+  state.config.record = { ...state.config.record, jacobian_every: k };
+  controls.set(state.config);
+  configChanged('record.jacobian_every', k);
+});
 const phaseView = new PhaseView($('plot-phase'), (w2, b2) => {
+  const was = state.config.init;
+  $('phase-note').textContent = `set σ_w² = ${fmt(w2)}, σ_b² = ${fmt(b2)}`
+    + (was !== 'normal' ? ` and init ${was} → normal (σ_w² is the variance of N(0, σ_w²/fan_in))`
+      : '');
   state.config.init = 'normal';
   state.config.sigma_w = Number(Math.sqrt(Math.max(w2, 0)).toPrecision(4));
   state.config.sigma_b = Number(Math.sqrt(Math.max(b2, 0)).toPrecision(4));
@@ -152,6 +174,7 @@ const modes = new ModesView($('plot-modes'));
 const stepper = new StepperView({ svg: $('stepper-graph'), strip: $('stepper-strip'),
   eq: $('stepper-eq'), pos: $('stepper-pos') });
 
+const RUN_PLOTS = ['plot-flow', 'plot-heatmap', 'plot-loss', 'plot-activations', 'plot-spectrum'];
 let labVisible = true;
 function render(st, parts) {
   if (!labVisible) return; // a panel that is not on screen does no work
@@ -169,7 +192,7 @@ function render(st, parts) {
     const scrub = $('scrub');
     scrub.max = String(Math.max(st.steps.length - 1, 0));
     if (st.shownIndex == null) scrub.value = scrub.max;
-    $('scrub-out').textContent = step ? `step ${step.step}` : '—';
+    $('scrub-out').textContent = step ? String(step.step) : '—';
     const total = Math.max(num(st.config.steps), 1);
     const done = st.latest ? Math.min(st.latest.step + 1, total) : 0;
     const pct = st.source === 'import' ? 100 : Math.round((100 * done) / total);
@@ -186,29 +209,84 @@ function render(st, parts) {
       badge.textContent = `gradients overflowed at step ${st.overflow.step}, layer ${st.overflow.layer}`;
     }
   }
-  if (parts.has('status')) $('conn').textContent = st.status;
+  if (parts.has('status')) {
+    const status = st.status === 'running' && paused ? 'paused' : st.status;
+    $('conn').textContent = st.status === 'error' ? `error: ${st.error}` : status;
+    // the plots no longer show this configuration's run: say so, and clear them
+    document.querySelector('.views').classList.toggle('stale', st.status === 'error');
+    $('stale-note').hidden = st.status !== 'error';
+    if (st.status === 'error') {
+      for (const id of RUN_PLOTS) window.Plotly.purge($(id));
+      $('stale-note').textContent = `Nothing to show: ${st.error}. The plots are cleared `
+        + 'until a run with valid settings starts.';
+    }
+  }
 }
 
 // --- import / export ----------------------------------------------------------------
-async function importText(text) {
+async function importText(text, name = 'the file') {
   $('conn').textContent = 'importing…';
   $('progress').lastElementChild.textContent = 'importing…';
+  let record;
   try {
-    const record = await transport.post('/api/runs/import', text);
-    if (record.config && record.config.source === 'watched') { // a model of your own
-      state.watchedImport = record;
-      return pageHost.go('watch', {});
-    }
-    showRecord(record);
+    JSON.parse(text);
   } catch (e) {
-    $('conn').textContent = `import failed: ${e.message}`;
+    // a run's JSON lines (a watched model's .jsonl): the server reads and checks each line
+    if (!looksLikeJsonLines(text)) {
+      return importFailed(`${name} is not a JSON file: ${jsonProblem(text, e)}`);
+    }
   }
+  try {
+    record = await transport.post('/api/runs/import', text);
+  } catch (e) {
+    return importFailed(`${name} is not a backproplab run record: ${recordProblem(e)}`);
+  }
+  if (record.config && record.config.source === 'watched') { // a model of your own
+    state.watchedImport = record;
+    return pageHost.go('watch', {});
+  }
+  showRecord(record);
+  return undefined;
+}
+
+function looksLikeJsonLines(text) {
+  const lines = text.split('\n').filter((l) => l.trim());
+  if (lines.length < 2) return false;
+  try { JSON.parse(lines[0]); return true; } catch { return false; }
+}
+
+function importFailed(message) {
+  state.importError = message;
+  $('conn').textContent = `import failed: ${message}`;
+  $('progress').lastElementChild.textContent = 'import failed';
+}
+
+/** "line 3: Unexpected token ','": the reason from JSON.parse, the line from our own
+ *  scan (this Chromium's message names no position). */
+function jsonProblem(text, error) {
+  const reason = error.message.replace(/^JSON\.parse: /, '').split(/, "|, \.\.\.| in JSON/)[0];
+  const at = jsonErrorAt(text);
+  if (at === null) return reason;
+  return `line ${text.slice(0, at).split('\n').length}: ${reason}`;
+}
+
+/** One sentence from a 422: the first problem and how many more. */
+function recordProblem(error) {
+  const detail = error.body && error.body.detail;
+  if (!Array.isArray(detail) || !detail.length) return error.message;
+  const first = detail[0];
+  const where = (first.loc || []).filter((p) => p !== 'body').join('.');
+  const more = detail.length > 1 ? ` (and ${detail.length - 1} more problem`
+    + `${detail.length > 2 ? 's' : ''})` : '';
+  return `${where ? `${where}: ` : ''}${first.msg}${more}.`;
 }
 
 /** Show a finished record (imported, or opened from another page) in the Lab. */
 function showRecord(record) {
   labStarted = true; // the record replaces the Lab's live run
-  transport.send({ type: 'stop' });
+  if (state.source === 'live' && ['running', 'starting'].includes(state.status)) {
+    transport.send({ type: 'stop' });
+  }
   state.source = 'import';
   state.imported = record;
   state.runId = null;
@@ -237,14 +315,22 @@ async function exportRun() {
     a.click();
     return;
   }
-  if (state.runId) await transport.download(`/api/runs/${state.runId}/export`, undefined,
+  if (!state.runId || !state.steps.length) throw new Error(nothingYet('export'));
+  await transport.download(`/api/runs/${state.runId}/export`, undefined,
     `backproplab-${state.runId}.json`);
+}
+
+/** Why Export / Report cannot run now, in words. */
+function nothingYet(what) {
+  if (state.status === 'error') return `nothing to ${what}: the run failed (${state.error})`;
+  return `nothing to ${what} yet: the run has no recorded step (status: ${state.status})`;
 }
 
 async function downloadReport() {
   if (state.source === 'import' && state.imported) {
     await transport.download('/api/report', state.imported, 'backproplab-report.html');
-  } else if (state.runId) {
+  } else {
+    if (!state.runId || !state.steps.length) throw new Error(nothingYet('report'));
     await transport.download(`/api/runs/${state.runId}/report`, undefined,
       `backproplab-${state.runId}.html`);
   }
@@ -275,7 +361,7 @@ async function boot() {
   window.backproplab = { state, transport }; // for tests and the console
 
   const preset = $('preset');
-  preset.append(new Option('— choose a story —', ''));
+  preset.append(new Option('custom', ''));
   for (const name of Object.keys(PRESETS)) preset.append(new Option(name, name));
   preset.addEventListener('change', () => {
     const p = PRESETS[preset.value];
@@ -283,14 +369,21 @@ async function boot() {
     state.config = { ...structuredClone(state.defaults), ...structuredClone(p),
       record: { ...state.defaults.record, ...(p.record || {}) } };
     controls.set(state.config);
-    configChanged('seed', state.config.seed);
+    configChanged('seed', state.config.seed, { preset: true });
   });
 
   $('play').addEventListener('click', () => {
-    if (paused && state.status === 'running') { transport.send({ type: 'resume' }); paused = false; }
-    else if (state.status !== 'running') startRun('start');
+    if (paused && state.status === 'running') {
+      transport.send({ type: 'resume' });
+      paused = false;
+      changed('status');
+    } else if (state.status !== 'running') startRun('start');
   });
-  $('pause').addEventListener('click', () => { transport.send({ type: 'pause' }); paused = true; });
+  $('pause').addEventListener('click', () => {
+    transport.send({ type: 'pause' });
+    paused = true;
+    changed('status');
+  });
   $('step').addEventListener('click', () => {
     if (state.status !== 'running') {
       resetRun();
@@ -299,6 +392,7 @@ async function boot() {
     }
     paused = true;
     transport.send({ type: 'step' });
+    changed('status');
   });
   $('reset').addEventListener('click', () => startRun('update'));
   $('export').addEventListener('click', () => exportRun().catch((e) => {
@@ -307,9 +401,10 @@ async function boot() {
   $('report').addEventListener('click', () => downloadReport().catch((e) => {
     $('conn').textContent = e.message;
   }));
+  $('import').addEventListener('click', () => $('import-file').click());
   $('import-file').addEventListener('change', async (ev) => {
     const file = ev.target.files[0];
-    if (file) await importText(await file.text());
+    if (file) await importText(await file.text(), file.name);
     ev.target.value = '';
   });
   const drop = $('drop');
@@ -319,7 +414,7 @@ async function boot() {
     ev.preventDefault();
     drop.hidden = true;
     const file = ev.dataTransfer.files[0];
-    if (file) await importText(await file.text());
+    if (file) await importText(await file.text(), file.name);
   });
   $('scrub').addEventListener('input', (ev) => {
     const i = Number(ev.target.value);

@@ -2,10 +2,18 @@
 export const PRESETS = {
   'vanishing (sigmoid, depth 30, Xavier)': { activation: 'sigmoid', depth: 30, init: 'xavier_normal',
     sigma_w: 1, sigma_b: 0, residual: false, norm: 'none' },
-  'exploding (tanh, σ_w = 20, depth 300)': { activation: 'tanh', depth: 300, init: 'normal',
-    sigma_w: 20, sigma_b: 0, residual: false, norm: 'none', dtype: 'float32', clip: null },
+  // χ₁ ≈ 2.1 a layer: ‖δ‖ grows ×1.45 a layer towards the input, past float32's 3e38
+  // about 60 layers before the input; the 240 layers before that show the geometric
+  // growth. σ_w = 3.5 keeps tanh out of its flat tails, where φ′ underflows to 0 in
+  // float32 (at σ_w = 20, δ vanished at small widths instead). The width is part of the
+  // story: at width 16 finite-width fluctuations slow the growth below overflow.
+  'exploding (tanh, σ_w = 3.5, depth 300)': { activation: 'tanh', depth: 300, width: 128,
+    init: 'normal', sigma_w: 3.5, sigma_b: 0, residual: false, norm: 'none', dtype: 'float32',
+    clip: null },
+  // a learning rate of 2 kills units; clipping the step keeps the loss finite, so the
+  // dead fraction can be watched growing instead of the run diverging to NaN
   'dead ReLUs (large learning rate)': { activation: 'relu', depth: 20, init: 'he_normal',
-    sigma_w: 1, lr: 2, optimizer: 'sgd', residual: false, norm: 'none' },
+    sigma_w: 1, lr: 2, clip: 1, optimizer: 'sgd', residual: false, norm: 'none' },
   'He + ReLU (χ₁ = 1)': { activation: 'relu', depth: 50, init: 'he_normal', sigma_w: 1,
     sigma_b: 0, residual: false, norm: 'none' },
   'critical tanh (χ₁ = 1 line)': { activation: 'tanh', depth: 50, init: 'normal',

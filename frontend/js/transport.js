@@ -39,7 +39,7 @@ export class Transport {
       const detail = Array.isArray(body.detail)
         ? body.detail.map((d) => `${(d.loc || []).join('.')}: ${d.msg}`).join('; ')
         : body.detail || response.statusText;
-      throw new Error(detail);
+      throw Object.assign(new Error(detail), { status: response.status, body });
     }
     return body;
   }

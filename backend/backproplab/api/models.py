@@ -34,6 +34,8 @@ class Info(BaseModel):
     engines: list[str]
     devices: list[str]
     cuda_devices: list[str]
+    dtypes: dict[str, list[str]] = Field(
+        default_factory=dict, description="the dtypes each engine runs here, by engine")
     limits: dict[str, float | int | str | list[str]] = Field(
         description="every setting (BACKPROPLAB_* environment variables) by name")
 

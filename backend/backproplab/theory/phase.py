@@ -6,6 +6,7 @@ and the same measured by building random networks for every grid point at once
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from typing import Any
@@ -13,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..model import network
+from ..model.activations import ACTIVATIONS
 from ..xp import NUMPY, TorchXP
 from ..xp.precision import cuda_matmul_precision
-from .meanfield import chi1, critical_sigma_w2, length_map, mean_dphi2
+from .meanfield import critical_sigma_w2, length_map, mean_dphi2
+from .tables import lookup
 
 
 def grid_axes(w2_range=(0.5, 4.0), b2_range=(0.0, 0.5), size=(32, 32)):
@@ -25,33 +28,127 @@ def grid_axes(w2_range=(0.5, 4.0), b2_range=(0.0, 0.5), size=(32, 32)):
 def analytic(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
              q_in: float = 1.0) -> dict[str, Any]:
     """χ₁ at the fixed point and log10 of the predicted ‖δ(1)‖²/‖δ(L)‖², on the
-    grid (rows: σ_b², columns: σ_w²), with the χ₁ = 1 line."""
-    W2, B2 = np.meshgrid(sigma_w2s, sigma_b2s)
-    q = np.full(W2.shape, q_in)
+    grid (rows: σ_b², columns: σ_w²), with the χ₁ = 1 line. Every grid point at
+    once, with the Gaussian expectations read from per-activation tables."""
+    W2, B2 = np.meshgrid(np.asarray(sigma_w2s, float), np.asarray(sigma_b2s, float))
+    q = np.full(W2.shape, q_in, dtype=np.float64)
     log_ratio = np.zeros(W2.shape)
-    qs = []
-    for _ in range(depth):
-        q = length_map(act, q, W2, B2)
-        q = np.where(q > 1e12, np.inf, q)
-        qs.append(q)
     # ‖δ(l-1)‖² = ‖δ(l)‖² σ_w² E[φ'²](q(l-1)): sum the logs of the factors along the path
-    for q_l in qs[:-1]:
-        factor = chi1(act, W2, q_l)
-        with np.errstate(divide="ignore"):
-            log_ratio += np.log10(factor)
-    q_fixed = qs[-1]
-    for _ in range(2000):  # carry on to the fixed point for χ₁
-        new = length_map(act, q_fixed, W2, B2)
-        new = np.where(new > 1e12, np.inf, new)
-        if np.allclose(new, q_fixed, rtol=1e-12, atol=1e-300, equal_nan=True):
-            break
-        q_fixed = new
-    chi = chi1(act, W2, q_fixed)
-    line = [{"sigma_b2": float(b2), "sigma_w2": critical_sigma_w2(act, float(b2))}
-            for b2 in sigma_b2s]
-    return {"activation": act, "depth": depth, "sigma_w2": sigma_w2s.tolist(),
-            "sigma_b2": sigma_b2s.tolist(), "chi1": chi.tolist(),
+    for layer in range(depth):
+        q = _length_step(act, q, W2, B2)
+        if layer < depth - 1:
+            with np.errstate(divide="ignore"):
+                log_ratio += np.log10(_chi1(act, W2, q))
+    chi = _chi1(act, W2, _fixed_point(act, q, W2, B2))
+    line = [{"sigma_b2": float(b2), "sigma_w2": w2}
+            for b2, w2 in zip(sigma_b2s, critical_line(act, np.asarray(sigma_b2s, float)),
+                              strict=True)]
+    return {"activation": act, "depth": depth, "sigma_w2": np.asarray(sigma_w2s).tolist(),
+            "sigma_b2": np.asarray(sigma_b2s).tolist(), "chi1": chi.tolist(),
             "log10_grad_ratio": log_ratio.tolist(), "critical_line": line}
+
+
+@functools.lru_cache(maxsize=32)
+def analytic_grid(act: str, w2_range: tuple[float, float], b2_range: tuple[float, float],
+                  grid: int, depth: int) -> dict[str, Any]:
+    """`analytic` on a grid × grid linspace, cached: a repeated request (every page
+    load, every depth change back and forth) costs nothing. Treat it as read-only."""
+    return analytic(act, np.linspace(*w2_range, grid), np.linspace(*b2_range, grid), depth)
+
+
+def _length_step(act, q, w2, b2):
+    with np.errstate(invalid="ignore", over="ignore"):
+        new = w2 * lookup(act, "phi2", q) + b2
+    return np.where(new > 1e12, np.inf, new)
+
+
+def _chi1(act, w2, q):
+    """χ₁ = σ_w² E[φ'²](q), with q = ∞ read as a large q (as meanfield.chi1)."""
+    return w2 * lookup(act, "dphi2", np.where(np.isfinite(q), q, 1e8))
+
+
+@functools.lru_cache(maxsize=32)
+def _phi2_on_grid(act: str) -> tuple[np.ndarray, np.ndarray]:
+    q = np.geomspace(1e-12, 1e12, 1441)  # 60 points a decade
+    return q, lookup(act, "phi2", q)
+
+
+def _fixed_point(act, q, w2, b2):
+    """The fixed point the length map T(q) = σ_w² E[φ²](q) + σ_b² reaches from q, at
+    every point at once. T is increasing in q, so its iterates move monotonically
+    towards the nearest root of T(q) − q in the direction of T(q) − q: found by a
+    sign change on a fixed q grid (60 points a decade), then bisection in ln q to
+    1e-14. No root up to 1e12: ∞ (overflow); none down to 1e-12: 0 (read as 1e-300,
+    the limit q → 0⁺)."""
+    shape = np.broadcast_shapes(np.shape(q), np.shape(w2), np.shape(b2))
+    q = np.broadcast_to(np.asarray(q, dtype=np.float64), shape).ravel()
+    w2 = np.broadcast_to(np.asarray(w2, dtype=np.float64), shape).ravel()
+    b2 = np.broadcast_to(np.asarray(b2, dtype=np.float64), shape).ravel()
+    out = q.copy()
+    grid, f = _phi2_on_grid(act)
+    live = np.nonzero(np.isfinite(q) & (q > 0))[0]
+    if live.size:
+        q0, w, b = q[live], w2[live], b2[live]
+        up = _length_step(act, q0, w, b) > q0
+        gap = w[:, None] * f[None, :] + b[:, None] - grid[None, :]  # T(q_j) − q_j
+        # going up: the first grid point above q0 where T − q ≤ 0; going down: the last
+        # grid point below q0 where T − q ≥ 0
+        above = (grid[None, :] > q0[:, None]) & (gap <= 0)
+        below = (grid[None, :] < q0[:, None]) & (gap >= 0)
+        j_up = np.where(above.any(1), above.argmax(1), -1)
+        j_down = np.where(below.any(1), grid.size - 1 - below[:, ::-1].argmax(1), -1)
+        j = np.where(up, j_up, j_down)
+        lo = np.where(up, np.maximum(q0, grid[np.maximum(j - 1, 0)]), grid[np.maximum(j, 0)])
+        hi = np.where(up, grid[np.maximum(j, 0)], np.minimum(q0, grid[np.minimum(j + 1,
+                                                                               grid.size - 1)]))
+        lo, hi = np.log(np.minimum(lo, hi)), np.log(np.maximum(lo, hi))
+        for _ in range(48):  # bisection: the bracket holds one sign change of T − q
+            mid = 0.5 * (lo + hi)
+            qm = np.exp(mid)
+            above_root = _length_step(act, qm, w, b) - qm <= 0
+            # above the root T − q < 0 (the root is stable from the side we come from)
+            lo, hi = np.where(above_root, lo, mid), np.where(above_root, mid, hi)
+        root = np.exp(0.5 * (lo + hi))
+        root = np.where(j >= 0, root, np.where(up, np.inf, 1e-300))
+        same = _length_step(act, q0, w, b) == q0
+        out[live] = np.where(same, q0, root)
+    return out.reshape(shape)
+
+
+@functools.lru_cache(maxsize=32)
+def _curve(act: str) -> tuple[np.ndarray, np.ndarray]:
+    """The χ₁ = 1 line parametrized by q* (as meanfield.critical_curve, from the tables)."""
+    q = np.geomspace(1e-8, 100.0, 4000)
+    w2 = 1.0 / lookup(act, "dphi2", q)
+    return w2, q - w2 * lookup(act, "phi2", q)
+
+
+def critical_line(act: str, sigma_b2s: np.ndarray) -> list[float]:
+    """meanfield.critical_sigma_w2 for every σ_b² at once (nan where there is none)."""
+    if ACTIVATIONS[act].scale_free:
+        return [critical_sigma_w2(act, 0.0)] * len(sigma_b2s)
+    w2, b2 = _curve(act)
+    found = [math.nan] * len(sigma_b2s)
+    owners, cands = [], []
+    for k, target in enumerate(sigma_b2s):
+        if target <= b2[0]:
+            found[k] = float(w2[0])
+            continue
+        for i in np.nonzero((b2[:-1] - target) * (b2[1:] - target) <= 0)[0]:
+            t = (target - b2[i]) / (b2[i + 1] - b2[i]) if b2[i + 1] != b2[i] else 0.0
+            owners.append(k)
+            cands.append(float(w2[i] + t * (w2[i + 1] - w2[i])))
+    if cands:
+        # several crossings for a non-odd φ: keep the first whose fixed point is the one
+        # the length map reaches from q = 1 (every candidate iterated at once)
+        cw, cb = np.array(cands), np.array([sigma_b2s[k] for k in owners])
+        chi = _chi1(act, cw, _fixed_point(act, np.ones_like(cw), cw, cb))
+        reached = np.abs(chi - 1.0) < 1e-4
+        for k in range(len(sigma_b2s)):
+            mine = [j for j, o in enumerate(owners) if o == k]
+            if mine:
+                found[k] = next((cands[j] for j in mine if reached[j]), cands[mine[0]])
+    return found
 
 
 def _torch_or_none(device: str | None):

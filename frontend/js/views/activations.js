@@ -2,6 +2,13 @@
 import { COLORS, num, plottable } from '../format.js';
 import { layout, react } from './common.js';
 
+/** The right axis' top: the largest finite std a(l), with headroom. */
+export function stdTop(layers) {
+  const finite = layers.map((l) => num(l.a_std)).filter(Number.isFinite);
+  const top = finite.length ? Math.max(...finite) : 1;
+  return top > 0 ? top * 1.08 : 1;
+}
+
 export class ActivationsView {
   constructor(el) { this.el = el; }
 
@@ -26,10 +33,15 @@ export class ActivationsView {
         xaxis: 'x2', yaxis: 'y2', marker: { color: COLORS.green }, width },
     ], layout({
       grid: { rows: 1, columns: 2, pattern: 'independent' },
-      xaxis: { domain: [0, 0.55], title: { text: 'layer' } },
-      yaxis: { range: [0, 1.02], title: { text: 'fraction' } },
-      yaxis3: { overlaying: 'y', side: 'right', showgrid: false, showticklabels: false },
-      xaxis2: { domain: [0.68, 1], anchor: 'y2', title: { text: `a(${chosen.index})` } },
+      margin: { l: 56, r: 16, t: 8, b: 40 },
+      legend: { orientation: 'h', y: -0.25, x: 0 },
+      xaxis: { domain: [0, 0.5], title: { text: 'layer' } },
+      yaxis: { range: [0, 1.02], title: { text: 'fraction of units' } },
+      // std a(l) is not a fraction: its own labelled axis and range, on the right
+      yaxis3: { overlaying: 'y', side: 'right', anchor: 'x', showgrid: false,
+        rangemode: 'tozero', range: [0, stdTop(layers)], title: { text: 'std a(l)',
+          font: { color: COLORS.sky } }, tickfont: { color: COLORS.sky } },
+      xaxis2: { domain: [0.76, 1], anchor: 'y2', title: { text: `a(${chosen.index})` } },
       yaxis2: { anchor: 'x2', title: { text: 'count' } },
     }));
   }

@@ -2,6 +2,9 @@
 import { COLORS, fmt, num, plottable } from '../format.js';
 import { layout, react } from './common.js';
 
+/** e^{σ/2}, σ² = 5 k / n: one sd of ln ‖δ‖ after k layers of width n (ReLU). */
+export function reluBand(k, n) { return Math.exp(0.5 * Math.sqrt((5 * k) / n)); }
+
 export class FlowView {
   constructor(el) { this.el = el; }
 
@@ -65,8 +68,21 @@ export class FlowView {
     if (theory && theory.delta_norm2_profile && hidden.length === theory.delta_norm2_profile.length) {
       const anchor = num(hidden[hidden.length - 1].delta_norm);
       if (Number.isFinite(anchor) && anchor > 0) {
-        data.push({ x: hidden.map((l) => l.index),
-          y: theory.delta_norm2_profile.map((p) => plottable(Math.sqrt(num(p)) * anchor)),
+        const line = theory.delta_norm2_profile.map((p) => Math.sqrt(num(p)) * anchor);
+        const xs = hidden.map((l) => l.index);
+        const act = state.config && state.config.activation;
+        if (act === 'relu' || act === 'leaky_relu') {
+          // the spread a finite width makes expected: Var ln‖δ‖² ≈ 5 Σ 1/n over the layers
+          // between l and the last (Hanin & Nica 2019; theory/finite_width.py)
+          const n = num(state.config.width);
+          const band = xs.map((_, i) => reluBand(hidden.length - 1 - i, n));
+          data.push({ x: xs, y: line.map((v, i) => plottable(v * band[i])), mode: 'lines',
+            line: { width: 0 }, hoverinfo: 'skip', showlegend: false, name: 'spread top' });
+          data.push({ x: xs, y: line.map((v, i) => plottable(v / band[i])), mode: 'lines',
+            line: { width: 0 }, fill: 'tonexty', fillcolor: 'rgba(0,114,178,0.12)',
+            name: 'finite-width spread (±1 sd, Hanin & Nica)', hoverinfo: 'skip' });
+        }
+        data.push({ x: xs, y: line.map(plottable),
           name: '‖δ(l)‖ mean-field theory', mode: 'lines', connectgaps: false,
           line: { color: COLORS.blue, dash: 'dash', width: 2 } });
       }

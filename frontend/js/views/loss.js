@@ -1,6 +1,26 @@
 // View 4: loss (log scale) and accuracy over steps.
-import { COLORS, plottable } from '../format.js';
+import { COLORS, fmt, plottable } from '../format.js';
 import { layout, react, throttled } from './common.js';
+
+/** Log-axis ticks at 1, 2, 5 × 10^k inside the data's range, each labelled with its
+ *  full value (Plotly's own minor ticks read "4, 3, 2": a loss of 4, not 0.4). */
+export function logTicks(values) {
+  const finite = values.filter((v) => v != null && v > 0);
+  if (!finite.length) return { exponentformat: 'power' };
+  const lo = Math.min(...finite);
+  const hi = Math.max(...finite);
+  const decades = Math.log10(hi / lo);
+  const mantissas = decades > 3 ? [1] : decades > 1 ? [1, 2, 5] : [1, 1.5, 2, 3, 5, 7];
+  const ticks = [];
+  for (let e = Math.floor(Math.log10(lo)) - 1; e <= Math.ceil(Math.log10(hi)); e += 1) {
+    for (const m of mantissas) {
+      const v = m * 10 ** e;
+      if (v >= lo / 1.5 && v <= hi * 1.5) ticks.push(Number(v.toPrecision(3)));
+    }
+  }
+  if (ticks.length < 2) return { exponentformat: 'power' };
+  return { tickvals: ticks, ticktext: ticks.map((v) => fmt(v, 2)), tickmode: 'array' };
+}
 
 export class LossView {
   constructor(el) {
@@ -12,7 +32,9 @@ export class LossView {
 
   _draw(steps) {
     const x = steps.map((s) => s.step);
-    const data = [{ x, y: steps.map((s) => plottable(s.loss)), name: 'loss', mode: 'lines',
+    // markers too: a run that diverges after a few steps still shows its finite losses
+    const data = [{ x, y: steps.map((s) => plottable(s.loss)), name: 'loss',
+      mode: steps.length < 50 ? 'lines+markers' : 'lines', marker: { size: 5 },
       connectgaps: false, line: { color: COLORS.blue } }];
     if (steps.some((s) => s.accuracy != null)) {
       data.push({ x, y: steps.map((s) => plottable(s.accuracy)), name: 'accuracy', yaxis: 'y2',
@@ -20,7 +42,7 @@ export class LossView {
     }
     react(this.el, data, layout({
       xaxis: { title: { text: 'step' } },
-      yaxis: { type: 'log', title: { text: 'loss' }, exponentformat: 'power' },
+      yaxis: { type: 'log', title: { text: 'loss' }, ...logTicks(data[0].y) },
       yaxis2: { overlaying: 'y', side: 'right', range: [0, 1], title: { text: 'accuracy' } },
     }));
   }

@@ -1,31 +1,53 @@
 // View 5: squared singular values of the input-output Jacobian, with the prediction.
-import { COLORS, num } from '../format.js';
+import { COLORS, fmt, num } from '../format.js';
+
+/** The tallest bar of a 40-bin histogram of xs (the height the marker lines span). */
+function histogramTop(xs) {
+  if (!xs.length) return 1;
+  const lo = Math.min(...xs);
+  const span = Math.max(...xs) - lo || 1;
+  const bins = new Array(40).fill(0);
+  for (const x of xs) bins[Math.min(39, Math.floor(((x - lo) / span) * 40))] += 1;
+  return Math.max(...bins);
+}
 import { layout, react } from './common.js';
 
 export class SpectrumView {
-  constructor(el) { this.el = el; }
+  /** onEnable(): turn the measurement on (a button in the empty panel). */
+  constructor(el, onEnable) {
+    this.el = el;
+    this.button = document.createElement('button');
+    this.button.type = 'button';
+    this.button.className = 'enable';
+    this.button.id = 'spectrum-on';
+    this.button.textContent = 'Measure the spectrum every 10 steps';
+    this.button.addEventListener('click', () => onEnable(10));
+    el.parentElement.insertBefore(this.button, el);
+  }
 
   render(state, step) {
     const withSv = step && step.jacobian_sv ? step
       : [...state.steps].reverse().find((s) => s.jacobian_sv);
+    const off = !(state.config.record && state.config.record.jacobian_every > 0);
+    this.button.hidden = !off;
     if (!withSv) {
-      react(this.el, [], layout({ annotations: [{ text: 'Set “Jacobian every k steps” > 0 to '
-        + 'measure the spectrum', showarrow: false, xref: 'paper', yref: 'paper', x: 0.5, y: 0.5 }],
-      xaxis: { visible: false }, yaxis: { visible: false } }));
+      const text = off ? 'The spectrum is off: press the button above, or set “Jacobian '
+        + 'every k steps” under Recording' : 'waiting for the first Jacobian…';
+      react(this.el, [], layout({ annotations: [{ text, showarrow: false, xref: 'paper',
+        yref: 'paper', x: 0.5, y: 0.5 }], xaxis: { visible: false }, yaxis: { visible: false } }));
       return;
     }
     const lam = withSv.jacobian_sv.map((s) => num(s) ** 2).filter((v) => Number.isFinite(v) && v > 0);
     const logs = lam.map((v) => Math.log10(v));
     const mean = lam.reduce((a, b) => a + b, 0) / Math.max(lam.length, 1);
-    const shapes = [];
+    const counts = histogramTop(logs);
     const lines = [];
     const line = (x, color, dash, name) => {
       if (!Number.isFinite(x) || x <= 0) return;
-      shapes.push({ type: 'line', xref: 'x', yref: 'paper', x0: Math.log10(x), x1: Math.log10(x),
-        y0: 0, y1: 1, line: { color, dash, width: 2 } });
-      lines.push(name);
+      lines.push({ x: [Math.log10(x), Math.log10(x)], y: [0, counts], mode: 'lines', name,
+        line: { color, dash, width: 2 }, hovertemplate: `${name}: λ = ${fmt(x)}<extra></extra>` });
     };
-    line(mean, COLORS.blue, 'solid', 'measured mean');
+    line(mean, COLORS.blue, 'solid', 'measured mean λ');
     const jac = state.theory && state.theory.jacobian;
     if (jac) {
       const m = num(jac.mean);
@@ -34,10 +56,11 @@ export class SpectrumView {
       line(m + sd, COLORS.orange, 'dot', 'predicted mean + sd');
       if (m - sd > 0) line(m - sd, COLORS.orange, 'dot', 'predicted mean − sd');
     }
-    react(this.el, [{ x: logs, type: 'histogram', nbinsx: 40, name: 'λ = σ²',
-      marker: { color: COLORS.sky } }], layout({
-      shapes,
-      xaxis: { title: { text: `log₁₀ λ  (step ${withSv.step}; lines: ${lines.join(', ')})` } },
+    react(this.el, [{ x: logs, type: 'histogram', nbinsx: 40, name: `λ = σ² (step ${withSv.step})`,
+      marker: { color: COLORS.sky } }, ...lines], layout({
+      margin: { l: 56, r: 16, t: 30, b: 48 },
+      legend: { orientation: 'h', y: 1.18, x: 0 },
+      xaxis: { title: { text: 'log₁₀ λ', standoff: 4 } },
       yaxis: { title: { text: 'count' } },
     }));
   }

@@ -40,13 +40,23 @@ export class StepperView {
 
   reset(mode = 'backward') { this.mode = mode; this.pos = -1; this.render(); }
 
+  /** The graph node a step of the sequence lights: backward steps name the graph's
+   *  own nodes; forward mode runs on its own tape (dense#1 … sum#8), whose operations
+   *  are the graph's operations in the same order. */
+  nodeOf(step) {
+    if (this.mode === 'backward') return step.index;
+    const ops = this.data.graph.nodes.filter((n) => n.op !== 'input');
+    const k = this.data.forward.indexOf(step);
+    return ops[k] ? ops[k].id : null;
+  }
+
   render() {
     const { svg, strip, eq, pos } = this.els;
     if (!this.data) return;
     const seq = this.sequence;
     const current = this.pos >= 0 ? seq[this.pos] : null;
-    const visited = new Set(seq.slice(0, Math.max(this.pos, 0)).map((s) => s.index));
-    this.drawGraph(svg, current ? current.index : null, visited);
+    const visited = new Set(seq.slice(0, Math.max(this.pos, 0)).map((s) => this.nodeOf(s)));
+    this.drawGraph(svg, current ? this.nodeOf(current) : null, visited);
     pos.textContent = `${this.mode} mode: ${this.pos + 1} / ${seq.length} nodes`;
     strip.replaceChildren();
     eq.removeAttribute('data-delta');
@@ -102,6 +112,11 @@ export class StepperView {
   drawGraph(svg, currentIndex, visited) {
     const { nodes, edges } = this.data.graph;
     const ops = nodes.filter((n) => n.op !== 'input');
+    // forward mode draws its own tape's operations (it ends in sum, not the loss)
+    const shownOp = new Map();
+    if (this.mode === 'forward') {
+      ops.forEach((n, k) => { if (this.data.forward[k]) shownOp.set(n.id, this.data.forward[k]); });
+    }
     const inputs = nodes.filter((n) => n.op === 'input');
     const width = svg.clientWidth || 900;
     const pos = new Map();
@@ -114,8 +129,11 @@ export class StepperView {
       const t = pos.get(firstUse.get(n.id)) || { x: 40 };
       const k = slots.get(t.x) || 0;
       slots.set(t.x, k + 1);
-      pos.set(n.id, { x: t.x - colW * 0.35 + k * colW * 0.35, y: 30 });
+      pos.set(n.id, { x: t.x + (k - 0.5) * colW * 0.5, y: 30 }); // W left, b right
     }
+    // boxes never overlap: operations sit colW apart, a layer's W and b colW/2 apart
+    const opWidth = Math.min(68, colW - 8);
+    const inputWidth = Math.min(68, colW * 0.5 - 6);
     svg.replaceChildren();
     const defs = document.createElementNS(SVG, 'defs');
     defs.innerHTML = '<marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
@@ -139,13 +157,15 @@ export class StepperView {
       g.setAttribute('class', cls.join(' '));
       g.dataset.node = String(n.id);
       const rect = document.createElementNS(SVG, 'rect');
-      rect.setAttribute('x', p.x - 34); rect.setAttribute('y', p.y - 14);
-      rect.setAttribute('width', 68); rect.setAttribute('height', 28);
+      const w = n.op === 'input' ? inputWidth : opWidth;
+      rect.setAttribute('x', p.x - w / 2); rect.setAttribute('y', p.y - 14);
+      rect.setAttribute('width', w); rect.setAttribute('height', 28);
       const text = document.createElementNS(SVG, 'text');
       text.setAttribute('x', p.x); text.setAttribute('y', p.y);
-      text.textContent = n.op === 'input' ? n.label : n.op;
+      const fwd = shownOp.get(n.id);
+      text.textContent = n.op === 'input' ? n.label : (fwd ? fwd.op : n.op);
       const title = document.createElementNS(SVG, 'title');
-      title.textContent = `${n.label} ${JSON.stringify(n.shape)}`;
+      title.textContent = `${fwd ? fwd.label : n.label} ${JSON.stringify(n.shape)}`;
       g.append(rect, text, title);
       svg.appendChild(g);
     }

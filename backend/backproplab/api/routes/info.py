@@ -37,9 +37,13 @@ async def info(settings: SettingsDep) -> Info:
     """What this server can run, and its limits."""
     torch_version, cuda = _torch_info()
     jax_version = _jax_version()
-    engines = ["numpy"] + (["torch"] if torch_version else []) + (["jax"] if jax_version else [])
+    dtypes = {"numpy": ["float32", "float64"]}  # NumPy has no bfloat16; TF32 is a GPU mode
+    if torch_version:
+        dtypes["torch"] = ["float32", "float64", "bfloat16"] + (["tf32"] if cuda else [])
+    if jax_version:
+        dtypes["jax"] = ["float32", "float64"]
     return Info(version=__version__, python=platform.python_version(), numpy=np.__version__,
-                torch=torch_version, jax=jax_version, engines=engines,
+                torch=torch_version, jax=jax_version, engines=list(dtypes), dtypes=dtypes,
                 devices=["cpu"] + (["cuda"] if cuda else []), cuda_devices=cuda,
                 limits=settings.model_dump())
 
