@@ -44,7 +44,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         data = data.get("config", data)  # a whole run record works as a config too
     record = dict(data.get("record") or {})
     for key, value in vars(args).items():
-        if value is None or key in ("config", "out", "command", "func", "quiet"):
+        if value is None or key in ("config", "out", "command", "func", "quiet", "no_limits"):
             continue
         if key.startswith("record__"):
             record[key[len("record__"):]] = value
@@ -76,8 +76,22 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def _over_limit(cost, args: argparse.Namespace) -> str | None:
+    """The memory limit the server applies, on by default (--no-limits lifts it)."""
+    from .runs.budget import OverBudget
+    from .settings import Settings
+
+    if args.no_limits:
+        return None
+    limit = Settings().max_run_bytes
+    if cost.bytes <= limit:
+        return None
+    return f"{OverBudget(cost, limit, 'BACKPROPLAB_MAX_RUN_BYTES')}; --no-limits lifts it"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .engines import first_nonfinite, run
+    from .runs.budget import run_cost
     from .runs.codec import encode
 
     try:
@@ -86,20 +100,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"invalid config: {exc}", file=sys.stderr)
         return 2
     spec = config.to_spec()
+    if (refusal := _over_limit(run_cost(spec), args)) is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     bar = Progress(max(spec.steps, 1), sys.stderr.isatty() and not args.quiet)
+    steps: list[dict] = []
 
     def on_step(record: dict) -> None:
+        steps.append(record)
         bad = first_nonfinite(record)
         note = f"loss {record['loss']:.4g}" + (f"  overflow at layer {bad}" if bad is not None
                                                 else "")
         bar.update(record["step"] + 1, note)
 
+    cancel = threading.Event()
     try:
-        record = run(spec, on_step=on_step, cancel=threading.Event())
+        record = run(spec, on_step=on_step, cancel=cancel)
     except ValueError as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: stop, and keep what was recorded
+        cancel.set()
+        bar.close()
+        from .engines import SCHEMA
+
+        partial = {"schema": SCHEMA, "config": config.model_dump(), "environment": None,
+                   "theory": None, "steps": steps}
+        Path(args.out).write_bytes(encode(partial))
+        print(f"interrupted: wrote {args.out} with the {len(steps)} steps recorded so far",
+              file=sys.stderr)
+        return 130
     bar.close()
     record["config"] = config.model_dump()
     Path(args.out).write_bytes(encode(record))
@@ -109,9 +140,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .runs.budget import phase_cost
     from .runs.codec import encode
     from .theory import phase
 
+    cost = phase_cost(args.grid, args.depth, args.width, args.batch, not args.analytic_only)
+    if (refusal := _over_limit(cost, args)) is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     w2 = np.linspace(args.w2_min, args.w2_max, args.grid)
     b2 = np.linspace(args.b2_min, args.b2_max, args.grid)
     result = {"analytic": phase.analytic(args.activation, w2, b2, args.depth)}
@@ -155,9 +191,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import webbrowser
 
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
+    # connections are limited by the app (HTTP and WebSockets apart), not by uvicorn's
+    # --limit-concurrency, which counts idle WebSockets against page requests
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
-                ws_max_size=settings.max_message_bytes, timeout_graceful_shutdown=3,
-                limit_concurrency=settings.max_connections)
+                ws_max_size=settings.max_message_bytes, timeout_graceful_shutdown=3)
     return 0
 
 
@@ -180,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--config", help="a JSON config (or a run record)")
     run_p.add_argument("--out", default="run.json")
     run_p.add_argument("--quiet", action="store_true", help="no progress bar")
+    run_p.add_argument("--no-limits", action="store_true",
+                       help="lift the memory limit (BACKPROPLAB_MAX_RUN_BYTES)")
     _config_flags(run_p)
     run_p.set_defaults(func=cmd_run)
 
@@ -196,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seed", type=int, default=0)
     sweep.add_argument("--device", default="auto")
     sweep.add_argument("--analytic-only", action="store_true")
+    sweep.add_argument("--no-limits", action="store_true",
+                       help="lift the memory limit (BACKPROPLAB_MAX_RUN_BYTES)")
     sweep.add_argument("--out", default="phase.json")
     sweep.add_argument("--html", help="also write an interactive HTML figure")
     sweep.add_argument("--png", help="also write a PNG (needs kaleido)")

@@ -2,22 +2,70 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute, request_response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response
 
 from .. import __version__
 from ..runs.manager import RunManager
 from ..settings import Settings
 from .responses import StrictJSONResponse
 from .routes import health, info, live, runs, tape, theory
-from .security import BodyLimit, SecurityHeaders
+from .security import BodyLimit, ConnectionLimits, SameOrigin, SecurityHeaders
+
+MAX_ECHO = 64  # characters of a request's own text (a field name) an error repeats
+
+
+class SourceFreeStatic(StaticFiles):
+    """The front end's files, never the Python package they ship in."""
+
+    async def get_response(self, path: str, scope) -> Response:
+        if path.endswith((".py", ".pyc")) or "__pycache__" in path:
+            return StrictJSONResponse({"detail": "Not Found"}, status_code=404)
+        return await super().get_response(path, scope)
+
+
+def _strict_json(body: bytes):
+    """The WebSocket's parser for request bodies too: bare NaN, Infinity and numbers
+    beyond the float range (1e400) are errors, the same on every entry point."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise json.JSONDecodeError(str(exc).split(":")[0], exc.doc, exc.pos) from None
+
+
+class _OffLoopRequest(Request):
+    async def json(self):
+        if not hasattr(self, "_json"):  # a 30 MB import must not stall the event loop
+            self._json = await run_in_threadpool(_strict_json, await self.body())
+        return self._json
+
+
+def _parse_bodies_off_loop(app: FastAPI) -> None:
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.body_field is not None:
+            handler = route.get_route_handler()
+
+            async def off_loop(request: Request, handler=handler):
+                return await handler(_OffLoopRequest(request.scope, request.receive,
+                                                     request._send))
+
+            route.app = request_response(off_loop)
+
+
+def _short(part, limit: int = MAX_ECHO):
+    return part if not isinstance(part, str) or len(part) <= limit else \
+        part[:limit] + f"… ({len(part)} characters)"
 
 
 def frontend_dir() -> Path:
@@ -54,12 +102,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.manager = manager
     for module in (health, info, runs, theory, tape, live):
         app.include_router(module.router)
+    _parse_bodies_off_loop(app)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         # the path of each bad field and why; never the (possibly huge) input echoed back
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
-                   "type": e.get("type", "")} for e in exc.errors()]
+        errors = [{"loc": [_short(p) for p in e.get("loc", ())],
+                   "msg": _short(e.get("msg", ""), 400), "type": e.get("type", "")}
+                  for e in exc.errors()]
         return StrictJSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(Exception)
@@ -85,8 +135,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(static / "docs.html")
 
     app.mount("/vendor/swagger", StaticFiles(directory=swagger_ui_dir()), name="swagger")
-    app.mount("/static", StaticFiles(directory=static), name="static")
+    app.mount("/static", SourceFreeStatic(directory=static), name="static")
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SameOrigin, extra=settings.allowed_origins)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    # outermost: it sees the server's own `send` (the WebSocket's transport)
+    app.add_middleware(ConnectionLimits, max_http=settings.max_connections,
+                       max_ws=settings.max_websockets)
     return app

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..model.spec import RecordSpec, RunSpec
 
@@ -16,6 +23,13 @@ Activation = Literal["linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", 
 Init = Literal["xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
                "orthogonal", "normal"]
 Gain = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+
+
+def _not_a_boolean(value, info: ValidationInfo):
+    """JSON true/false is not a number: `depth: true` is an error, not depth 1."""
+    if isinstance(value, bool) and info.field_name not in ("residual",):
+        raise ValueError("expected a number, not true/false")
+    return value
 
 
 class RecordConfig(BaseModel):
@@ -29,6 +43,7 @@ class RecordConfig(BaseModel):
                                 description="Jacobian spectrum every k steps (0: never)")
     jacobian_topk: int = Field(32, ge=1, le=512,
                                description="singular values kept when the width is large")
+    _numbers = field_validator("*", mode="before")(_not_a_boolean)
 
 
 class RunConfig(BaseModel):
@@ -62,6 +77,7 @@ class RunConfig(BaseModel):
     steps: int = Field(200, ge=0, le=100_000, description="0: analyse at initialization")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     record: RecordConfig = Field(default_factory=RecordConfig)
+    _numbers = field_validator("*", mode="before")(_not_a_boolean)
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> RunConfig:

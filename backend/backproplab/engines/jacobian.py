@@ -9,6 +9,7 @@ randomized subspace iteration on JᵀJ, using only products with blocks of vecto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,8 +58,11 @@ def _layer_maps(xp: Any, spec: RunSpec, weights: list, zs: list, example: int = 
     return maps
 
 
-def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int) -> np.ndarray:
-    """Singular values of J, largest first (all of them, or the top k)."""
+def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int,
+                    check: Callable[[], None] | None = None) -> np.ndarray:
+    """Singular values of J, largest first (all of them, or the top k). `check()` is
+    called after every layer's product, so a cancelled run stops mid-spectrum."""
+    check = check or (lambda: None)
     maps = _layer_maps(xp, spec, weights, zs)
     like = zs[0]
     width = spec.width
@@ -66,11 +70,13 @@ def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int) 
     def apply(v):
         for forward, _ in maps:
             v = forward(v)
+            check()
         return v
 
     def apply_t(u):
         for _, backward in reversed(maps):
             u = backward(u)
+            check()
         return u
 
     def svd(m, count):

@@ -1,79 +1,127 @@
-"""The run manager: training jobs in worker threads (never on the event loop),
-a global limit on concurrent jobs, cooperative cancellation, pause/step, and a
-coalescing frame sink between a job and its (possibly slow) client."""
+"""The run manager: admission, fair-share scheduling, cancellation, run records.
+
+Admission: a run is refused outright when its estimated peak memory (runs.budget)
+is over the per-run limit, and asked to retry later when the server already holds
+its limit of sessions or the sum of the admitted estimates would pass the
+server-wide bound. Admitted runs are never refused for lack of cores: a few worker
+threads take turns running them a step at a time (the scheduler below), so many
+small runs and a few heavy ones share the machine. Jobs never run on the event loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..engines import Cancelled, first_nonfinite, iter_steps, make_engine, theory_for
 from ..engines.runner import SCHEMA, environment
 from ..model.spec import RunSpec
 from ..settings import Settings
+from .budget import Cost, OverBudget, human, run_cost
+from .codec import decode, encode
+from .scheduler import Scheduler
 
 _ids = itertools.count(1)
 _THEORY = ThreadPoolExecutor(max_workers=1, thread_name_prefix="theory")
+MAX_KEPT_FRAMES = 256  # kept frames waiting for a client that does not read
+RETRY_SECONDS = 5
 
 
 class Refused(Exception):
-    """Over a limit: HTTP 429 / WebSocket close 1013."""
+    """Over a server-wide limit: HTTP 429 / WebSocket close 1013, retry later."""
+
+    def __init__(self, message: str, retry_after: float = RETRY_SECONDS):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
-class JobSlots:
-    """A global, non-blocking count of running jobs."""
+class Ledger:
+    """Admitted work: a count of sessions and the sum of their estimated bytes."""
 
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._used = 0
+    def __init__(self, max_sessions: int, max_total_bytes: int, max_run_bytes: int):
+        self.max_sessions, self.max_total, self.max_run = \
+            max_sessions, max_total_bytes, max_run_bytes
+        self.sessions = 0
+        self.bytes = 0
         self._lock = threading.Lock()
 
-    def try_acquire(self) -> bool:
+    def admit(self, cost: Cost, session: bool = True) -> None:
+        if cost.bytes > self.max_run:
+            raise OverBudget(cost, self.max_run, "BACKPROPLAB_MAX_RUN_BYTES",
+                             hint=_shrink_hint(cost))
         with self._lock:
-            if self._used >= self.limit:
-                return False
-            self._used += 1
-            return True
+            if session and self.sessions >= self.max_sessions:
+                raise Refused(f"the server is running {self.sessions} runs, its limit "
+                              f"(setting BACKPROPLAB_MAX_SESSIONS); retrying in "
+                              f"{RETRY_SECONDS} s")
+            if self.bytes + cost.bytes > self.max_total:
+                raise Refused(f"the server's memory for runs is taken: {human(self.bytes)} of "
+                              f"{human(self.max_total)} admitted, this {cost.what} needs "
+                              f"{human(cost.bytes)} (setting BACKPROPLAB_MAX_TOTAL_BYTES); "
+                              f"retrying in {RETRY_SECONDS} s")
+            self.sessions += session
+            self.bytes += cost.bytes
 
-    def release(self) -> None:
+    def release(self, cost: Cost, session: bool = True) -> None:
         with self._lock:
-            self._used = max(0, self._used - 1)
+            self.sessions = max(0, self.sessions - session)
+            self.bytes = max(0, self.bytes - cost.bytes)
 
-    @property
-    def in_use(self) -> int:
-        return self._used
+    @contextlib.contextmanager
+    def reserve(self, cost: Cost):
+        """For work done within one request (phase diagrams): bytes, not a session."""
+        self.admit(cost, session=False)
+        try:
+            yield
+        finally:
+            self.release(cost, session=False)
+
+
+def _shrink_hint(cost: Cost) -> str:
+    if cost.parts.get("recorded steps", 0) > cost.bytes / 2:
+        return "; record fewer steps (record.every) or run fewer steps"
+    return "; use a smaller depth, width or batch"
 
 
 class FrameSink:
     """Between a job thread and an async sender. Ordinary frames coalesce (only the
     newest waits); the first frame, the frame where values turn non-finite and the
-    final frames are kept in order. Bounded whatever the consumer's speed."""
+    final frames are kept in order. Bounded whatever the consumer's speed: past
+    MAX_KEPT_FRAMES kept frames the sink is marked `overflowed` (the client is
+    dropped). A frame is a dict or its encoded JSON text."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None):
         self._lock = threading.Lock()
         self._kept: deque = deque()
         self._latest: Any = None
         self.coalesced = 0
+        self.overflowed = False
         self._loop = loop
         self.ready = asyncio.Event() if loop is not None else None
 
     def _wake(self) -> None:
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.ready.set)
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                self._loop.call_soon_threadsafe(self.ready.set)
 
     def put(self, frame: Any, keep: bool = False) -> None:
+        if self._loop is None:
+            return  # a headless run: nobody reads frames
         with self._lock:
             if keep:
                 if self._latest is not None:  # order: what came before a kept frame goes first
                     self._kept.append(self._latest)
                     self._latest = None
                 self._kept.append(frame)
+                if len(self._kept) > MAX_KEPT_FRAMES:
+                    self.overflowed = True
+                    self._kept.popleft()
             else:
                 if self._latest is not None:
                     self.coalesced += 1
@@ -101,109 +149,180 @@ class FrameSink:
             return out
 
 
-@dataclass
 class Control:
-    """Pause / resume / single step, checked by the job between steps."""
+    """Pause / resume / single step; the scheduler skips a paused job."""
 
-    paused: bool = False
-    step_tokens: int = 0
-    cond: threading.Condition = field(default_factory=threading.Condition)
+    def __init__(self, paused: bool = False):
+        self.paused = paused
+        self.step_tokens = 0
+        self._lock = threading.Lock()
+        self.on_change = None  # the scheduler's wake-up for this job
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def set_paused(self, paused: bool) -> None:
-        with self.cond:
+        with self._lock:
             self.paused = paused
-            self.cond.notify_all()
+        self._changed()
 
     def add_step(self) -> None:
-        with self.cond:
+        with self._lock:
             self.paused = True
             self.step_tokens += 1
-            self.cond.notify_all()
+        self._changed()
 
-    def wait(self, cancel: threading.Event) -> bool:
-        """Block while paused; True when this step was asked for explicitly."""
-        with self.cond:
-            while self.paused and self.step_tokens == 0 and not cancel.is_set():
-                self.cond.wait(0.05)
-            if cancel.is_set():
-                raise Cancelled()
+    def runnable(self) -> bool:
+        return not self.paused or self.step_tokens > 0
+
+    def take_token(self) -> bool:
+        """True when this step was asked for explicitly (it is recorded)."""
+        with self._lock:
             if self.step_tokens:
                 self.step_tokens -= 1
                 return True
             return False
 
 
-class Job:
-    """One training run in its own thread, publishing frames to a sink."""
+class Deadline(threading.Event):
+    """A cancel event that also reads as set once the run's compute time is spent,
+    so the limit is checked wherever cancellation is (every layer, every Jacobian
+    product), not only between steps."""
 
-    def __init__(self, spec: RunSpec, sink: FrameSink, slots: JobSlots, settings: Settings,
-                 run_id: str, paused: bool = False, on_exit=None):
+    def __init__(self):
+        super().__init__()
+        self.at = float("inf")
+
+    def is_set(self) -> bool:
+        return super().is_set() or time.monotonic() > self.at
+
+    def timed_out(self) -> bool:
+        return not super().is_set() and time.monotonic() > self.at
+
+
+class Job:
+    """One run, advanced a step at a time by the scheduler's workers. Its recorded
+    steps are kept encoded (compact JSON bytes, counted exactly)."""
+
+    def __init__(self, spec: RunSpec, sink: FrameSink, settings: Settings, run_id: str,
+                 cost: Cost, paused: bool = False, on_exit=None):
+        self.spec, self.sink, self.settings, self.id, self.cost = \
+            spec, sink, settings, run_id, cost
         self.on_exit = on_exit
-        self.spec, self.sink, self.slots, self.settings = spec, sink, slots, settings
-        self.id = run_id
-        self.cancel = threading.Event()
+        self.cancel = Deadline()
         self.control = Control(paused=paused)
-        self.steps: list[dict] = []
         self.status = "running"
         self.error: str | None = None
         self.theory: dict | None = None
         self.environment: dict | None = None
         self.config: dict | None = None
-        self.thread = threading.Thread(target=self._main, name=f"job-{run_id}", daemon=True)
+        self.finished = threading.Event()
+        self.used_seconds = 0.0  # compute time of its own steps
+        self._steps: list[bytes] = []
+        self.record_bytes = 0
+        self._engine = None
+        self._steps_iter = None
+        self._first = True
+        self._diverged = False
+        self._theory_future = None
+        self._exit_lock = threading.Lock()
+        # scheduler state
+        self.vtime = 0.0
+        self.step_seconds: float | None = None  # moving average of a turn's duration
+        self.running = False
 
-    def start(self) -> None:
-        self.thread.start()
+    # --- what the scheduler calls --------------------------------------------------
+    def runnable(self) -> bool:
+        return self.control.runnable() or self.cancel.is_set()
 
-    def _main(self) -> None:
-        diverged = False
-        started = time.monotonic()
+    def advance(self) -> bool:
+        """Run one step (the first turn also builds the engine); False when the job
+        has ended (done, cancelled, failed)."""
+        if self.finished.is_set():
+            return False
+        self.cancel.at = time.monotonic() + self.settings.max_steps_seconds - self.used_seconds
+        started = time.perf_counter()
         try:
-            engine = make_engine(self.spec, threads=self.settings.torch_threads)
-            self.environment = environment(engine)
-            # the theory frame follows the first step, so a slider move shows data at once
-            self.sink.put({"type": "run", "id": self.id, "theory": None,
-                           "environment": self.environment}, keep=True)
-
-            def before(step: int) -> bool:
-                if time.monotonic() - started > self.settings.max_steps_seconds:
-                    raise TimeoutError(f"run exceeded the wall-clock limit of "
-                                       f"{self.settings.max_steps_seconds:g} s")
-                return self.control.wait(self.cancel)
-
-            first = True
-            for record in iter_steps(self.spec, self.cancel, engine, before_step=before):
-                self.steps.append(record)
-                bad = first_nonfinite(record)
-                turned = bad is not None and not diverged
-                if turned:
-                    diverged = True
-                    record = {**record, "overflow": {"step": record["step"], "layer": bad}}
-                self.sink.put({"type": "step", "run": self.id, **record}, keep=first or turned)
-                if first:
-                    self._theory_future = _THEORY.submit(self._publish_theory)
-                first = False
-            future = getattr(self, "_theory_future", None)
-            if future is not None and not future.cancelled():
-                future.result()  # a finished record always carries its theory
-            self.status = "done"
-            self.sink.put({"type": "done", "id": self.id, "steps": len(self.steps)}, keep=True)
+            if self.cancel.is_set():
+                raise Cancelled()
+            if self._steps_iter is None:
+                self._begin()
+            record = next(self._steps_iter)
+            if record is not None:
+                self._publish(record)
+            return True
+        except StopIteration:
+            self._complete()
+            return False
         except Cancelled:
-            self.status = "cancelled"
+            if self.cancel.timed_out():
+                self._fail(f"run exceeded its compute-time limit of "
+                           f"{self.settings.max_steps_seconds:g} s "
+                           f"(setting BACKPROPLAB_MAX_STEPS_SECONDS)", "run_failed")
+            else:
+                self._exit("cancelled")
+            return False
         except (ValueError, TimeoutError) as exc:
-            self.status, self.error = "error", str(exc)
-            self.sink.put({"type": "error", "code": "run_failed", "message": str(exc),
-                           "field": None}, keep=True)
+            self._fail(str(exc), "run_failed")
+            return False
         except Exception as exc:  # never a traceback to the client; the type is enough
-            self.status, self.error = "error", f"internal error ({type(exc).__name__})"
-            self.sink.put({"type": "error", "code": "internal", "message": self.error,
-                           "field": None}, keep=True)
+            self._fail(f"internal error ({type(exc).__name__})", "internal")
+            return False
         finally:
-            self.slots.release()
-            if self.on_exit is not None:
-                self.on_exit(self)
+            self.used_seconds += time.perf_counter() - started
+
+    def _begin(self) -> None:
+        self._engine = make_engine(self.spec, threads=self.settings.torch_threads)
+        self.environment = environment(self._engine)
+        # the theory frame follows the first step, so a slider move shows data at once
+        self.sink.put({"type": "run", "id": self.id, "theory": None,
+                       "environment": self.environment}, keep=True)
+        self._steps_iter = iter_steps(self.spec, self.cancel, self._engine,
+                                      before_step=lambda step: self.control.take_token(),
+                                      every_step=True)
+
+    def _publish(self, record: dict) -> None:
+        bad = first_nonfinite(record)
+        turned = bad is not None and not self._diverged
+        if turned:
+            self._diverged = True
+            record = {**record, "overflow": {"step": record["step"], "layer": bad}}
+        data = encode(record)  # once: stored, and the frame is built from the same bytes
+        self._steps.append(data)
+        self.record_bytes += len(data)
+        frame = b'{"type":"step","run":' + encode(self.id) + b"," + data[1:]
+        self.sink.put(frame.decode(), keep=self._first or turned)
+        if self._first:
+            self._theory_future = _THEORY.submit(self._publish_theory)
+        self._first = False
+
+    def _complete(self) -> None:
+        future = self._theory_future
+        if future is not None and not future.cancelled():
+            future.result()  # a finished record always carries its theory
+        self.sink.put({"type": "done", "id": self.id, "steps": len(self._steps)}, keep=True)
+        self._exit("done")
+
+    def _fail(self, message: str, code: str) -> None:
+        self.error = message
+        self.sink.put({"type": "error", "code": code, "message": message, "field": None},
+                      keep=True)
+        self._exit("error")
+
+    def _exit(self, status: str) -> None:
+        with self._exit_lock:
+            if self.finished.is_set():
+                return
+            self.status = status
+            self._engine = None  # its arrays go now; the record stays
+            self._steps_iter = None
+            self.finished.set()
+        if self.on_exit is not None:
+            self.on_exit(self)
 
     def _publish_theory(self) -> None:
-        """Off the job thread, so a cancelled job exits at once (theory is pure NumPy)."""
+        """Off the job's turn, so a cancelled job exits at once (theory is pure NumPy)."""
         if self.cancel.is_set():
             return
         try:
@@ -214,13 +333,27 @@ class Job:
         if not self.cancel.is_set():
             self.sink.put({"type": "theory", "run": self.id, "theory": self.theory}, keep=True)
 
+    # --- what everyone else calls --------------------------------------------------
     def stop(self) -> None:
         self.cancel.set()
-        future = getattr(self, "_theory_future", None)
-        if future is not None:
-            future.cancel()
-        with self.control.cond:
-            self.control.cond.notify_all()
+        if self._theory_future is not None:
+            self._theory_future.cancel()
+        self.control.set_paused(False)  # a paused job gets its turn to end
+
+    def is_alive(self) -> bool:
+        return not self.finished.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self.finished.wait(timeout)
+
+    @property
+    def steps_recorded(self) -> int:
+        return len(self._steps)
+
+    @property
+    def steps(self) -> list[dict]:
+        """The recorded steps, decoded (NaN and ±Inf as floats)."""
+        return [decode(s) for s in list(self._steps)]
 
     def record(self) -> dict[str, Any]:
         """The run record {schema, config, environment, theory, steps} so far."""
@@ -228,48 +361,99 @@ class Job:
                 "theory": self.theory, "steps": self.steps}
 
 
+class RecordStore:
+    """Runs by id: every running one, and finished ones while their records fit in
+    `max_bytes` (the oldest finished go first). The one place records live, so a
+    persistent store can take its place behind the same three methods."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._runs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, job: Job) -> None:
+        with self._lock:
+            self._runs[job.id] = job
+
+    def get(self, run_id: str) -> Job | None:
+        return self._runs.get(run_id)
+
+    def finished(self, job: Job) -> None:
+        """A run ended: drop the oldest finished records past the byte bound."""
+        with self._lock:
+            done = [j for j in self._runs.values() if not j.is_alive()]
+            total = sum(j.record_bytes for j in done)
+            for old in done:
+                if total <= self.max_bytes:
+                    break
+                total -= old.record_bytes
+                self._runs.pop(old.id, None)
+
+    @property
+    def bytes(self) -> int:
+        return sum(j.record_bytes for j in list(self._runs.values()))
+
+    def all(self) -> list[Job]:
+        return list(self._runs.values())
+
+
 class RunManager:
-    """Owns the job slots, the headless runs and their records (bounded)."""
+    """Admission, the scheduler, the live jobs and the run records."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.slots = JobSlots(settings.max_jobs)
-        self.runs: OrderedDict[str, Job] = OrderedDict()
+        self.ledger = Ledger(settings.max_sessions, settings.max_total_bytes,
+                             settings.max_run_bytes)
+        self.scheduler = Scheduler(settings.workers)
+        self.records = RecordStore(settings.max_record_bytes)
         self.live: set[Job] = set()
+        self._lock = threading.Lock()
 
     def new_id(self) -> str:
         return f"r{next(_ids)}-{int(time.time() * 1000) % 10**8}"
 
     def start(self, spec: RunSpec, sink: FrameSink, config: dict, paused: bool = False) -> Job:
-        if not self.slots.try_acquire():
-            raise Refused(f"all {self.slots.limit} job slots are busy; try again shortly "
-                          f"(setting BACKPROPLAB_MAX_JOBS)")
-        job = Job(spec, sink, self.slots, self.settings, self.new_id(), paused=paused,
-                  on_exit=self.live.discard)
+        """Admit and schedule a run (OverBudget: never fits; Refused: retry later)."""
+        cost = run_cost(spec)
+        self.ledger.admit(cost)
+        job = Job(spec, sink, self.settings, self.new_id(), cost, paused=paused,
+                  on_exit=self._exited)
         job.config = config
-        self.live.add(job)
-        # every run stays exportable by id; the oldest finished ones are dropped first
-        self.runs[job.id] = job
-        finished = [rid for rid, j in self.runs.items() if not j.thread.is_alive()]
-        while len(self.runs) > self.settings.max_stored_runs and finished:
-            self.runs.pop(finished.pop(0))
-        job.start()
+        with self._lock:
+            self.live.add(job)
+        self.records.add(job)
+        self.scheduler.submit(job)
         return job
 
     def start_headless(self, spec: RunSpec, config: dict) -> Job:
         return self.start(spec, FrameSink(None), config)
 
+    def _exited(self, job: Job) -> None:
+        self.ledger.release(job.cost)
+        with self._lock:
+            self.live.discard(job)
+        self.records.finished(job)
+
     def get(self, run_id: str) -> Job | None:
-        return self.runs.get(run_id)
+        return self.records.get(run_id)
+
+    def cancel(self, job: Job) -> None:
+        job.stop()
+        self.scheduler.stop(job)
 
     async def stop(self, job: Job) -> None:
-        """Cancel a job and wait for its thread to exit (its slot is free after)."""
-        job.stop()
-        await asyncio.to_thread(job.thread.join, 5.0)
-        self.live.discard(job)
+        """Cancel a job and wait until it has ended (at most the rest of one layer)."""
+        self.cancel(job)
+        if not job.finished.is_set():
+            await asyncio.to_thread(job.finished.wait, 5.0)
+
+    @property
+    def active(self) -> int:
+        return len(self.live)
 
     def shutdown(self) -> None:
-        for job in list(self.live) + list(self.runs.values()):
-            job.stop()
         for job in list(self.live):
-            job.thread.join(2.0)
+            self.cancel(job)
+        for job in list(self.live):
+            job.finished.wait(2.0)
+        self.scheduler.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,10 +21,15 @@ def grid_axes(w2_range=(0.5, 4.0), b2_range=(0.0, 0.5), size=(32, 32)):
     return (np.linspace(*w2_range, size[0]), np.linspace(*b2_range, size[1]))
 
 
+def _never() -> None:
+    return None
+
+
 def analytic(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
-             q_in: float = 1.0) -> dict[str, Any]:
+             q_in: float = 1.0, check: Callable[[], None] = _never) -> dict[str, Any]:
     """χ₁ at the fixed point and log10 of the predicted ‖δ(1)‖²/‖δ(L)‖², on the
-    grid (rows: σ_b², columns: σ_w²), with the χ₁ = 1 line."""
+    grid (rows: σ_b², columns: σ_w²), with the χ₁ = 1 line. `check()` runs after
+    every layer and iteration; it raises to stop the computation."""
     W2, B2 = np.meshgrid(sigma_w2s, sigma_b2s)
     q = np.full(W2.shape, q_in)
     log_ratio = np.zeros(W2.shape)
@@ -32,6 +38,7 @@ def analytic(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
         q = length_map(act, q, W2, B2)
         q = np.where(q > 1e12, np.inf, q)
         qs.append(q)
+        check()
     # ‖δ(l-1)‖² = ‖δ(l)‖² σ_w² E[φ'²](q(l-1)): sum the logs of the factors along the path
     for q_l in qs[:-1]:
         factor = chi1(act, W2, q_l)
@@ -39,6 +46,7 @@ def analytic(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
             log_ratio += np.log10(factor)
     q_fixed = qs[-1]
     for _ in range(2000):  # carry on to the fixed point for χ₁
+        check()
         new = length_map(act, q_fixed, W2, B2)
         new = np.where(new > 1e12, np.inf, new)
         if np.allclose(new, q_fixed, rtol=1e-12, atol=1e-300, equal_nan=True):
@@ -64,28 +72,34 @@ def _torch_or_none(device: str | None):
 
 def measured(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int, width: int,
              batch: int, seed: int = 0, device: str | None = None,
-             dtype: str = "float32") -> dict[str, Any]:
-    """Measure ‖δ(l)‖ at initialization for every grid point at once.
+             dtype: str = "float32", check: Callable[[], None] = _never) -> dict[str, Any]:
+    """Measure ‖δ(l)‖ at initialization for every grid point.
 
-    All G grid points are one batch of networks: weights (G, W, W) per layer,
-    z = h Wᵀ + b by one batched matmul; then δ is pulled back with one batched
-    matmul per layer, from a random cotangent at the last hidden layer."""
+    The G points of one grid row are one batch of networks: weights (G, W, W) per
+    layer, z = h Wᵀ + b by one batched matmul; then δ is pulled back with one
+    batched matmul per layer, from a random cotangent at the last hidden layer.
+    One row at a time (seeded by the row), so memory is that of one row whatever
+    the grid; `check()` runs after every layer."""
     W2, B2 = np.meshgrid(sigma_w2s, sigma_b2s)
-    sw = np.sqrt(W2.ravel())
-    sb = np.sqrt(B2.ravel())
     torch, dev = _torch_or_none(device)
     start = time.perf_counter()
-    if torch is not None:
-        from ..engines.precision import cuda_matmul_precision
+    rows = []
+    for row in range(W2.shape[0]):
+        sw, sb = np.sqrt(W2[row]), np.sqrt(B2[row])
+        row_seed = int(np.random.SeedSequence([seed, row]).generate_state(1)[0])
+        if torch is not None:
+            from ..engines.precision import cuda_matmul_precision
 
-        with cuda_matmul_precision(torch, False) if dev.type == "cuda" else \
-                contextlib.nullcontext():
-            log_profile = _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed,
-                                         dtype)
-        backend = f"torch/{dev.type}"
-    else:
-        log_profile = _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype)
-        backend = "numpy"
+            with cuda_matmul_precision(torch, False) if dev.type == "cuda" else \
+                    contextlib.nullcontext():
+                rows.append(_measure_torch(torch, dev, act, sw, sb, depth, width, batch,
+                                           row_seed, dtype, check))
+        else:
+            rows.append(_measure_numpy(act, sw, sb, depth, width, batch, row_seed, dtype,
+                                       check))
+    log_profile = np.concatenate(rows, axis=0)
+    sw = np.sqrt(W2.ravel())
+    backend = f"torch/{dev.type}" if torch is not None else "numpy"
     elapsed = time.perf_counter() - start
     # per-layer factor of ‖δ‖²: least-squares slope of ln ‖δ(l)‖² over depth
     layers = np.arange(depth)
@@ -102,7 +116,7 @@ def measured(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
             "seconds": elapsed, "backend": backend}
 
 
-def _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype):
+def _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype, check=_never):
     from ..engines.xp import TorchXP
 
     xp = TorchXP(torch)
@@ -122,17 +136,19 @@ def _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype):
             h = activation(act, z, xp)
             weights.append(W)
             zs.append(z)
+            check()
         g = torch.randn(G, batch, width, generator=gen, device=dev, dtype=tdtype)
         norms = []
         for layer in range(depth - 1, -1, -1):
             delta = g * derivative(act, zs[layer], xp)  # δ(l) = g(l) ⊙ φ'(z(l))
             norms.append((delta.double() ** 2).sum(dim=(1, 2)))
             g = torch.bmm(delta, weights[layer])  # g(l-1) = W(l)ᵀ δ(l)
+            check()
         profile = torch.stack(norms[::-1], dim=1)
         return torch.log(profile).cpu().numpy()
 
 
-def _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype):
+def _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype, check=_never):
     rng = np.random.default_rng(seed)
     G = len(sw)
     dt = np.dtype(dtype)
@@ -146,12 +162,14 @@ def _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype):
         h = activation(act, z, NumpyXP)
         weights.append(W)
         zs.append(z)
+        check()
     g = rng.standard_normal((G, batch, width), dtype=dt)
     norms = []
     for layer in range(depth - 1, -1, -1):
         delta = g * derivative(act, zs[layer], NumpyXP)
         norms.append(np.sum(delta.astype(np.float64) ** 2, axis=(1, 2)))
         g = np.matmul(delta, weights[layer])
+        check()
     with np.errstate(divide="ignore"):
         return np.log(np.stack(norms[::-1], axis=1))
 

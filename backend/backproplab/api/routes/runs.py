@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
 
 from ...report import report_html
+from ...runs.budget import OverBudget
 from ...runs.manager import Refused
 from ..records import validate_record
 from ..responses import StrictJSONResponse
@@ -38,20 +39,33 @@ def _validate(data: Any, request: Request, loc: str = "body") -> RunConfig:
 
 @router.post("/api/runs", status_code=202, response_model=RunStatus)
 def start_run(request: Request, config: dict = Body(..., examples=[{"depth": 20}])) -> RunStatus:
-    """Start a headless run (429 when every job slot is busy)."""
+    """Start a headless run (422 when it could never fit in memory, 429 with
+    Retry-After while the server is full)."""
     cfg = _validate(config, request)
     try:
         job = request.app.state.manager.start_headless(cfg.to_spec(), cfg.model_dump())
+    except OverBudget as exc:
+        raise HTTPException(422, str(exc)) from None
     except Refused as exc:
-        raise HTTPException(429, str(exc)) from None
+        raise HTTPException(429, str(exc),
+                            headers={"retry-after": f"{exc.retry_after:.0f}"}) from None
     return RunStatus(id=job.id, status=job.status, steps_recorded=0)
+
+
+@router.delete("/api/runs/{run_id}", response_model=RunStatus)
+async def cancel_run(request: Request, run_id: str) -> RunStatus:
+    """Stop a run that is still going (its record so far is kept)."""
+    job = _job(request, run_id)
+    await request.app.state.manager.stop(job)
+    return RunStatus(id=job.id, status=job.status, steps_recorded=job.steps_recorded,
+                     error=job.error)
 
 
 def _job(request: Request, run_id: str):
     found = request.app.state.manager.get(run_id)
     if found is None:
-        raise HTTPException(404, f"no run {run_id!r} (runs are kept in memory, the newest "
-                                 f"{request.app.state.settings.max_stored_runs})")
+        raise HTTPException(404, f"no run {run_id[:64]!r} (finished runs are kept in memory "
+                                 f"while their records fit in BACKPROPLAB_MAX_RECORD_BYTES)")
     return found
 
 
@@ -61,7 +75,7 @@ def get_run(request: Request, run_id: str) -> StrictJSONResponse:
     job = _job(request, run_id)
     record = job.record()
     return StrictJSONResponse({"id": job.id, "status": job.status, "error": job.error,
-                               "steps_recorded": len(job.steps), "record": record})
+                               "steps_recorded": len(record["steps"]), "record": record})
 
 
 @router.get("/api/runs/{run_id}/export", response_class=StrictJSONResponse)
