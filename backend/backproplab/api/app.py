@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute, request_response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import FileResponse, Response
 
 from .. import __version__
 from ..runs.manager import RunManager
 from ..settings import Settings
+from . import offload
 from .responses import StrictJSONResponse
 from .routes import health, info, live, runs, tape, theory
 from .security import BodyLimit, ConnectionLimits, SameOrigin, SecurityHeaders
-
-MAX_ECHO = 64  # characters of a request's own text (a field name) an error repeats
 
 
 class SourceFreeStatic(StaticFiles):
@@ -33,39 +28,6 @@ class SourceFreeStatic(StaticFiles):
         if path.endswith((".py", ".pyc")) or "__pycache__" in path:
             return StrictJSONResponse({"detail": "Not Found"}, status_code=404)
         return await super().get_response(path, scope)
-
-
-def _strict_json(body: bytes):
-    """The WebSocket's parser for request bodies too: bare NaN, Infinity and numbers
-    beyond the float range (1e400) are errors, the same on every entry point."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise json.JSONDecodeError(str(exc).split(":")[0], exc.doc, exc.pos) from None
-
-
-class _OffLoopRequest(Request):
-    async def json(self):
-        if not hasattr(self, "_json"):  # a 30 MB import must not stall the event loop
-            self._json = await run_in_threadpool(_strict_json, await self.body())
-        return self._json
-
-
-def _parse_bodies_off_loop(app: FastAPI) -> None:
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.body_field is not None:
-            handler = route.get_route_handler()
-
-            async def off_loop(request: Request, handler=handler):
-                return await handler(_OffLoopRequest(request.scope, request.receive,
-                                                     request._send))
-
-            route.app = request_response(off_loop)
-
-
-def _short(part, limit: int = MAX_ECHO):
-    return part if not isinstance(part, str) or len(part) <= limit else \
-        part[:limit] + f"… ({len(part)} characters)"
 
 
 def frontend_dir() -> Path:
@@ -92,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         yield
         manager.shutdown()  # cancel every job on shutdown
+        offload.shutdown()
 
     app = FastAPI(title="backproplab", version=__version__, lifespan=lifespan,
                   default_response_class=StrictJSONResponse, docs_url=None, redoc_url=None,
@@ -102,15 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.manager = manager
     for module in (health, info, runs, theory, tape, live):
         app.include_router(module.router)
-    _parse_bodies_off_loop(app)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         # the path of each bad field and why; never the (possibly huge) input echoed back
-        errors = [{"loc": [_short(p) for p in e.get("loc", ())],
-                   "msg": _short(e.get("msg", ""), 400), "type": e.get("type", "")}
-                  for e in exc.errors()]
-        return StrictJSONResponse({"detail": errors}, status_code=422)
+        return StrictJSONResponse({"detail": offload.error_list(exc.errors())},
+                                  status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):

@@ -155,19 +155,26 @@ def abort_connection(scope: Scope) -> bool:
     return True
 
 
+LARGE_BODY_PATHS = ("/api/runs/import", "/api/report")  # uploaded run records
+SMALL_BODY_BYTES = 256 * 1024  # every other body is a config: parsed on the loop, so small
+
+
 class BodyLimit:
-    """413 for a request body over the limit, by Content-Length or as it streams."""
+    """413 for a request body over the limit, by Content-Length or as it streams:
+    the configured limit for uploaded records, SMALL_BODY_BYTES for the rest."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+        self.app, self.max_records = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_records if scope["path"] in LARGE_BODY_PATHS else \
+            min(self.max_records, SMALL_BODY_BYTES)
         length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._too_large(send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._too_large(send, limit)
             return
         seen = 0
         refused = False
@@ -181,9 +188,9 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     refused = True
-                    await self._too_large(send)
+                    await self._too_large(send, limit)
                     return {"type": "http.disconnect"}
             return message
 
@@ -197,6 +204,8 @@ class BodyLimit:
             if not refused:  # after a 413 the app's complaint about the body is moot
                 raise
 
-    async def _too_large(self, send: Send) -> None:
-        await _respond(send, 413, f"request body too large: the limit is {self.max_bytes} "
-                                  f"bytes (setting BACKPROPLAB_MAX_BODY_BYTES)")
+    async def _too_large(self, send: Send, limit: int) -> None:
+        setting = "the setting BACKPROPLAB_MAX_BODY_BYTES" if limit == self.max_records else \
+            "run records may be larger, on /api/runs/import and /api/report"
+        await _respond(send, 413, f"request body too large: the limit is {limit} bytes "
+                                  f"({setting})")

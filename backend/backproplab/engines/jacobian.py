@@ -20,6 +20,7 @@ from .tape_engine import LAYERNORM_EPS
 
 EXACT_MAX_WIDTH = 256
 ITERATIONS = 12
+CHECK_COLUMNS = 128
 
 
 def _layer_maps(xp: Any, spec: RunSpec, weights: list, zs: list, example: int = 0):
@@ -67,16 +68,27 @@ def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int,
     like = zs[0]
     width = spec.width
 
+    def by_columns(f, v):
+        # columns are independent: products on column chunks keep each uninterruptible
+        # piece of BLAS work short, so a cancel is seen within a few milliseconds
+        if v.shape[1] <= CHECK_COLUMNS:
+            out = f(v)
+            check()
+            return out
+        parts = []
+        for start in range(0, v.shape[1], CHECK_COLUMNS):
+            parts.append(f(v[:, start:start + CHECK_COLUMNS]))
+            check()
+        return xp.concat(parts, 1)
+
     def apply(v):
         for forward, _ in maps:
-            v = forward(v)
-            check()
+            v = by_columns(forward, v)
         return v
 
     def apply_t(u):
         for _, backward in reversed(maps):
-            u = backward(u)
-            check()
+            u = by_columns(backward, u)
         return u
 
     def svd(m, count):
@@ -93,5 +105,6 @@ def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int,
         M = apply_t(apply(Q))
         if not bool(xp.host(xp.sum(xp.to_float(~xp.isfinite(M)))) == 0):
             return np.full(k, np.nan)
+        check()
         Q = xp.qr(M)
     return svd(apply(Q), k)

@@ -46,10 +46,10 @@ def environment(engine: Engine) -> dict[str, Any]:
     env = {"python": platform.python_version(), "numpy": np.__version__,
            "platform": platform.platform(), "engine": engine.spec.engine,
            "device": engine.device_name, "dtype": engine.spec.dtype}
-    try:
-        import torch
+    try:  # the installed version, without importing torch (seconds) for a NumPy run
+        from importlib.metadata import version
 
-        env["torch"] = torch.__version__
+        env["torch"] = version("torch")
     except ImportError:
         env["torch"] = None
     from .. import __version__

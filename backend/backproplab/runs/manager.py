@@ -27,8 +27,9 @@ from .budget import Cost, OverBudget, human, run_cost
 from .codec import decode, encode
 from .scheduler import Scheduler
 
-_ids = itertools.count(1)
 _THEORY = ThreadPoolExecutor(max_workers=1, thread_name_prefix="theory")
+
+_ids = itertools.count(1)
 MAX_KEPT_FRAMES = 256  # kept frames waiting for a client that does not read
 RETRY_SECONDS = 5
 
@@ -218,6 +219,7 @@ class Job:
         self.environment: dict | None = None
         self.config: dict | None = None
         self.finished = threading.Event()
+        self.stopped_at = self.ended_at = None  # perf_counter times of stop() and the end
         self.used_seconds = 0.0  # compute time of its own steps
         self._steps: list[bytes] = []
         self.record_bytes = 0
@@ -248,6 +250,8 @@ class Job:
                 raise Cancelled()
             if self._steps_iter is None:
                 self._begin()
+            if not self.control.runnable():
+                return True  # started paused: built, and parked before step 0
             record = next(self._steps_iter)
             if record is not None:
                 self._publish(record)
@@ -293,14 +297,23 @@ class Job:
         self.record_bytes += len(data)
         frame = b'{"type":"step","run":' + encode(self.id) + b"," + data[1:]
         self.sink.put(frame.decode(), keep=self._first or turned)
-        if self._first:
+        if self._first:  # off the workers: a prediction never delays anyone's steps
             self._theory_future = _THEORY.submit(self._publish_theory)
         self._first = False
 
     def _complete(self) -> None:
+        """A finished record always carries its theory: if the prediction is still
+        being computed, the run ends when it is there (no worker waits for it)."""
         future = self._theory_future
-        if future is not None and not future.cancelled():
-            future.result()  # a finished record always carries its theory
+        if future is None or future.done():
+            self._done()
+        else:
+            future.add_done_callback(lambda _: self._done())
+
+    def _done(self) -> None:
+        if self.cancel.is_set() and not self.cancel.timed_out():
+            self._exit("cancelled")
+            return
         self.sink.put({"type": "done", "id": self.id, "steps": len(self._steps)}, keep=True)
         self._exit("done")
 
@@ -315,6 +328,7 @@ class Job:
             if self.finished.is_set():
                 return
             self.status = status
+            self.ended_at = time.perf_counter()
             self._engine = None  # its arrays go now; the record stays
             self._steps_iter = None
             self.finished.set()
@@ -322,7 +336,8 @@ class Job:
             self.on_exit(self)
 
     def _publish_theory(self) -> None:
-        """Off the job's turn, so a cancelled job exits at once (theory is pure NumPy)."""
+        """The mean-field prediction (pure NumPy, cached on what it depends on), in
+        the one theory thread; skipped for a run that was cancelled meanwhile."""
         if self.cancel.is_set():
             return
         try:
@@ -335,9 +350,11 @@ class Job:
 
     # --- what everyone else calls --------------------------------------------------
     def stop(self) -> None:
+        if not self.cancel.is_set():
+            self.stopped_at = time.perf_counter()
         self.cancel.set()
-        if self._theory_future is not None:
-            self._theory_future.cancel()
+        if self._theory_future is not None:  # not started: dropped, and its done-
+            self._theory_future.cancel()  # callback (a run that had finished) ends the job
         self.control.set_paused(False)  # a paused job gets its turn to end
 
     def is_alive(self) -> bool:

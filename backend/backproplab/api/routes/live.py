@@ -76,9 +76,10 @@ class LiveSession:
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", "replace")
             if len(raw) > limit:
-                self.error("too_large", f"message of {len(raw)} bytes is over the limit of "
-                                        f"{limit} (setting BACKPROPLAB_MAX_MESSAGE_BYTES)")
-                await self._flush_and_close(CLOSE_TOO_BIG, "message too big")
+                await self._flush_and_close(CLOSE_TOO_BIG, "message too big", {
+                    "type": "error", "code": "too_large", "field": None,
+                    "message": f"message of {len(raw)} bytes is over the limit of {limit} "
+                               f"(setting BACKPROPLAB_MAX_MESSAGE_BYTES)"})
                 return
             try:
                 msg = orjson.loads(raw)
@@ -142,16 +143,19 @@ class LiveSession:
             return False
         except Refused as exc:
             self.job = None
-            self.sink.put({"type": "error", "code": "busy", "message": str(exc),
-                           "field": None, "retry_after": exc.retry_after}, keep=True)
-            # the close reason (at most 123 bytes) says when the page retries
+            # the frame says what and why, the close reason (at most 123 bytes) when
             await self._flush_and_close(CLOSE_TRY_AGAIN, f"server full; retry in "
-                                                         f"{exc.retry_after:g} s")
+                                                         f"{exc.retry_after:g} s", {
+                "type": "error", "code": "busy", "message": str(exc), "field": None,
+                "retry_after": exc.retry_after})
             return True
         return False
 
-    async def _flush_and_close(self, code: int, reason: str) -> None:
-        for frame in self.sink.take():
+    async def _flush_and_close(self, code: int, reason: str, last: dict | None = None) -> None:
+        """Send what waits (and `last`) from here, then close: the sender may be
+        cancelled the moment the connection ends."""
+        self.closed = True
+        for frame in self.sink.take() + ([last] if last else []):
             await self._send(frame)
         await self.ws.close(code=code, reason=reason)
 

@@ -4,13 +4,13 @@ from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from ...report import report_html
 from ...runs.budget import OverBudget
 from ...runs.manager import Refused
-from ..records import validate_record
+from .. import offload
 from ..responses import StrictJSONResponse
 from ..schemas import RunConfig, validate_config
 
@@ -98,23 +98,23 @@ def report_run(request: Request, run_id: str) -> HTMLResponse:
         "content-disposition": f'attachment; filename="backproplab-{job.id}.html"'})
 
 
-@router.post("/api/report", response_class=HTMLResponse)
-def report_record(record: dict = Body(...)) -> HTMLResponse:
+RECORD_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "description": "a run record"}}}}}
+
+
+@router.post("/api/report", response_class=HTMLResponse, openapi_extra=RECORD_BODY)
+async def report_record(request: Request) -> Response:
     """The same report for an uploaded (e.g. imported) run record."""
-    try:
-        normalized = validate_record(record)
-    except ValidationError as exc:
-        raise as_422(exc) from None
-    if not normalized["steps"]:
-        raise HTTPException(422, "the record has no steps")
-    return HTMLResponse(report_html(normalized), headers={
-        "content-disposition": 'attachment; filename="backproplab-report.html"'})
+    status, body = await offload.off_loop(offload.report_bytes, await request.body())
+    return Response(body, status_code=status, media_type="text/html" if status == 200 else
+                    "application/json", headers={
+        "content-disposition": 'attachment; filename="backproplab-report.html"'}
+        if status == 200 else None)
 
 
-@router.post("/api/runs/import", response_class=StrictJSONResponse)
-def import_run(record: dict = Body(...)) -> StrictJSONResponse:
-    """Validate an uploaded run record (422 names the bad field) and return it normalized."""
-    try:
-        return StrictJSONResponse(validate_record(record))
-    except ValidationError as exc:
-        raise as_422(exc) from None
+@router.post("/api/runs/import", response_class=StrictJSONResponse, openapi_extra=RECORD_BODY)
+async def import_run(request: Request) -> Response:
+    """Validate an uploaded run record (422 names the bad field) and return it normalized
+    (parsed and validated off the event loop, large records in a separate process)."""
+    status, body = await offload.off_loop(offload.import_bytes, await request.body())
+    return Response(body, status_code=status, media_type="application/json")
