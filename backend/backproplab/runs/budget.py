@@ -144,7 +144,7 @@ def phase_cost(grid: int, depth: int, width: int, batch: int, measured: bool,
 def jacobian_modes_cost(depth: int, width: int, input_dim: int) -> Cost:
     """The full Jacobian by forward and by reverse passes (tape inspection)."""
     n = max(width, input_dim)
-    parts = {"Jacobians and tapes": 8 * (depth + 4) * n * n * 4}
+    parts = {"Jacobians and tapes": 2 * (depth + 4) * n * n * 4}
     return Cost("Jacobian comparison", parts, float(depth * n * n * (width + input_dim)))
 
 
