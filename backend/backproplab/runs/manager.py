@@ -28,6 +28,7 @@ from .codec import decode, encode
 from .scheduler import Scheduler
 
 _THEORY = ThreadPoolExecutor(max_workers=1, thread_name_prefix="theory")
+RECORD_OVERHEAD = 4096  # bytes a kept run costs besides its steps (its spec, config, ...)
 
 _ids = itertools.count(1)
 MAX_KEPT_FRAMES = 256  # kept frames waiting for a client that does not read
@@ -202,6 +203,9 @@ class Deadline(threading.Event):
         return not super().is_set() and time.monotonic() > self.at
 
 
+_NOBODY = FrameSink(None)
+
+
 class Job:
     """One run, advanced a step at a time by the scheduler's workers. Its recorded
     steps are kept encoded (compact JSON bytes, counted exactly)."""
@@ -330,6 +334,7 @@ class Job:
             self.status = status
             self.ended_at = time.perf_counter()
             self._engine = None  # its arrays go now; the record stays
+            self.sink = _NOBODY  # frames not yet sent stay with the session, if any
             self._steps_iter = None
             self.finished.set()
         if self.on_exit is not None:
@@ -362,6 +367,10 @@ class Job:
 
     def join(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)
+
+    @property
+    def kept_bytes(self) -> int:
+        return self.record_bytes + RECORD_OVERHEAD
 
     @property
     def steps_recorded(self) -> int:
@@ -399,16 +408,17 @@ class RecordStore:
         """A run ended: drop the oldest finished records past the byte bound."""
         with self._lock:
             done = [j for j in self._runs.values() if not j.is_alive()]
-            total = sum(j.record_bytes for j in done)
+            total = sum(j.kept_bytes for j in done)
             for old in done:
                 if total <= self.max_bytes:
                     break
-                total -= old.record_bytes
+                total -= old.kept_bytes
                 self._runs.pop(old.id, None)
 
     @property
     def bytes(self) -> int:
-        return sum(j.record_bytes for j in list(self._runs.values()))
+        """What the finished records hold (the running ones are in the ledger)."""
+        return sum(j.kept_bytes for j in list(self._runs.values()) if not j.is_alive())
 
     def all(self) -> list[Job]:
         return list(self._runs.values())
