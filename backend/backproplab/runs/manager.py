@@ -233,6 +233,7 @@ class Job:
         self._diverged = False
         self._theory_future = None
         self._exit_lock = threading.Lock()
+        self._ended = False
         # scheduler state
         self.vtime = 0.0
         self.step_seconds: float | None = None  # moving average of a turn's duration
@@ -245,7 +246,7 @@ class Job:
     def advance(self) -> bool:
         """Run one step (the first turn also builds the engine); False when the job
         has ended (done, cancelled, failed)."""
-        if self.finished.is_set():
+        if self._ended:
             return False
         self.cancel.at = time.monotonic() + self.settings.max_steps_seconds - self.used_seconds
         started = time.perf_counter()
@@ -318,27 +319,30 @@ class Job:
         if self.cancel.is_set() and not self.cancel.timed_out():
             self._exit("cancelled")
             return
-        self.sink.put({"type": "done", "id": self.id, "steps": len(self._steps)}, keep=True)
-        self._exit("done")
+        self._exit("done", {"type": "done", "id": self.id, "steps": len(self._steps)})
 
     def _fail(self, message: str, code: str) -> None:
-        self.error = message
-        self.sink.put({"type": "error", "code": code, "message": message, "field": None},
-                      keep=True)
-        self._exit("error")
+        self._exit("error", {"type": "error", "code": code, "message": message,
+                             "field": None}, error=message)
 
-    def _exit(self, status: str) -> None:
+    def _exit(self, status: str, final: dict | None = None, error: str | None = None) -> None:
+        """End the run once. Its place and memory are given back before anyone can see
+        that it ended (the final frame, the status): a client that starts its next run
+        on `done` is never refused."""
         with self._exit_lock:
-            if self.finished.is_set():
+            if self._ended:
                 return
-            self.status = status
-            self.ended_at = time.perf_counter()
-            self._engine = None  # its arrays go now; the record stays
-            self.sink = _NOBODY  # frames not yet sent stay with the session, if any
-            self._steps_iter = None
-            self.finished.set()
+            self._ended = True
+        self.ended_at = time.perf_counter()
+        self._engine = None  # its arrays go now; the record stays
+        self._steps_iter = None
         if self.on_exit is not None:
             self.on_exit(self)
+        self.status, self.error = status, error
+        if final is not None:
+            self.sink.put(final, keep=True)
+        self.sink = _NOBODY  # frames not yet sent stay with the session, if any
+        self.finished.set()
 
     def _publish_theory(self) -> None:
         """The mean-field prediction (pure NumPy, cached on what it depends on), in
