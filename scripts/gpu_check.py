@@ -1,11 +1,11 @@
-"""The checks that need a GPU, prepared as one short script for a session that is
-lent one (the device has numpy, torch and pytest, none of the web packages):
+"""The checks that need an NVIDIA GPU, as one short script (it needs numpy, torch and
+pytest, none of the web packages):
 
   1. the torch engine on CUDA agrees with the tape in float64 (20 random configs);
   2. dtype tf32: TF32 matmuls in effect (‖δ‖ error against float64 well above
      float32's, below 5e-2) and the process flag restored afterwards;
-  3. benchmarks/probe_overhead.py --device cuda   (issue: probed/plain ≤ 1.10);
-  4. benchmarks/phase_sweep.py --device cuda      (issue: 1024 configs ≤ 56 ms).
+  3. benchmarks/probe_overhead.py --device cuda   (goal: probed/plain ≤ 1.10);
+  4. benchmarks/phase_sweep.py --device cuda      (goal: 1024 configs ≤ 56 ms).
 
     PYTHONPATH=backend:tests:benchmarks python3 scripts/gpu_check.py
 """

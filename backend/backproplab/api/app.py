@@ -16,6 +16,7 @@ from .. import __version__
 from ..runs.manager import RunManager
 from ..settings import Settings
 from . import offload
+from .live_protocol import PROTOCOL
 from .responses import StrictJSONResponse
 from .routes import health, info, live, runs, tape, theory
 from .security import BodyLimit, ConnectionLimits, SameOrigin, SecurityHeaders
@@ -46,6 +47,18 @@ def swagger_ui_dir() -> Path:
     return Path(swagger_ui_bundle.swagger_ui_path)
 
 
+DESCRIPTION = f"""A live laboratory for backpropagation.
+
+Every JSON answer is strict RFC 8259 JSON: a number that is NaN or ±∞ is the string
+"NaN", "Infinity" or "-Infinity" (the schemas below say so for every such field).
+Errors carry `detail`: a message in words, or for a 422 a list of {{loc, msg, type}}.
+
+## The live protocol (`WS /api/live`)
+
+{PROTOCOL}
+The same text is in the README, section "The live protocol"."""
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     manager = RunManager(settings)
@@ -58,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="backproplab", version=__version__, lifespan=lifespan,
                   default_response_class=StrictJSONResponse, docs_url=None, redoc_url=None,
-                  description="A live laboratory for backpropagation.")
+                  description=DESCRIPTION)
     # the bundled Swagger UI (4.x, offline) reads OpenAPI 3.0 documents
     app.openapi_version = "3.0.3"
     app.state.settings = settings

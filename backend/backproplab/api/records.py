@@ -1,12 +1,16 @@
-"""The run record as a pydantic model, to validate an imported file field by field
-(a 422 names the path of the bad field) and return it normalized."""
+"""The run record as a pydantic model: it validates an imported file field by field
+(a 422 names the path of the bad field) and documents the exports in OpenAPI.
+
+Routes still send records through the strict codec (`StrictJSONResponse`), never
+through these models: a non-finite number is the string "NaN", "Infinity" or
+"-Infinity" on the wire, and `Num` accepts and documents exactly that."""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from ..runs.codec import NONFINITE, restore
 from .schemas import RunConfig
@@ -20,7 +24,9 @@ def _number(value: Any) -> Any:
     return value
 
 
-Num = Annotated[float, BeforeValidator(_number)]
+Num = Annotated[float, BeforeValidator(_number), WithJsonSchema({
+    "anyOf": [{"type": "number"}, {"type": "string", "enum": list(NONFINITE)}],
+    "description": 'a number; NaN and ±Inf as "NaN", "Infinity", "-Infinity"'})]
 
 
 class Histogram(BaseModel):
@@ -67,12 +73,55 @@ class StepRecord(BaseModel):
     overflow: Overflow | None = None
 
 
+class Environment(BaseModel):
+    """Where a run ran (versions, device); other keys are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+    backproplab: str | None = None
+    python: str | None = None
+    numpy: str | None = None
+    torch: str | None = None
+    platform: str | None = None
+    engine: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+
+class JacobianPrediction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    mean: Num | None = None
+    normalized_variance: Num | None = None
+    weights: Literal["gaussian", "orthogonal"] | None = None
+
+
+class Theory(BaseModel):
+    """The mean-field prediction for a config (`applies`: whether its assumptions hold;
+    `notes`: why not, in words). Profiles are relative to the last layer."""
+
+    model_config = ConfigDict(extra="allow")
+    applies: bool
+    notes: list[str] = []
+    sigma_w2: Num | None = None
+    sigma_b2: Num | None = None
+    q_in: Num | None = None
+    q_star: Num | None = None
+    chi1: Num | None = None
+    xi_grad: Num | None = None
+    critical_sigma_w2: Num | None = None
+    delta_norm2_profile: list[Num] | None = None
+    grad_w_norm2_profile: list[Num] | None = None
+    q_profile: list[Num] | None = None
+    jacobian: JacobianPrediction | None = None
+
+
 class RunRecord(BaseModel):
+    """A run: {schema, config, environment, theory, steps}, as exported and imported."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     schema_: str = Field(alias="schema", pattern=r"^backproplab\.run/\d+$")
     config: RunConfig
-    environment: dict[str, Any] | None = None
-    theory: dict[str, Any] | None = None
+    environment: Environment | None = None
+    theory: Theory | None = None
     steps: list[StepRecord] = Field(max_length=100_001)
 
     def normalized(self) -> dict[str, Any]:

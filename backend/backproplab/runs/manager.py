@@ -102,7 +102,6 @@ class FrameSink:
         self._lock = threading.Lock()
         self._kept: deque = deque()
         self._latest: Any = None
-        self.coalesced = 0
         self.overflowed = False
         self._loop = loop
         self.ready = asyncio.Event() if loop is not None else None
@@ -125,8 +124,6 @@ class FrameSink:
                     self.overflowed = True
                     self._kept.popleft()
             else:
-                if self._latest is not None:
-                    self.coalesced += 1
                 self._latest = frame
         self._wake()
 
@@ -268,15 +265,15 @@ class Job:
             if self.cancel.timed_out():
                 self._fail(f"run exceeded its compute-time limit of "
                            f"{self.settings.max_steps_seconds:g} s "
-                           f"(setting BACKPROPLAB_MAX_STEPS_SECONDS)", "run_failed")
+                           f"(setting BACKPROPLAB_MAX_STEPS_SECONDS)", code="run_failed")
             else:
                 self._exit("cancelled")
             return False
         except (ValueError, TimeoutError) as exc:
-            self._fail(str(exc), "run_failed")
+            self._fail(str(exc), code="run_failed")
             return False
         except Exception as exc:  # never a traceback to the client; the type is enough
-            self._fail(f"internal error ({type(exc).__name__})", "internal")
+            self._fail(f"internal error ({type(exc).__name__})", code="internal")
             return False
         finally:
             self.used_seconds += time.perf_counter() - started
@@ -300,7 +297,7 @@ class Job:
         data = encode(record)  # once: stored, and the frame is built from the same bytes
         self._steps.append(data)
         self.record_bytes += len(data)
-        frame = b'{"type":"step","run":' + encode(self.id) + b"," + data[1:]
+        frame = encode({"type": "step", "run": self.id})[:-1] + b"," + data[1:]
         self.sink.put(frame.decode(), keep=self._first or turned)
         if self._first:  # off the workers: a prediction never delays anyone's steps
             self._theory_future = _THEORY.submit(self._publish_theory)

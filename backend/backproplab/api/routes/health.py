@@ -1,13 +1,10 @@
 """Liveness."""
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+
+from ..models import Health
 
 router = APIRouter(tags=["health"])
-
-
-class Health(BaseModel):
-    status: str
 
 
 @router.get("/api/health", response_model=Health)

@@ -3,24 +3,14 @@
 import platform
 
 import numpy as np
-from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from fastapi import APIRouter
 
 from ... import __version__
+from ..deps import SettingsDep
+from ..models import ConfigSchema, Info
 from ..schemas import RunConfig
 
 router = APIRouter(tags=["info"])
-
-
-class Info(BaseModel):
-    version: str
-    python: str
-    numpy: str
-    torch: str | None
-    engines: list[str]
-    devices: list[str]
-    cuda_devices: list[str]
-    limits: dict[str, float | int | str | list[str]]
 
 
 def _torch_info() -> tuple[str | None, list[str]]:
@@ -34,17 +24,16 @@ def _torch_info() -> tuple[str | None, list[str]]:
 
 
 @router.get("/api/info", response_model=Info)
-async def info(request: Request) -> Info:
+async def info(settings: SettingsDep) -> Info:
     """What this server can run, and its limits."""
     torch_version, cuda = _torch_info()
-    settings = request.app.state.settings
     return Info(version=__version__, python=platform.python_version(), numpy=np.__version__,
                 torch=torch_version, engines=["numpy"] + (["torch"] if torch_version else []),
                 devices=["cpu"] + (["cuda"] if cuda else []), cuda_devices=cuda,
                 limits=settings.model_dump())
 
 
-@router.get("/api/schema/config")
-async def config_schema() -> dict:
+@router.get("/api/schema/config", response_model=ConfigSchema)
+async def config_schema() -> ConfigSchema:
     """The RunConfig JSON schema: choices, bounds and defaults for every control."""
-    return RunConfig.model_json_schema()
+    return ConfigSchema(RunConfig.model_json_schema())

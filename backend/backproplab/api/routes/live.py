@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from ...runs.budget import OverBudget
 from ...runs.codec import encode_str
 from ...runs.manager import FrameSink, Job, Refused, RunManager
+from ..deps import ManagerDep
 from ..schemas import validate_config
 from ..security import abort_connection, origin_matches
 
@@ -201,12 +202,11 @@ class LiveSession:
 
 
 @router.websocket("/api/live")
-async def live(ws: WebSocket) -> None:
-    """The live lab's stream (see the module docstring for the protocol)."""
-    settings = ws.app.state.settings
-    if not origin_allowed(ws, settings.allowed_origins):
+async def live(ws: WebSocket, manager: ManagerDep) -> None:
+    """The live lab's stream (the protocol: README, "The live protocol", and /docs)."""
+    if not origin_allowed(ws, manager.settings.allowed_origins):
         await ws.close(code=CLOSE_POLICY, reason="origin not allowed")
         return
     await ws.accept()
     with contextlib.suppress(WebSocketDisconnect):
-        await LiveSession(ws, ws.app.state.manager).run()
+        await LiveSession(ws, manager).run()

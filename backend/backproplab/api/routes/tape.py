@@ -3,13 +3,15 @@ pass, and the forward-vs-reverse cost of a full Jacobian."""
 
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...engines.inspect import backprop_walk, jacobian_modes
 from ...model.spec import RunSpec
 from ...runs.budget import OverBudget, jacobian_modes_cost
 from ...runs.manager import Refused
+from ..deps import ManagerDep
+from ..models import JacobianModes, TapeInspection
 from ..responses import StrictJSONResponse
 from ..schemas import Activation, Init
 
@@ -45,7 +47,8 @@ class JacobianConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
-@router.post("/api/tape/inspect", response_class=StrictJSONResponse)
+@router.post("/api/tape/inspect", response_model=TapeInspection,
+             response_class=StrictJSONResponse)
 def inspect(config: InspectConfig) -> StrictJSONResponse:
     """Graph, every backward step with its cotangents, the δ recurrence per hidden
     layer with its numbers, the gradients, and one forward-mode pass (a network of
@@ -54,14 +57,15 @@ def inspect(config: InspectConfig) -> StrictJSONResponse:
     return StrictJSONResponse(backprop_walk(spec, config.tangent_input))
 
 
-@router.post("/api/tape/jacobian-modes", response_class=StrictJSONResponse)
-def jacobian(config: JacobianConfig, request: Request) -> StrictJSONResponse:
+@router.post("/api/tape/jacobian-modes", response_model=JacobianModes,
+             response_class=StrictJSONResponse)
+def jacobian(config: JacobianConfig, manager: ManagerDep) -> StrictJSONResponse:
     """Full Jacobian by n forward passes and by m reverse passes: counts and timings
     (its memory is admitted like a run's: 429 while the server's bound is taken)."""
     spec = RunSpec(**config.model_dump(), dataset="gaussian", steps=0)
     cost = jacobian_modes_cost(config.depth, config.width, config.input_dim)
     try:
-        with request.app.state.manager.ledger.reserve(cost):
+        with manager.ledger.reserve(cost):
             return StrictJSONResponse(jacobian_modes(spec))
     except OverBudget as exc:
         raise HTTPException(422, str(exc)) from None

@@ -14,19 +14,35 @@ from starlette.responses import Response
 
 from ...engines import Cancelled, theory_for
 from ...runs.budget import OverBudget, phase_cost
-from ...runs.manager import Refused
+from ...runs.manager import Refused, RunManager
+from ...settings import Settings
 from ...theory import phase
+from ..deps import ManagerDep, SettingsDep, run_config
+from ..models import PhaseDiagram
+from ..records import Theory
 from ..responses import StrictJSONResponse
-from ..schemas import Activation
-from .runs import _validate
+from ..schemas import Activation, RunConfig
 
 router = APIRouter(tags=["theory"])
 
 
-@router.get("/api/theory", response_class=StrictJSONResponse)
-def theory(request: Request) -> StrictJSONResponse:
+def config_query_parameters() -> list[dict]:
+    """RunConfig's top-level fields as optional query parameters, for OpenAPI (the route
+    reads the query string as a whole, so that one validation names the bad field)."""
+    fields = RunConfig.model_json_schema()["properties"]
+    return [{"name": name, "in": "query", "required": False, "schema": schema,
+             "description": schema.get("description", "")}
+            for name, schema in fields.items() if name != "record"]
+
+
+@router.get("/api/theory", response_model=Theory, response_class=StrictJSONResponse,
+            openapi_extra={"parameters": config_query_parameters()},
+            responses={422: {"description": "an invalid config field, by name", "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/"
+                                                        "HTTPValidationError"}}}}})
+def theory(request: Request, settings: SettingsDep) -> StrictJSONResponse:
     """The `theory` field of a run with this config (query: any RunConfig field)."""
-    cfg = _validate(dict(request.query_params), request, loc="query")
+    cfg = run_config(dict(request.query_params), settings, loc="query")
     return StrictJSONResponse(theory_for(cfg.to_spec()))
 
 
@@ -51,28 +67,30 @@ class PhaseRequest(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
-@router.get("/api/phase", response_class=StrictJSONResponse)
-async def phase_diagram(request: Request,
-                        query: Annotated[PhaseRequest, Query()]) -> Response:
+@router.get("/api/phase", response_model=PhaseDiagram, response_class=StrictJSONResponse)
+async def phase_diagram(request: Request, query: Annotated[PhaseRequest, Query()],
+                        settings: SettingsDep, manager: ManagerDep) -> Response:
     """χ₁ over (σ_w², σ_b²) with the critical line; `measured=true` also builds the
     networks and measures them (one grid row at a time). Stops when the client leaves."""
-    return await _phase(request, query)
+    return await _phase(request, query, settings, manager)
 
 
-@router.post("/api/phase", response_class=StrictJSONResponse)
-async def phase_diagram_post(request: Request, body: PhaseRequest) -> Response:
+@router.post("/api/phase", response_model=PhaseDiagram, response_class=StrictJSONResponse)
+async def phase_diagram_post(request: Request, body: PhaseRequest, settings: SettingsDep,
+                             manager: ManagerDep) -> Response:
     """The same, with the parameters as a JSON body."""
-    return await _phase(request, body)
+    return await _phase(request, body, settings, manager)
 
 
-async def _phase(request: Request, p: PhaseRequest) -> Response:
+async def _phase(request: Request, p: PhaseRequest, settings: Settings,
+                 manager: RunManager) -> Response:
     if p.w2_min >= p.w2_max or p.b2_min > p.b2_max:
         raise HTTPException(422, "ranges must be increasing: w2_min < w2_max, b2_min <= b2_max")
     work = p.grid * p.grid * p.width * p.width * p.depth * p.batch
     if p.measured and work > MAX_PHASE_WORK:
         raise HTTPException(422, f"measured diagram too large: grid²·width²·depth·batch = "
                                  f"{work:.3g} > {MAX_PHASE_WORK:.3g}")
-    settings, ledger = request.app.state.settings, request.app.state.manager.ledger
+    ledger = manager.ledger
     cost = phase_cost(p.grid, p.depth, p.width, p.batch, p.measured)
     cancel = threading.Event()
     deadline = time.monotonic() + settings.max_request_seconds

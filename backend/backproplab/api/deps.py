@@ -1,0 +1,49 @@
+"""What routes depend on, as typed aliases (`SettingsDep`, `ManagerDep`), and the
+one way a request's run config is validated (the server's compute budget, a 422
+that names the field). The only module that reads `app.state`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError, WithJsonSchema
+from starlette.requests import HTTPConnection
+
+from ..runs.manager import RunManager
+from ..settings import Settings
+from .schemas import RunConfig, validate_config
+
+
+def get_settings(conn: HTTPConnection) -> Settings:
+    """The server's settings (HTTP and WebSocket routes alike)."""
+    return conn.app.state.settings
+
+
+def get_manager(conn: HTTPConnection) -> RunManager:
+    """The server's one run manager: admission, scheduling, stored runs."""
+    return conn.app.state.manager
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ManagerDep = Annotated[RunManager, Depends(get_manager)]
+
+# Request bodies taken as plain JSON objects and validated by the route itself (under
+# the server's compute budget; a 422 with the field's path), documented as the models
+ConfigBody = Annotated[dict[str, Any], WithJsonSchema({"$ref": "#/components/schemas/RunConfig"})]
+RecordBody = Annotated[dict[str, Any], WithJsonSchema({"$ref": "#/components/schemas/RunRecord"})]
+
+
+def as_422(exc: ValidationError, loc: str = "body") -> RequestValidationError:
+    """A pydantic error as FastAPI's 422, each path prefixed with where it came from."""
+    return RequestValidationError(
+        [{**e, "loc": (loc, *e["loc"])} for e in exc.errors(include_input=False)])
+
+
+def run_config(data: Any, settings: Settings, loc: str = "body") -> RunConfig:
+    """A validated RunConfig under this server's compute budget, or a 422."""
+    try:
+        return validate_config(data, settings.compute_budget)
+    except ValidationError as exc:
+        raise as_422(exc, loc) from None
