@@ -408,7 +408,7 @@ class RecordStore:
     def finished(self, job: Job) -> None:
         """A run ended: drop the oldest finished records past the byte bound."""
         with self._lock:
-            done = [j for j in self._runs.values() if not j.is_alive()]
+            done = [j for j in self._runs.values() if j is job or not j.is_alive()]
             total = sum(j.kept_bytes for j in done)
             for old in done:
                 if total <= self.max_bytes:
