@@ -1,18 +1,30 @@
 """One MLP train step (forward + backward, tanh, float32): the tape, a
 hand-written NumPy backprop of the same net, and PyTorch eager autograd on CPU.
 
-    python benchmarks/tape_vs_torch.py [--quick]
+All three compute the loss and the gradients of every W and b (none for the input
+x). Each ratio is the median over the repeats of the ratio within one repeat, whose
+blocks run one right after the other (`_timing.paired_ratio`).
+
+    python benchmarks/tape_vs_torch.py [--quick] [--repeats N] [--against REV] [--sizes D,W,B ...]
+
+`--against REV` also times the tape as it was at git revision REV (a "before"
+column, measured side by side with the rest).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from _timing import machine, median_ms, table
+from _timing import machine, paired_ratio, samples_ms, table
 from backproplab import tape
 from backproplab.tape import ops
 
@@ -29,11 +41,27 @@ def make_net(depth: int, width: int, batch: int, rng: np.random.Generator):
     return params, x, y
 
 
-def tape_loss(params, x, y):
+def tape_loss(params, x, y, ops=ops):
     a = x
     for W, b in params:
         a = ops.tanh(ops.dense(a, W, b))
     return ops.mse(a, y)
+
+
+def tape_at(rev: str):
+    """backproplab.tape as it was at git revision `rev`, imported as `tape_at_rev`."""
+    root = Path(__file__).resolve().parent.parent
+    folder = "backend/backproplab/tape/"
+    names = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", rev, folder],
+                           capture_output=True, text=True, check=True).stdout.split()
+    package = Path(tempfile.mkdtemp()) / "tape_at_rev"
+    package.mkdir()
+    for name in names:
+        source = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{name}"],
+                                capture_output=True, text=True, check=True).stdout
+        (package / Path(name).name).write_text(source.replace("from ..", "from backproplab."))
+    sys.path.insert(0, str(package.parent))
+    return importlib.import_module("tape_at_rev")
 
 
 def hand_step(params, x, y):
@@ -51,17 +79,26 @@ def hand_step(params, x, y):
         a = acts[layer + 1]
         delta = g * (1.0 - a * a)  # δ(l) = g ⊙ tanh'(z)
         grads.append((delta.T @ acts[layer], delta.sum(axis=0)))
-        g = delta @ W
+        if layer:  # the input x needs no cotangent (the tape and torch skip it too)
+            g = delta @ W
     return loss, grads[::-1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--against", metavar="REV", help="also time the tape at this revision")
+    parser.add_argument("--sizes", nargs="+", metavar="D,W,B", help="(depth, width, batch)s")
     args = parser.parse_args()
+    repeats = args.repeats or (7 if args.quick else 15)
     rows = []
     vg = tape.value_and_grad(tape_loss)
-    for depth, width, batch in SIZES:
+    if args.against:
+        before = tape_at(args.against)
+        vg_before = before.value_and_grad(lambda p, x, y: tape_loss(p, x, y, before.ops))
+    sizes = [tuple(map(int, s.split(","))) for s in args.sizes] if args.sizes else SIZES
+    for depth, width, batch in sizes:
         rng = np.random.default_rng(0)
         params, x, y = make_net(depth, width, batch, rng)
         tparams = [(torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True))
@@ -75,20 +112,29 @@ def main() -> None:
             loss = torch.mean((a - ty) ** 2)
             return torch.autograd.grad(loss, [p for pair in tparams for p in pair])
 
-        # correctness first: the three agree
+        # correctness first: the three agree (first layer's ∇W: the end of the chain)
         lt, gt = vg(params, x, y)
         lh, gh = hand_step(params, x, y)
+        np.testing.assert_allclose(lt, lh, rtol=1e-5)
         np.testing.assert_allclose(gt[0][0], gh[0][0], rtol=2e-3, atol=1e-6)
-        ms = median_ms({"tape": lambda: vg(params, x, y),
-                        "hand": lambda: hand_step(params, x, y),
-                        "torch": torch_step}, repeats=7 if args.quick else 15)
-        rows.append([f"({depth}, {width}, {batch})", ms["tape"], ms["hand"], ms["torch"],
-                     f"{ms['tape'] / ms['hand']:.2f}", f"{ms['tape'] / ms['torch']:.2f}",
-                     f"{ms['hand'] / ms['torch']:.2f}"])
+        np.testing.assert_allclose(torch_step()[0].numpy(), gh[0][0], rtol=2e-3, atol=1e-6)
+        fns = {"tape": lambda: vg(params, x, y), "hand": lambda: hand_step(params, x, y),
+               "torch": torch_step}
+        ratios = [("tape", "hand"), ("tape", "torch"), ("hand", "torch")]
+        if args.against:
+            np.testing.assert_allclose(vg_before(params, x, y)[1][0][0], gh[0][0], rtol=2e-3,
+                                       atol=1e-6)
+            fns["before"] = lambda: vg_before(params, x, y)
+            ratios += [("before", "hand"), ("tape", "before")]
+        samples = samples_ms(fns, repeats=repeats)
+        ms = {name: float(np.median(s)) for name, s in samples.items()}
+        rows.append([f"({depth}, {width}, {batch})"] + [ms[name] for name in fns]
+                    + [f"{paired_ratio(samples, num, den):.2f}" for num, den in ratios])
     print(f"# tape_vs_torch — {datetime.date.today()} — {machine()}, torch "
-          f"{torch.__version__}, numpy {np.__version__}")
-    print(table(["(depth, width, batch)", "tape ms", "hand ms", "torch ms", "tape/hand",
-                 "tape/torch", "hand/torch"], rows))
+          f"{torch.__version__}, numpy {np.__version__}"
+          + (f"; before = the tape at {args.against}" if args.against else ""))
+    print(table(["(depth, width, batch)"] + [f"{name} ms" for name in fns]
+                + [f"{num}/{den}" for num, den in ratios], rows))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ CASES = [
     ("maximum", lambda x, y: ops.maximum(x, y), (A, B)),
     ("where", lambda x, y: ops.where(A > 0, x, y), (A, B)),
     ("getitem", lambda x: x[1:, ::2], (A,)),
+    ("scatter_add", lambda g: ops.scatter_add(g, index=(slice(1, None), slice(None, None, 2)),
+                                              shape=(3, 4)), (away_from_zero((2, 2)),)),
     ("stack", lambda x, y: ops.stack([x, y], axis=1), (A, B)),
     ("tanh", lambda x: ops.tanh(x), (A,)),
     ("sigmoid", lambda x: ops.sigmoid(x), (A,)),
@@ -68,6 +70,7 @@ CASES = [
     ("log_softmax", lambda x: ops.log_softmax(x), (A,)),
     ("mse", lambda x, y: ops.mse(x, y), (A, B)),
     ("softmax_cross_entropy", lambda z: ops.softmax_cross_entropy(z, LABELS), (A,)),
+    ("checkpoint", lambda x, y: tape.checkpoint(lambda u, v: ops.tanh(u) * v, x, y), (A, B)),
 ]
 
 
@@ -105,6 +108,16 @@ def test_missing_rule_names_op_and_mode():
         tape.grad(lambda x: ops.sum(prim(x)))(A)
     with pytest.raises(tape.MissingRuleError, match="JVP rule for 'mystery'"):
         tape.jvp(prim, (A,), (A,))
+
+
+def test_missing_rule_for_one_argument_names_it():
+    # where(c, x, y) is not differentiable in its condition
+    with pytest.raises(tape.MissingRuleError, match="VJP rule for 'where' with respect to "
+                                                    "argument 0"):
+        tape.grad(lambda c: ops.sum(ops.where(c, A, B)))(A > 0)
+    with pytest.raises(tape.MissingRuleError, match="JVP rule for 'where' with respect to "
+                                                    "argument 0"):
+        tape.jvp(lambda c: ops.where(c, A, B), (A > 0,), (np.ones_like(A),))
 
 
 def test_python_operators_trace():

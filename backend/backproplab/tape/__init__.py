@@ -18,8 +18,8 @@ from .core import (
     tap,
     tapping,
 )
-from .core import _install_operators as _install
 from .inspect import RecordedTape
+from .operators import install_operators
 from .optim import accumulate_gradients, clip_by_global_norm, global_norm, split_batch
 from .transforms import (
     grad,
@@ -35,7 +35,7 @@ from .transforms import (
     vjp,
 )
 
-_install()
+install_operators()  # once: x + y, x @ W, x[i], x.T on tracers apply ops' primitives
 
 __all__ = [
     "MissingRuleError", "Primitive", "RecordedTape", "accumulate_gradients", "checkpoint",

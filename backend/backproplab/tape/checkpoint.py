@@ -12,25 +12,27 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .core import Box, Node, Primitive, ReverseTrace, Tracer, nbytes_of
+from .core import Box, Primitive, ReverseTrace, innermost_trace, nbytes_of, vjp_rules
+from .transforms import _vjp, tree_flatten, tree_unflatten
 
 
 def _evaluate(f: Callable, vals: Sequence) -> Any:
     trace = ReverseTrace(save=False)  # counts the forward ops, saves nothing
     out = f(*[trace.new_input(v) for v in vals])
-    return out._value if isinstance(out, Box) and out._trace is trace else out
+    return out._primal if isinstance(out, Box) and out._trace is trace else out
 
 
-def _checkpoint_vjp(g, ans, args, params, positions):
-    from .transforms import _vjp
+CHECKPOINT = Primitive("checkpoint", lambda *args, fun: fun(*args))
 
-    _, vjp_fn, _ = _vjp(params["fun"], tuple(args), consume=True)
+
+def _checkpoint_vjp(g, ans, primals, params, positions):
+    # one recomputation of the segment on a fresh tape serves every argument
+    _, vjp_fn, _ = _vjp(params["fun"], tuple(primals), consume=True)
     cts = vjp_fn(g)
     return [cts[i] for i in positions]
 
 
-CHECKPOINT = Primitive("checkpoint", lambda *args, fun: fun(*args))
-CHECKPOINT.vjp = _checkpoint_vjp
+vjp_rules[CHECKPOINT] = _checkpoint_vjp
 
 
 def checkpoint(f: Callable, *args: Any) -> Any:
@@ -39,31 +41,25 @@ def checkpoint(f: Callable, *args: Any) -> Any:
     Everything f differentiates with respect to must come in through args
     (pytrees allowed): values f closes over are constants to the segment.
     """
-    from .transforms import tree_flatten, tree_unflatten
-
     flat, struct = tree_flatten(args)
-    top = None
-    for a in flat:
-        if isinstance(a, Tracer) and (top is None or a._trace.level > top.level):
-            top = a._trace
+    top = innermost_trace(flat)
     if not isinstance(top, ReverseTrace) or not top.save:
         return f(*args)  # nothing is being saved: just run it
 
     def flat_f(*leaves):
         return f(*tree_unflatten(struct, leaves))
 
-    vals, parents = [], []
+    primals, positions, parents = list(flat), [], []
     for i, a in enumerate(flat):
         if isinstance(a, Box) and a._trace is top:
-            vals.append(a._value)
-            parents.append((i, a._node))
-        else:
-            vals.append(a)
-    ans = _evaluate(flat_f, vals)
-    node = Node(CHECKPOINT, vals, {"fun": flat_f}, parents, ans, len(top.nodes))
-    top.nodes.append(node)
+            primals[i] = a._primal
+            positions.append(i)
+            parents.append(a)
+    ans = _evaluate(flat_f, primals)
+    box = Box(ans, top, CHECKPOINT, primals, {"fun": flat_f}, positions, parents, len(top.nodes))
+    top.nodes.append(box)
     top.meter.save(nbytes_of(ans))
-    return Box(ans, top, node)
+    return box
 
 
 def checkpoint_sequential(layer: Callable, layer_params: Sequence, x: Any,

@@ -1,18 +1,24 @@
-"""Tracing core: primitives, the reverse-mode tape and forward-mode tracers.
+"""Tracing core: primitives, one rule table per transformation, the reverse-mode
+tape and forward-mode tracers.
 
-A `Primitive` applied to plain NumPy arrays just runs its `impl`. Applied to a
-`Tracer`, it is handed to the tracer's trace: a `ReverseTrace` records a node
-on its tape (primal values in, value out), a `JVPTrace` pushes a tangent along.
-Traces are nested by level (autograd/JAX style), so a rule written in tape ops
-is itself traced by an outer transformation: that is what makes
-`grad(grad(f))` and `jacfwd(jacrev(f))` work to any order.
+A `Primitive` applied to plain NumPy values just runs its `impl`. Applied to a
+`Tracer`, it is handed to the innermost trace among its arguments: a
+`ReverseTrace` records a node on its tape (primal values in, primal value out), a
+`JVPTrace` pushes a tangent along. Traces are nested by level (autograd/JAX
+style), so a rule written in tape primitives is itself traced by an outer
+transformation: that is what makes `grad(grad(f))` and `jacfwd(jacrev(f))` work
+to any order.
+
+This module knows no particular primitive. Cotangents and tangents are summed
+with `+`: NumPy's add on plain arrays, the `add` primitive on tracers (their
+Python operators come from `operators.py`).
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,51 +32,90 @@ class MissingRuleError(NotImplementedError):
 
 
 class Primitive:
-    """One operation with its implementation, JVP rule and VJP rule together."""
+    """One operation: a name and a NumPy implementation `impl(*primals, **params)`.
+    Its rules live in the tables below, registered right after the primitive."""
 
-    __slots__ = ("name", "impl", "jvp_rules", "vjp")
+    __slots__ = ("name", "impl")
 
     def __init__(self, name: str, impl: Callable[..., Any]):
         self.name = name
         self.impl = impl
-        self.jvp_rules: tuple | None = None
-        # vjp(g, ans, args, params, positions) -> list of cotangents, one per position
-        self.vjp: Callable[..., list] | None = None
 
     def __call__(self, *args: Any, **params: Any) -> Any:
-        top = None
+        trace = None  # the innermost trace among the arguments' (see innermost_trace)
         for a in args:
-            if isinstance(a, Tracer):
-                t = a._trace
-                if top is None or t.level > top.level:
-                    top = t
-        if top is None:
+            if isinstance(a, Tracer) and (trace is None or a._trace.level > trace.level):
+                trace = a._trace
+        if trace is None:
             return self.impl(*args, **params)
-        return top.process(self, args, params)
+        return trace.process(self, args, params)
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"
 
 
-def defvjp(prim: Primitive, *rules: Callable | None) -> None:
-    """Register per-argument VJP rules `rule(g, ans, *args, **params)`."""
+# ---------------------------------------------------------------------------
+# The rule tables, one per transformation
+#
+# jvp_rules[prim](tangents, ans, primals, params) -> the tangent of ans, where
+#     tangents[i] is None for an argument that carries no tangent;
+# vjp_rules[prim](g, ans, primals, params, positions) -> the cotangents of the
+#     arguments at `positions`, in that order, given the cotangent g of ans.
+# Rules are written with primitives, so an outer trace differentiates them again.
 
-    def vjp(g, ans, args, params, positions):
-        out = []
-        for i in positions:
-            rule = rules[i] if i < len(rules) else None
-            if rule is None:
-                raise MissingRuleError(
-                    f"no VJP rule for '{prim.name}' with respect to argument {i}")
-            out.append(rule(g, ans, *args, **params))
-        return out
+jvp_rules: dict[Primitive, Callable[..., Any]] = {}
+vjp_rules: dict[Primitive, Callable[..., list]] = {}
 
-    prim.vjp = vjp
+
+def _missing(mode: str, prim: Primitive, position: int | None = None) -> MissingRuleError:
+    where = "" if position is None else f" with respect to argument {position}"
+    return MissingRuleError(f"no {mode} rule for '{prim.name}'{where}")
+
+
+def _per_argument(mode: str, prim: Primitive, rules: Sequence[Callable | None]) -> tuple:
+    """The rules, with None replaced by one that raises a clear error when needed."""
+
+    def missing(i: int) -> Callable:
+        def rule(*_: Any, **__: Any) -> Any:
+            raise _missing(mode, prim, i)
+        return rule
+
+    return tuple(missing(i) if rule is None else rule for i, rule in enumerate(rules))
 
 
 def defjvp(prim: Primitive, *rules: Callable | None) -> None:
-    """Register per-argument JVP rules `rule(tangent, ans, *args, **params)`."""
-    prim.jvp_rules = rules
+    """Register per-argument JVP rules `rule(t, ans, *primals, **params)`: the
+    contributions of each argument's tangent t to the tangent of ans (summed)."""
+    per_argument = _per_argument("JVP", prim, rules)
+
+    def jvp(tangents, ans, primals, params):
+        for i in range(len(per_argument), len(tangents)):
+            if tangents[i] is not None:
+                raise _missing("JVP", prim, i)
+        out = None
+        for rule, t in zip(per_argument, tangents, strict=False):
+            if t is not None:
+                contribution = rule(t, ans, *primals, **params)
+                out = contribution if out is None else out + contribution
+        return out
+
+    jvp_rules[prim] = jvp
+
+
+def defvjp(prim: Primitive, *rules: Callable | None) -> None:
+    """Register per-argument VJP rules `rule(g, ans, *primals, **params)`: the
+    cotangent of one argument given the cotangent g of ans."""
+    per_argument = _per_argument("VJP", prim, rules)
+
+    def vjp(g, ans, primals, params, positions):
+        if positions[-1] >= len(per_argument):
+            raise _missing("VJP", prim, positions[-1])
+        cotangents = []
+        for i in positions:
+            cotangents.append(per_argument[i](g, ans, *primals, **params))
+        return cotangents
+
+    vjp_rules[prim] = vjp
 
 
 # ---------------------------------------------------------------------------
@@ -127,10 +172,13 @@ def nbytes_of(x: Any) -> int:
 
 
 class Tracer:
-    """A value being traced by one trace. Python operators dispatch to tape ops."""
+    """A value being traced by one trace; `_primal` is the value underneath (itself
+    a tracer when an outer trace sees it too). Arithmetic operators are installed by
+    `operators.install_operators`; comparisons give plain boolean arrays, since they
+    are not differentiable."""
 
-    __slots__ = ("_trace",)
-    __array_ufunc__ = None  # make `ndarray + tracer` defer to our reflected ops
+    __slots__ = ("_trace", "_primal")
+    __array_ufunc__ = None  # make `ndarray + tracer` defer to the reflected operators
 
     @property
     def shape(self) -> tuple:
@@ -155,13 +203,6 @@ class Tracer:
     def __len__(self) -> int:
         return self.shape[0]
 
-    @property
-    def T(self) -> Any:
-        from . import ops
-
-        return ops.transpose(self)
-
-    # comparisons give plain boolean arrays: they are not differentiable
     def __gt__(self, o):
         return primal_value(self) > primal_value(o)
 
@@ -178,56 +219,57 @@ class Tracer:
         return float(primal_value(self))
 
 
-def _install_operators() -> None:
-    from . import ops
-
-    binary = {"add": ops.add, "sub": ops.sub, "mul": ops.mul, "truediv": ops.div,
-              "matmul": ops.matmul, "pow": ops.power}
-    for name, fn in binary.items():
-        setattr(Tracer, f"__{name}__", lambda s, o, fn=fn: fn(s, o))
-        setattr(Tracer, f"__r{name}__", lambda s, o, fn=fn: fn(o, s))
-    Tracer.__neg__ = lambda s: ops.neg(s)
-    Tracer.__getitem__ = lambda s, idx: ops.getitem(s, idx)
-
-
 def primal_value(x: Any) -> Any:
     """Strip every level of tracing: the plain NumPy value underneath."""
     while isinstance(x, Tracer):
-        x = x._value if isinstance(x, Box) else x._primal
+        x = x._primal
     return x
+
+
+def innermost_trace(args: Sequence) -> Any:
+    """The trace of highest level among the arguments' tracers: it runs first, and
+    hands the primal values (perhaps tracers of outer traces) to the next."""
+    top = None
+    for a in args:
+        if isinstance(a, Tracer) and (top is None or a._trace.level > top.level):
+            top = a._trace
+    return top
 
 
 # ---------------------------------------------------------------------------
 # Reverse mode
 
 
-class Node:
-    """One tape entry: a primitive applied to primal values."""
-
-    __slots__ = ("prim", "args", "params", "parents", "ans", "index", "tap")
-
-    def __init__(self, prim, args, params, parents, ans, index):
-        self.tap = None  # a key under which backward passes report this node's cotangent
-        self.prim = prim  # None for an input (leaf)
-        self.args = args
-        self.params = params
-        self.parents = parents  # [(argument position, parent Node)]
-        self.ans = ans
-        self.index = index
-
-
 class Box(Tracer):
-    """A value on a reverse-mode tape."""
+    """A value on a reverse-mode tape, and the tape's record of how it was made (as
+    in micrograd, a value is its own node): `prim` applied to `primals` and `params`
+    gave it; `positions` are the argument positions traced on this tape and `parents`
+    the boxes that were passed there (same order); `index` is its place on the tape.
+    An input (leaf) has prim None."""
 
-    __slots__ = ("_value", "_node")
+    __slots__ = ("prim", "primals", "params", "positions", "parents", "index", "tap")
 
-    def __init__(self, value, trace, node):
-        self._value = value
+    def __init__(self, primal, trace, prim, primals, params, positions, parents, index):
+        self._primal = primal
         self._trace = trace
-        self._node = node
+        self.prim = prim
+        self.primals = primals
+        self.params = params
+        self.positions = positions
+        self.parents = parents
+        self.index = index
+        self.tap = None  # a key under which backward passes report this box's cotangent
+
+    @property
+    def ans(self) -> Any:
+        """The primal value this node computed (None once a single-use pass freed it)."""
+        return self._primal
 
     def __repr__(self) -> str:
-        return f"Box(level={self._trace.level}, {self._value!r})"
+        return f"Box(level={self._trace.level}, {self._primal!r})"
+
+
+_NO_PARAMS: dict = {}  # shared by inputs and unsaved boxes, never written to
 
 
 class ReverseTrace:
@@ -235,50 +277,50 @@ class ReverseTrace:
 
     def __init__(self, save: bool = True):
         self.level = next(_levels)
-        self.nodes: list[Node] = []
+        self.nodes: list[Box] = []
         self.save = save
         self.meter = meter()
 
     def new_input(self, value: Any) -> Box:
         # inputs belong to the caller: only values the tape produces count as saved
-        node = Node(None, (), {}, [], value, len(self.nodes))
+        box = Box(value, self, None, (), _NO_PARAMS, (), (), len(self.nodes))
         if self.save:
-            self.nodes.append(node)
-        return Box(value, self, node)
+            self.nodes.append(box)
+        return box
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Box:
-        vals = []
-        parents = []
-        lower = False  # do other (outer) traces see these values too?
+        primals = list(args)
+        positions, parents = [], []
+        outer = False  # does an outer trace see some argument too?
         for i, a in enumerate(args):
             if isinstance(a, Tracer):
                 if a._trace is self:
-                    vals.append(a._value)
-                    parents.append((i, a._node))
-                    lower = lower or isinstance(a._value, Tracer)
-                    continue
-                lower = True
-            vals.append(a)
-        ans = prim(*vals, **params) if lower else prim.impl(*vals, **params)
+                    primals[i] = p = a._primal
+                    positions.append(i)
+                    parents.append(a)
+                    outer = outer or isinstance(p, Tracer)
+                else:
+                    outer = True
+        ans = prim(*primals, **params) if outer else prim.impl(*primals, **params)
         m = self.meter
         m.forward_ops += 1
-        if not self.save:
-            return Box(ans, self, None)
-        node = Node(prim, vals, params, parents, ans, len(self.nodes))
-        self.nodes.append(node)
+        if not self.save:  # keeps nothing to go back through
+            return Box(ans, self, prim, (), _NO_PARAMS, (), (), None)
+        box = Box(ans, self, prim, primals, params, positions, parents, len(self.nodes))
+        self.nodes.append(box)
         m.live_bytes += ans.nbytes if type(ans) is np.ndarray else nbytes_of(ans)
         if m.live_bytes > m.peak_bytes:
             m.peak_bytes = m.live_bytes
-        return Box(ans, self, node)
+        return box
 
     def release(self) -> None:
         """Drop every saved value (after a single-use backward pass)."""
         m = self.meter
         for node in self.nodes:
-            if node.ans is not None and node.prim is not None:
-                m.free(nbytes_of(node.ans))
-            node.ans = None
-            node.args = ()
+            if node._primal is not None and node.prim is not None:
+                m.free(nbytes_of(node._primal))
+                node._primal = None
+                node.primals = ()
         self.nodes = []
 
 
@@ -297,7 +339,7 @@ class BackwardStep:
 
 def backward_pass(
     trace: ReverseTrace,
-    seeds: list[tuple[Node, Any]],
+    seeds: list[tuple[Box, Any]],
     consume: bool = False,
     inspect: bool = False,
 ) -> Iterator[BackwardStep | list]:
@@ -305,54 +347,52 @@ def backward_pass(
 
     Yields a `BackwardStep` for each node visited when `inspect` is set; the
     last item yielded is the list of cotangents indexed by node index (inputs
-    keep theirs). `consume` frees each node's saved values once it is done.
+    keep theirs). `consume` frees each node's saved values once it is done, and
+    empties the tape: a single-use pass.
     """
-    from .ops import add
-
     nodes = trace.nodes
     cts: list = [None] * len(nodes)
     for node, ct in seeds:
-        cts[node.index] = ct if cts[node.index] is None else add(cts[node.index], ct)
-    start = max(node.index for node, _ in seeds)
+        i = node.index
+        cts[i] = ct if cts[i] is None else cts[i] + ct
     m = trace.meter
+    start = max(node.index for node, _ in seeds)
     for i in range(start, -1, -1):
         node = nodes[i]
         prim = node.prim
-        if prim is None:
+        if prim is None:  # an input: its cotangent is a result
             continue
         g = cts[i]
         if g is not None:
-            parents = node.parents
-            if prim.vjp is None:
-                raise MissingRuleError(f"no VJP rule for '{prim.name}'")
-            positions = [p for p, _ in parents]
-            outs = prim.vjp(g, node.ans, node.args, node.params, positions)
-            for (_, parent), ct in zip(parents, outs, strict=True):
+            cts[i] = None
+            vjp = vjp_rules.get(prim)
+            if vjp is None:
+                raise _missing("VJP", prim)
+            outs = vjp(g, node._primal, node.primals, node.params, node.positions)
+            for parent, ct in zip(node.parents, outs, strict=True):
                 j = parent.index
-                cts[j] = ct if cts[j] is None else add(cts[j], ct)
+                cts[j] = ct if cts[j] is None else cts[j] + ct
             if node.tap is not None:
-                report = _local.sink[1]
-                if callable(report):  # told at once, while g is still in cache, with
-                    # what this node passed back to each of its inputs (by position)
-                    report(node.tap, g, dict(zip(positions, outs, strict=True)))
-                else:
-                    report[node.tap] = g
+                _report_tap(node, g, outs)
             if inspect:
                 yield BackwardStep(
                     index=i,
                     op=prim.name,
-                    input_shapes=[tuple(np.shape(primal_value(a))) for a in node.args],
-                    output_shape=tuple(np.shape(primal_value(node.ans))),
+                    input_shapes=[tuple(np.shape(primal_value(a))) for a in node.primals],
+                    output_shape=tuple(np.shape(primal_value(node._primal))),
                     cotangent_in=g,
-                    cotangents_out=[(p.index, ct)
-                                    for (_, p), ct in zip(parents, outs, strict=True)],
+                    cotangents_out=[(parent.index, ct)
+                                    for parent, ct in zip(node.parents, outs, strict=True)],
                     params=node.params,
                 )
-            cts[i] = None
-        if consume and node.ans is not None:
-            m.free(nbytes_of(node.ans))
-            node.ans = None
-            node.args = ()
+        ans = node._primal
+        if consume and ans is not None:
+            m.live_bytes -= ans.nbytes if type(ans) is np.ndarray else nbytes_of(ans)
+            node._primal = None
+            node.primals = ()
+    if consume:  # the tape is used up: free what follows the seeds as well
+        trace.nodes = nodes[start + 1:]
+        trace.release()
     yield cts
 
 
@@ -362,21 +402,35 @@ def run_backward(trace, seeds, consume=False) -> list:
     return cotangents
 
 
+# ---------------------------------------------------------------------------
+# Taps: values and cotangents of marked intermediates
+
+
 def tap(x: Any, key: Any, cotangent: bool = True, value: bool = True) -> Any:
     """Mark an intermediate value: `value_and_grad_with_taps` reports its value
     (unless value=False) and its cotangent (unless cotangent=False) under `key`.
     Outside that transformation it does nothing."""
     sink = getattr(_local, "sink", None)
-    if sink is not None:
-        if not value:
-            pass
-        elif callable(sink[0]):
-            sink[0](key, primal_value(x))
+    if sink is None:
+        return x
+    see_value, _ = sink
+    if value:
+        if callable(see_value):
+            see_value(key, primal_value(x))
         else:
-            sink[0][key] = primal_value(x)
-        if cotangent and isinstance(x, Box) and x._node is not None:
-            x._node.tap = key
+            see_value[key] = primal_value(x)
+    if cotangent and isinstance(x, Box):
+        x.tap = key
     return x
+
+
+def _report_tap(node: Box, g: Any, outs: list) -> None:
+    report = _local.sink[1]
+    if callable(report):  # told at once, while g is still in cache, with what this
+        # node passed back to each of its inputs (by argument position)
+        report(node.tap, g, dict(zip(node.positions, outs, strict=True)))
+    else:
+        report[node.tap] = g
 
 
 class tapping:  # noqa: N801  (used like a function)
@@ -409,14 +463,14 @@ class tapping:  # noqa: N801  (used like a function)
 
 
 class JVPTracer(Tracer):
-    """A primal value with the tangent pushed along with it."""
+    """A primal value with its tangent pushed along with it."""
 
-    __slots__ = ("_primal", "_tangent")
+    __slots__ = ("_tangent",)
 
-    def __init__(self, trace, primal, tangent):
-        self._trace = trace
+    def __init__(self, primal, tangent, trace):
         self._primal = primal
         self._tangent = tangent
+        self._trace = trace
 
     def __repr__(self) -> str:
         return f"JVPTracer(level={self._trace.level}, {self._primal!r})"
@@ -427,29 +481,14 @@ class JVPTrace:
         self.level = next(_levels)
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> JVPTracer:
-        primals = []
-        tangents = []
-        for a in args:
+        primals = list(args)
+        tangents = [None] * len(args)
+        for i, a in enumerate(args):
             if isinstance(a, JVPTracer) and a._trace is self:
-                primals.append(a._primal)
-                tangents.append(a._tangent)
-            else:
-                primals.append(a)
-                tangents.append(None)
+                primals[i] = a._primal
+                tangents[i] = a._tangent
         ans = prim(*primals, **params)
-        rules = prim.jvp_rules
-        if rules is None:
-            raise MissingRuleError(f"no JVP rule for '{prim.name}'")
-        from .ops import add
-
-        out = None
-        for i, t in enumerate(tangents):
-            if t is None:
-                continue
-            rule = rules[i] if i < len(rules) else None
-            if rule is None:
-                raise MissingRuleError(
-                    f"no JVP rule for '{prim.name}' with respect to argument {i}")
-            contribution = rule(t, ans, *primals, **params)
-            out = contribution if out is None else add(out, contribution)
-        return JVPTracer(self, ans, out)
+        jvp = jvp_rules.get(prim)
+        if jvp is None:
+            raise _missing("JVP", prim)
+        return JVPTracer(ans, jvp(tangents, ans, primals, params), self)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import Box, Node, ReverseTrace, backward_pass, primal_value
+from .core import Box, MissingRuleError, ReverseTrace, backward_pass, jvp_rules, primal_value
 from .transforms import _as_array, tree_flatten, tree_unflatten
 
 
@@ -39,14 +39,14 @@ class RecordedTape:
         if not (isinstance(out, Box) and out._trace is self.trace):
             raise ValueError("the recorded function does not depend on its inputs")
         self.out: Box = out
-        self.labels = {b._node.index: name for b, name in zip(self.inputs, self.names,
+        self.labels = {b.index: name for b, name in zip(self.inputs, self.names,
                                                                strict=True)}
 
     @property
-    def nodes(self) -> list[Node]:
-        return self.trace.nodes[: self.out._node.index + 1]
+    def nodes(self) -> list[Box]:
+        return self.trace.nodes[: self.out.index + 1]
 
-    def label(self, node: Node) -> str:
+    def label(self, node: Box) -> str:
         return self.labels.get(node.index, f"{node.prim.name if node.prim else 'input'}"
                                            f"#{node.index}")
 
@@ -58,13 +58,13 @@ class RecordedTape:
                 "id": node.index,
                 "op": node.prim.name if node.prim else "input",
                 "label": self.label(node),
-                "shape": list(np.shape(primal_value(node.ans))),
+                "shape": list(np.shape(primal_value(node._primal))),
                 "params": _describe_params(node.params),
-                "is_output": node is self.out._node,
+                "is_output": node is self.out,
             })
-            for argpos, parent in node.parents:
+            for argpos, parent in zip(node.positions, node.parents, strict=True):
                 edges.append({"source": parent.index, "target": node.index, "arg": argpos})
-        return {"nodes": nodes, "edges": edges, "output": self.out._node.index}
+        return {"nodes": nodes, "edges": edges, "output": self.out.index}
 
     def backward_steps(self, seed: Any = None) -> Iterator[dict]:
         """Yield, for each node in reverse order: op, shapes, incoming cotangent,
@@ -72,9 +72,9 @@ class RecordedTape:
         value = primal_value(self.out)
         if seed is None:
             seed = np.ones(np.shape(value), dtype=np.asarray(value).dtype)
-        for item in backward_pass(self.trace, [(self.out._node, seed)], inspect=True):
+        for item in backward_pass(self.trace, [(self.out, seed)], inspect=True):
             if isinstance(item, list):
-                grads = {self.label(b._node): item[b._node.index] for b in self.inputs}
+                grads = {self.label(b): item[b.index] for b in self.inputs}
                 yield {"kind": "done", "grads": grads}
                 return
             yield {
@@ -93,25 +93,21 @@ class RecordedTape:
         """Push tangents (by input name; others are zero) forward node by node."""
         tan: dict[int, Any] = {}
         for b in self.inputs:
-            name = self.labels[b._node.index]
+            name = self.labels[b.index]
             if name in tangents:
-                tan[b._node.index] = np.asarray(tangents[name], dtype=b._value.dtype)
+                tan[b.index] = np.asarray(tangents[name], dtype=b._primal.dtype)
         for node in self.nodes:
-            if node.prim is None:
+            if node.prim is None or not any(p.index in tan for p in node.parents):
                 continue
-            rules = node.prim.jvp_rules
-            out = None
-            for argpos, parent in node.parents:
-                t = tan.get(parent.index)
-                if t is None:
-                    continue
-                c = rules[argpos](t, node.ans, *node.args, **node.params)
-                out = c if out is None else out + c
-            if out is None:
-                continue
-            tan[node.index] = out
+            jvp = jvp_rules.get(node.prim)
+            if jvp is None:
+                raise MissingRuleError(f"no JVP rule for '{node.prim.name}'")
+            arg_tangents = [None] * len(node.primals)
+            for argpos, parent in zip(node.positions, node.parents, strict=True):
+                arg_tangents[argpos] = tan.get(parent.index)
+            out = tan[node.index] = jvp(arg_tangents, node._primal, node.primals, node.params)
             yield {"kind": "node", "index": node.index, "op": node.prim.name,
                    "label": self.label(node),
                    "tangents_in": [{"from": p.index, "value": tan.get(p.index)}
-                                   for _, p in node.parents],
+                                   for p in node.parents],
                    "tangent_out": out}

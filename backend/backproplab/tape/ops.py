@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..model.special import erf as _erf
-from .core import Primitive, defjvp, defvjp, primal_value
+from .core import Primitive, defjvp, defvjp, jvp_rules, primal_value, vjp_rules
 
 
 def _shape(x: Any) -> tuple:
@@ -153,7 +153,7 @@ defvjp(dense, lambda g, ans, x, W, b: matmul(g, W),  # the backward recurrence's
 
 
 def _transpose_impl(x, axes=None):
-    return np.transpose(x, axes)
+    return np.asarray(x).transpose(axes)
 
 
 def _inverse_axes(axes):
@@ -172,7 +172,7 @@ def swapaxes_last(x):
 
 
 def _reshape_impl(x, shape):
-    return np.reshape(x, shape)
+    return np.asarray(x).reshape(shape)
 
 
 reshape = Primitive("reshape", _reshape_impl)
@@ -198,7 +198,7 @@ def _norm_axes(axis, ndim):
 
 
 def _sum_impl(x, axis=None, keepdims=False):
-    return np.sum(x, axis=axis, keepdims=keepdims)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum minus its Python wrapper
 
 
 def _restore(g, x, axis, keepdims):
@@ -244,36 +244,29 @@ def _stack_impl(*xs, axis=0):
     return np.stack(xs, axis=axis)
 
 
+# stack is variadic, so its rules see every argument at once
 stack_p = Primitive("stack", _stack_impl)
 
 
-def _stack_vjp(g, ans, args, params, positions):
+def _stack_jvp(tangents, ans, primals, params):
+    # the tangent of a stack is the stack of the tangents, zeros where there are none
+    parts = [zeros_like(x) if t is None else t for t, x in zip(tangents, primals, strict=True)]
+    return stack_p(*parts, axis=params.get("axis", 0))
+
+
+def _stack_vjp(g, ans, primals, params, positions):
+    # the cotangent of stacked argument i is slice i of g along the stacking axis
     axis = params.get("axis", 0)
     return [take(g, i, axis) for i in positions]
+
+
+jvp_rules[stack_p] = _stack_jvp
+vjp_rules[stack_p] = _stack_vjp
 
 
 def take(g, i, axis):
     index = (slice(None),) * (axis % len(_shape(g))) + (i,)
     return getitem(g, index)
-
-
-stack_p.vjp = _stack_vjp
-
-
-class _StackJVP(tuple):
-    """JVP rules for a variadic stack: zeros elsewhere, the tangent at position i."""
-
-    def __getitem__(self, i):
-        def rule(t, ans, *xs, axis=0):
-            parts = [t if j == i else zeros_like(t) for j in range(len(xs))]
-            return stack_p(*parts, axis=axis)
-        return rule
-
-    def __len__(self):
-        return 1 << 30
-
-
-stack_p.jvp_rules = _StackJVP()
 
 
 def stack(xs: list, axis: int = 0) -> Any:

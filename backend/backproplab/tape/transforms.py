@@ -4,7 +4,8 @@ and gradients come back in the same structure."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,10 @@ from .core import (
 
 _CONTAINERS = (list, tuple, dict)
 
+# A structure is None for a leaf; (kind, n) for a list or tuple of n leaves (the
+# common case: a layer's (W, b)); (kind, [structures]) for any other list or tuple;
+# (dict, (sorted keys, structure of the list of values)) for a dict.
+
 
 def tree_flatten(tree: Any) -> tuple[list, Any]:
     """Leaves in a fixed order, and a structure to rebuild the tree from them."""
@@ -34,37 +39,33 @@ def tree_flatten(tree: Any) -> tuple[list, Any]:
 
 
 def _flatten_into(tree: Any, leaves: list) -> Any:
-    kind = type(tree)
-    if kind is dict or isinstance(tree, dict):
+    if isinstance(tree, dict):
         keys = sorted(tree)
         return (dict, (keys, _flatten_into([tree[k] for k in keys], leaves)))
-    if kind is list or kind is tuple or isinstance(tree, (list, tuple)):
-        structs = []
+    if isinstance(tree, (list, tuple)):
         for item in tree:
             if isinstance(item, _CONTAINERS):
-                start = len(leaves)
-                sub = _flatten_into(item, leaves)
-                structs.append((len(leaves) - start, sub))
-            else:  # a leaf: no recursion (the common case, and the hot one)
-                leaves.append(item)
-                structs.append((1, None))
-        return (type(tree), structs)
+                return (type(tree), [_flatten_into(item, leaves) for item in tree])
+        leaves.extend(tree)
+        return (type(tree), len(tree))
     leaves.append(tree)
     return None
 
 
 def tree_unflatten(struct: Any, leaves: Sequence) -> Any:
+    return _build(struct, iter(leaves))
+
+
+def _build(struct: Any, leaves: Iterator) -> Any:
     if struct is None:
-        return leaves[0]
+        return next(leaves)
     kind, inner = struct
     if kind is dict:
-        keys, list_struct = inner
-        return dict(zip(keys, tree_unflatten(list_struct, leaves), strict=True))
-    out, pos = [], 0
-    for count, sub in inner:
-        out.append(leaves[pos] if sub is None else tree_unflatten(sub, leaves[pos:pos + count]))
-        pos += count
-    return kind(out)
+        keys, values = inner
+        return dict(zip(keys, _build(values, leaves), strict=True))
+    if type(inner) is int:
+        return kind(islice(leaves, inner))
+    return kind([_build(sub, leaves) for sub in inner])
 
 
 def tree_map(fn: Callable, tree: Any, *rest: Any) -> Any:
@@ -89,30 +90,28 @@ def vjp(f: Callable, *primals: Any) -> tuple[Any, Callable]:
 def _vjp(f, primals, consume):
     trace = ReverseTrace()
     flat, struct = tree_flatten(primals)
-    boxes = [trace.new_input(_as_array(x)) for x in flat]
+    boxes = [trace.new_input(x if type(x) is np.ndarray else _as_array(x)) for x in flat]
     out = f(*tree_unflatten(struct, boxes))
     out_leaves, out_struct = tree_flatten(out)
     out_values = [_unbox(o, trace) for o in out_leaves]
 
     def vjp_fn(cotangent: Any) -> tuple:
         ct_leaves = tree_flatten(cotangent)[0]
-        seeds = [(o._node, ct) for o, ct in zip(out_leaves, ct_leaves, strict=True)
+        seeds = [(o, ct) for o, ct in zip(out_leaves, ct_leaves, strict=True)
                  if isinstance(o, Box) and o._trace is trace]
         if not seeds:
-            return tree_unflatten(struct, [ops.zeros_like(b._value) for b in boxes])
+            return tree_unflatten(struct, [ops.zeros_like(b._primal) for b in boxes])
         cts = run_backward(trace, seeds, consume=consume)
-        grads = [cts[b._node.index] for b in boxes]
-        grads = [ops.zeros_like(b._value) if g is None else g for g, b in zip(grads, boxes,
+        grads = [cts[b.index] for b in boxes]
+        grads = [ops.zeros_like(b._primal) if g is None else g for g, b in zip(grads, boxes,
                                                                            strict=True)]
-        if consume:
-            trace.release()
         return tree_unflatten(struct, grads)
 
     return tree_unflatten(out_struct, out_values), vjp_fn, trace
 
 
 def _unbox(x: Any, trace: ReverseTrace) -> Any:
-    return x._value if isinstance(x, Box) and x._trace is trace else x
+    return x._primal if isinstance(x, Box) and x._trace is trace else x
 
 
 def _select(args: tuple, argnums: int | Sequence[int]) -> tuple[tuple, Callable]:
@@ -179,7 +178,7 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
     trace = JVPTrace()
     flat_p, struct = tree_flatten(tuple(primals))
     flat_t = tree_flatten(tuple(tangents))[0]
-    tracers = [JVPTracer(trace, _as_array(p), _as_array(t))
+    tracers = [JVPTracer(_as_array(p), _as_array(t), trace)
                for p, t in zip(flat_p, flat_t, strict=True)]
     out = f(*tree_unflatten(struct, tracers))
     out_leaves, out_struct = tree_flatten(out)
