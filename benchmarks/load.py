@@ -240,8 +240,8 @@ def main() -> None:
     with Server() as server:
         limits = httpx.get(f"{server.url}/api/info").json()["limits"]
         base_rss = server.rss_mb()
-        gaps, frames, h_health, h_rss, outcomes = asyncio.run(hostile(server, 20,
-                                                                      args.hostile))
+        gaps, frames, h_health, h_rss, hostile_outcomes = asyncio.run(
+            hostile(server, 20, args.hostile))
     with Server() as server:
         outcomes, rss, threads, fds = asyncio.run(soak(server, args.soak))
     h = np.array(health) * 1e3
@@ -271,7 +271,8 @@ def main() -> None:
         ["longest gap between frames, worst client s", f"{max(gaps):.2f}", "—"],
         ["frames per normal client min / median",
          f"{min(frames)} / {int(np.median(frames))}", "—"],
-    ] + [[name, value, "refused or within its limit"] for name, value in outcomes.items()]))
+    ] + [[name, value, "refused or within its limit"]
+         for name, value in hostile_outcomes.items()]))
     print(f"\n# soak — {args.soak} consecutive runs, one connection each")
     print(table(["measure", "value"], [
         ["outcomes", json.dumps(outcomes)],

@@ -126,6 +126,17 @@ def run_cost(spec: RunSpec) -> Cost:
     return Cost("run", parts, work=float(spec.work))
 
 
+def step_flops(spec: RunSpec) -> float:
+    """Floating-point operations of one training step (forward 2, backward 4 per
+    multiply-add), and of its Jacobian spectrum when one is recorded; with the
+    initialization's draws for the first step, what a scheduler expects of a new run."""
+    flops = 6.0 * sum(fo * fi for fo, fi in spec.layer_sizes) * spec.batch_size
+    if spec.record.jacobian_every:
+        block = spec.width if spec.width <= 256 else min(spec.record.jacobian_topk, spec.width)
+        flops += 2.0 * 13 * spec.depth * spec.width**2 * block
+    return flops + 20.0 * _params(spec)
+
+
 def phase_cost(grid: int, depth: int, width: int, batch: int, measured: bool,
                dtype: str = "float32") -> Cost:
     """A phase diagram. Measured: one row of the grid at a time, every layer's

@@ -23,7 +23,7 @@ from ..engines import Cancelled, first_nonfinite, iter_steps, make_engine, theor
 from ..engines.runner import SCHEMA, environment
 from ..model.spec import RunSpec
 from ..settings import Settings
-from .budget import Cost, OverBudget, human, run_cost
+from .budget import Cost, OverBudget, human, run_cost, step_flops
 from .codec import decode, encode
 from .scheduler import Scheduler
 
@@ -32,6 +32,8 @@ RECORD_OVERHEAD = 4096  # bytes a kept run costs besides its steps (its spec, co
 
 _ids = itertools.count(1)
 MAX_KEPT_FRAMES = 256  # kept frames waiting for a client that does not read
+THEORY_DELAY = 0.15  # s after the first frame: a run replaced at once (a drag) costs none
+FLOPS_PER_SECOND = 5e9  # one core, for a new run's expected step time
 RETRY_SECONDS = 5
 
 
@@ -234,6 +236,7 @@ class Job:
         # scheduler state
         self.vtime = 0.0
         self.step_seconds: float | None = None  # moving average of a turn's duration
+        self.predicted_seconds = step_flops(spec) / FLOPS_PER_SECOND
         self.running = False
 
     # --- what the scheduler calls --------------------------------------------------
@@ -343,8 +346,9 @@ class Job:
 
     def _publish_theory(self) -> None:
         """The mean-field prediction (pure NumPy, cached on what it depends on), in
-        the one theory thread; skipped for a run that was cancelled meanwhile."""
-        if self.cancel.is_set():
+        the one theory thread, THEORY_DELAY after the first frame; skipped for a run
+        cancelled meanwhile, so back-to-back updates do not wait behind predictions."""
+        if self.cancel.wait(THEORY_DELAY):
             return
         try:
             self.theory = theory_for(self.spec)

@@ -8,24 +8,30 @@ whatever its step costs: a 5 ms run takes many turns while a 300 ms run takes on
 A new job starts at the front (its first frame is never kept waiting), and a job
 that was paused comes back at the current virtual time, not with credit saved up.
 
-One more worker takes only light jobs (a turn shorter than LIGHT_SECONDS, or not
-yet measured): with every core busy with heavy steps, a new small run still gets
-its first frame within one of its own steps.
+One more worker takes only light jobs (a turn shorter than LIGHT_SECONDS, measured,
+or for a new job predicted from its size): with every core busy with heavy steps, a
+new small run still gets its first frame within one of its own steps. The other
+workers run at a lower OS priority (nice +5) than that one and the event loop, so
+the cores go to interactive work first when there are more threads than cores.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from typing import Protocol
 
 LIGHT_SECONDS = 0.05
+HEAVY_NICE = 5
 AVERAGING = 0.3  # weight of the newest turn in a job's moving average
 
 
 class Schedulable(Protocol):
     vtime: float
     step_seconds: float | None
+    predicted_seconds: float
     running: bool
 
     def runnable(self) -> bool: ...
@@ -34,7 +40,8 @@ class Schedulable(Protocol):
 
 
 def _light(job: Schedulable) -> bool:
-    return job.step_seconds is None or job.step_seconds < LIGHT_SECONDS
+    seconds = job.predicted_seconds if job.step_seconds is None else job.step_seconds
+    return seconds < LIGHT_SECONDS
 
 
 class Scheduler:
@@ -111,6 +118,9 @@ class Scheduler:
         return best
 
     def _work(self, lane: str) -> None:
+        if lane == "any":  # Linux: a thread's own nice value (raising it needs no rights)
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HEAVY_NICE)
         while True:
             with self._cond:
                 while not self._closed and (job := self._take(lane)) is None:
