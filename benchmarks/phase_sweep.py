@@ -17,14 +17,15 @@ import numpy as np
 import torch
 
 from _timing import machine, table
-from backproplab.engines.xp import TorchXP
-from backproplab.model.activations import activation, derivative
+from backproplab.model.activations import ACTIVATIONS
 from backproplab.theory import phase
+from backproplab.xp import TorchXP
 
 
 def loop_sweep(act, w2s, b2s, depth, width, batch, device):
     """One network at a time: the straightforward way."""
     xp = TorchXP(torch)
+    record = ACTIVATIONS[act]
     gen = torch.Generator(device=device).manual_seed(0)
     out = []
     for b2 in b2s:
@@ -36,13 +37,13 @@ def loop_sweep(act, w2s, b2s, depth, width, batch, device):
                     w2 / width)
                 b = torch.randn(width, generator=gen, device=device) * math.sqrt(b2)
                 z = h @ W.T + b
-                h = activation(act, z, xp)
+                h = record.phi(z, xp)
                 Ws.append(W)
                 zs.append(z)
             g = torch.randn(batch, width, generator=gen, device=device)
             norms = []
             for layer in range(depth - 1, -1, -1):
-                delta = g * derivative(act, zs[layer], xp)
+                delta = g * record.dphi(zs[layer], xp)
                 norms.append(float(delta.square().sum()))
                 g = delta @ Ws[layer]
             out.append(norms)

@@ -20,9 +20,12 @@ import numpy as np
 import torch
 
 from _timing import machine, paired_ratio, samples_ms, table
-from backproplab.engines import make_engine
+from backproplab.engines import make_engine, probes
 from backproplab.engines.runner import step_record
+from backproplab.engines.torch_engine import torch_kernels
 from backproplab.model import RecordSpec, RunSpec
+from backproplab.xp import NumpyXP, TorchXP
+from backproplab.xp.torch_xp import TorchStandard
 
 CPU_SIZES = [(50, 256, 128)]
 # each timed block runs consecutive steps for at least this long, as training does (a
@@ -78,8 +81,6 @@ def op_counts(depth: int) -> list:
     the counts depend on depth only, not on width, batch or device."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from backproplab.engines import probes
-
     class Count(TorchDispatchMode):
         def __init__(self):
             super().__init__()
@@ -91,7 +92,7 @@ def op_counts(depth: int) -> list:
 
     spec = spec_for("torch", "cpu", depth, 16, 8)
     engine = make_engine(spec)
-    engine.inline_probes, engine.probe_view, engine.probe_dtype = False, None, None
+    engine.probe_mode = probes.ProbeMode.DEVICE
     engine.train_step(0, probe=True)
     with Count() as plain:
         engine.train_step(1, probe=False)
@@ -106,6 +107,51 @@ def op_counts(depth: int) -> list:
             f"{total / plain.n:.3f}"]
 
 
+def with_standard(engine, std):
+    """The engine with its namespace's standard part taken from `std`."""
+    if isinstance(engine.xp, TorchXP):
+        engine.xp = TorchXP(torch, std=std)
+        engine.kernels = torch_kernels(torch, engine.xp, engine.net)
+    else:
+        engine.xp = NumpyXP(std=std)
+    return engine
+
+
+def standard_part_rows(repeats: int) -> list:
+    """The probe path with the namespace's standard part from array-api-compat against
+    the libraries' own calls, side by side: probed torch steps with host (CPU) and
+    device (GPU-style) probes, layernorm included, and the tape's probed step."""
+    import array_api_compat.numpy as compat_numpy
+    import array_api_compat.torch as compat_torch
+
+    cases = [("torch/cpu, host probes", "torch", "none", None),
+             ("torch/cpu, host probes, layernorm", "torch", "layernorm", None),
+             ("torch/cpu, device probes + reduction", "torch", "none", probes.ProbeMode.DEVICE),
+             ("tape/numpy, probes", "numpy", "none", None)]
+    rows = []
+    for label, kind, norm, mode in cases:
+        spec = spec_for(kind, "cpu", *CPU_SIZES[0]).replace(norm=norm)
+        native = torch_native if kind == "torch" else np
+        compat = compat_torch if kind == "torch" else compat_numpy
+        engines = {"compat": with_standard(make_engine(spec), compat),
+                   "native": with_standard(make_engine(spec), native)}
+        if mode is not None:
+            for engine in engines.values():
+                engine.probe_mode = mode
+        counter = iter(range(10**9))
+
+        def probed(engine):
+            step = next(counter)
+            step_record(engine, step, engine.train_step(step, probe=True), 0.0, False)
+
+        samples = samples_ms({name: (lambda e=e: probed(e)) for name, e in engines.items()},
+                             repeats=repeats, min_time=BLOCK_S)
+        ms = {name: float(np.median(v)) for name, v in samples.items()}
+        rows.append([label, ms["native"], ms["compat"],
+                     f"{paired_ratio(samples, 'compat', 'native'):.3f}"])
+    return rows
+
+
 def sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
@@ -115,6 +161,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--standard", action="store_true",
+                        help="also time the standard part: array-api-compat against native")
     args = parser.parse_args()
     sizes = GPU_SIZES if args.device == "cuda" else CPU_SIZES
     rows = []
@@ -177,6 +225,13 @@ def main() -> None:
     print(table(["kernel launches per step (aten ops)", "plain step", "added by probes",
                  "record reduction", "(probed + reduction)/plain"], ops))
 
+    if args.standard:
+        print()
+        print(table(["probed step (50, 256, 128), float32", "native ms", "compat ms",
+                     "compat/native"], standard_part_rows(args.repeats)))
+
+
+torch_native = TorchStandard(torch)
 
 if __name__ == "__main__":
     main()

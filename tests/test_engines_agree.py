@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from backproplab.engines import iter_steps, make_engine
-from backproplab.model import ACTIVATIONS, INITS, RecordSpec, RunSpec
+from backproplab.model import ACTIVATION_NAMES, INIT_NAMES, RecordSpec, RunSpec
 
 pytest.importorskip("torch")
 
@@ -25,8 +25,8 @@ def random_configs(n=20, seed=0):
         configs.append(RunSpec(
             engine="numpy", dtype="float64", device="cpu",
             depth=int(rng.integers(1, 7)), width=int(rng.integers(3, 17)),
-            activation=ACTIVATIONS[k % len(ACTIVATIONS)],
-            init=INITS[k % len(INITS)],
+            activation=ACTIVATION_NAMES[k % len(ACTIVATION_NAMES)],
+            init=INIT_NAMES[k % len(INIT_NAMES)],
             sigma_w=float(rng.uniform(0.6, 1.8)), sigma_b=float(rng.choice([0.0, 0.2])),
             residual=bool(k % 3 == 1), residual_scale=("1/sqrt(depth)" if k % 6 == 1 else 0.7),
             norm="layernorm" if k % 4 == 2 else "none",
@@ -50,7 +50,7 @@ CONFIGS = random_configs()
 def test_configs_cover_every_choice():
     seen = {f: {getattr(c, f) for c in CONFIGS}
             for f in ("activation", "init", "residual", "norm", "optimizer", "loss")}
-    assert seen["activation"] == set(ACTIVATIONS) and seen["init"] == set(INITS)
+    assert seen["activation"] == set(ACTIVATION_NAMES) and seen["init"] == set(INIT_NAMES)
     assert seen["residual"] == {True, False} and seen["norm"] == {"none", "layernorm"}
     assert seen["optimizer"] == {"sgd", "momentum", "adam"}
     assert seen["loss"] == {"mse", "cross_entropy"}

@@ -39,3 +39,28 @@ def test_numeric_layers_import_no_web_packages_and_need_no_scipy():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "isolated ok" in proc.stdout
+
+
+LAYERS = r"""
+import sys
+import backproplab.{module}
+loaded = sorted(m for m in sys.modules
+                if m.split(".")[0] == "torch" or m.startswith(("backproplab.engines",
+                                                               "backproplab.tape")))
+print(loaded)
+"""
+
+
+def _loaded_by(module: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", LAYERS.format(module=module)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip()
+
+
+def test_theory_and_model_load_neither_the_engines_nor_the_tape_nor_torch():
+    """theory imports model (and the array namespaces beneath it) only; the activation
+    registry names the tape's primitives and torch's kernels without importing them."""
+    assert _loaded_by("theory") == "[]"
+    assert _loaded_by("model") == "[]"
+    assert _loaded_by("xp") == "[]"

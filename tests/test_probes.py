@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from backproplab.engines import iter_steps, make_engine, probes
-from backproplab.engines.xp import NumpyXP
-from backproplab.model import ACTIVATIONS, RecordSpec, RunSpec, batch
-from backproplab.model.activations import MAX_DERIVATIVE, derivative
+from backproplab.engines.probes import ProbeMode
+from backproplab.model import ACTIVATION_NAMES, ACTIVATIONS, RecordSpec, RunSpec, batch
+from backproplab.xp import NUMPY
 
 torch = pytest.importorskip("torch")
 
@@ -36,7 +36,7 @@ def autograd_loss(spec, params, x, labels, targets):
 
 
 CASES = [(act, norm, residual, loss)
-         for k, act in enumerate(ACTIVATIONS)
+         for k, act in enumerate(ACTIVATION_NAMES)
          for norm, residual, loss in [("none", False, "mse"), ("layernorm", True, "cross_entropy"),
                                       ("none" if k % 2 else "layernorm", k % 2 == 0,
                                        "mse" if k % 2 else "cross_entropy")]]
@@ -107,7 +107,7 @@ def test_batched_gathering_matches_inline(spec):
     """The GPU way (keep every δ, reduce all layers at once, no host sync) run on the
     CPU against the CPU way (reduce each δ in cache), on the same network."""
     inline = records(spec)
-    batched = records(spec, inline_probes=False, probe_view=None)
+    batched = records(spec, probe_mode=ProbeMode.DEVICE)
     assert_same_records(inline, batched, rtol=1e-5 if spec.dtype == "float32" else 1e-12)
 
 
@@ -118,19 +118,22 @@ def test_device_reduction_matches_host_reduction(spec):
     with np.errstate(all="ignore"):  # the overflow case overflows, as the runner allows
         result = engine.train_step(0, probe=True)
     args = (spec.activation, spec.norm, 16, 5, spec.seed)
-    host = probes.compute(engine.xp, result.probe, result.norms, *args, host=True)
-    device = probes.compute(engine.xp, result.probe, result.norms, *args, host=False)
+    host = probes.summarize(engine.xp, result.probe, result.norms, *args, host=True)
+    device = probes.summarize(engine.xp, result.probe, result.norms, *args, host=False)
     for key in probes.SCALAR_KEYS:
         # float32 means of O(1) values near 0: summation order shows at ~1e-7 absolute
-        np.testing.assert_allclose(host[key], device[key], rtol=1e-5, atol=1e-6,
+        np.testing.assert_allclose(getattr(host, key), getattr(device, key), rtol=1e-5,
+                                   atol=1e-6, equal_nan=True)
+    for key in ("a_counts", "d_counts", "d_zero", "d_nonfinite"):
+        np.testing.assert_array_equal(getattr(host, key), getattr(device, key))
+    for key in ("a_lo", "a_hi", "d_lo", "d_hi"):
+        np.testing.assert_allclose(getattr(host, key), getattr(device, key), rtol=1e-6,
                                    equal_nan=True)
-    for key in ("a_hist", "delta_log_hist"):
-        np.testing.assert_array_equal(host[key][0], device[key][0])
-        for h, d in zip(host[key][1:], device[key][1:], strict=True):
-            np.testing.assert_allclose(h, d, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(np.concatenate(host.delta_sample),
+                               np.concatenate(device.delta_sample), rtol=1e-6)
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
 def test_saturation_rule_is_the_derivative_threshold(activation):
     """u ≤ c_lo or u ≥ c_hi  ⇔  φ'(u) < 5% of max φ' (away from the two edges)."""
     rng = np.random.default_rng(0)
@@ -139,12 +142,12 @@ def test_saturation_rule_is_the_derivative_threshold(activation):
     edges = [c for c in (c_lo, c_hi) if math.isfinite(c)]
     keep = np.all([np.abs(u - c) > 1e-9 for c in edges], axis=0) if edges else slice(None)
     rule = (u <= c_lo) | (u >= c_hi)
-    truth = derivative(activation, u, NumpyXP) < probes.SATURATION * MAX_DERIVATIVE[activation]
+    record = ACTIVATIONS[activation]
+    truth = record.dphi(u, NUMPY) < probes.SATURATION * record.max_derivative
     np.testing.assert_array_equal(rule[keep], truth[keep])
     for c in edges:  # and the edges are where φ' crosses the threshold
-        limit = probes.SATURATION * MAX_DERIVATIVE[activation]
-        assert derivative(activation, np.array([c]), NumpyXP)[0] == pytest.approx(limit,
-                                                                                  abs=1e-6) \
+        limit = probes.SATURATION * record.max_derivative
+        assert record.dphi(np.array([c]), NUMPY)[0] == pytest.approx(limit, abs=1e-6) \
             or activation in ("relu", "leaky_relu")
 
 
@@ -222,7 +225,7 @@ def test_host_histograms_match_numpy_histogram(dtype):
     values = (rng.standard_normal((6, 999)) * np.array([1, 1e-3, 50, 1, 7, 2])[:, None]
               + np.array([0, 5, -3, 1e3, 0, 0])[:, None]).astype(dtype)
     values[5] = 0.25  # a constant layer: everything in one bin
-    lo, hi, counts = probes._host_histograms(values.copy(), 12)
+    lo, hi, counts = probes.host_histograms(values.copy(), 12)
     for layer in range(values.shape[0]):
         if layer == 5:
             assert counts[layer].sum() == 999 and counts[layer, 0] == 999
@@ -231,8 +234,8 @@ def test_host_histograms_match_numpy_histogram(dtype):
         # a value within rounding of an inner edge may land on either side of it
         assert np.abs(counts[layer] - expected).sum() <= 2, layer
         assert counts[layer].sum() == 999 and counts[layer, -1] >= 1  # the max is counted
-    assert probes._host_histograms(np.array([[1.0, np.inf]]), 4) is None
-    assert probes._host_histograms(np.array([[1.0, np.nan]]), 4) is None
+    assert probes.host_histograms(np.array([[1.0, np.inf]]), 4) is None
+    assert probes.host_histograms(np.array([[1.0, np.nan]]), 4) is None
 
 
 def test_summary_statistics_against_float64_by_hand():
@@ -250,19 +253,19 @@ def test_summary_statistics_against_float64_by_hand():
     data = probes.ProbeData(Z, A, D, z_out, d_out, np.arange(L + 1, dtype=float) + 1.0,
                             np.full(L + 1, 2.0))
     norms = {k: np.ones(L + 1) for k in ("grad_w", "grad_b", "weight", "update")}
-    stats = probes.compute(NumpyXP, data, norms, "tanh", "none", 10, 4, 0)
+    stats = probes.summarize(NUMPY, data, norms, "tanh", "none", 10, 4, 0)
     c = probes.saturation_rule("tanh")[1]
     for layer in range(L):
         z, a, d = (x[layer].astype(np.float64) for x in (Z, A, D))
-        assert stats["z_mean"][layer] == pytest.approx(z.mean(), abs=1e-6)
-        assert stats["z_std"][layer] == pytest.approx(z.std(), rel=1e-5)
-        assert stats["a_std"][layer] == pytest.approx(a.std(), rel=1e-5)
-        assert stats["saturated_frac"][layer] == np.mean(np.abs(z) >= c)
-        assert stats["dead_frac"][layer] == pytest.approx(1 - 2.0 / W)
-        counts, lo, hi = stats["a_hist"]
+        assert stats.z_mean[layer] == pytest.approx(z.mean(), abs=1e-6)
+        assert stats.z_std[layer] == pytest.approx(z.std(), rel=1e-5)
+        assert stats.a_std[layer] == pytest.approx(a.std(), rel=1e-5)
+        assert stats.saturated_frac[layer] == np.mean(np.abs(z) >= c)
+        assert stats.dead_frac[layer] == pytest.approx(1 - 2.0 / W)
         expected, _ = np.histogram(a, bins=10, range=(a.min(), a.max()))
-        assert np.abs(counts[layer] - expected).sum() <= 2
-        d_counts, d_lo, d_hi, zeros, nonfinite = stats["delta_log_hist"]
+        assert np.abs(stats.a_counts[layer] - expected).sum() <= 2
+        d_counts, d_lo, d_hi = stats.d_counts, stats.d_lo, stats.d_hi
+        zeros, nonfinite = stats.d_zero, stats.d_nonfinite
         logs = np.log10(np.abs(d[d != 0]))
         assert d_lo[layer] == pytest.approx(logs.min(), abs=1e-5)
         assert d_hi[layer] == pytest.approx(logs.max(), abs=1e-5)
@@ -270,8 +273,8 @@ def test_summary_statistics_against_float64_by_hand():
         assert zeros[layer] == (1 if layer == 1 else 0) and nonfinite[layer] == 0
     units = probes.sampled_units(0, W, 4)
     for layer in range(L):
-        np.testing.assert_array_equal(stats["delta_sample"][layer], D[layer, 0, units])
-    assert stats["delta_sample"][L] == pytest.approx(list(d_out[0, :3]))
+        np.testing.assert_array_equal(stats.delta_sample[layer], D[layer, 0, units])
+    assert stats.delta_sample[L] == pytest.approx(list(d_out[0, :3]))
 
 
 def test_microbatches_smaller_than_the_subsample_still_fill_it():
@@ -295,8 +298,8 @@ def test_tf32_is_cuda_only_and_holds_the_process_flag_under_one_lock():
     restores it; on a machine without a GPU a tf32 run is refused by name."""
     import threading
 
-    from backproplab.engines import precision
     from backproplab.engines.torch_engine import cuda_available
+    from backproplab.xp import precision
 
     spec = RunSpec(engine="torch", dtype="tf32", device="auto", depth=2, width=4,
                    batch_size=4, dataset="xor", steps=1)
@@ -343,7 +346,7 @@ def test_batched_probes_launch_no_kernel_per_layer():
         spec = RunSpec(engine="torch", depth=depth, width=16, batch_size=12, steps=10,
                        activation="tanh", record=RecordSpec(hist_bins=8, delta_samples=3))
         engine = make_engine(spec)
-        engine.inline_probes, engine.probe_view, engine.probe_dtype = False, None, None
+        engine.probe_mode = ProbeMode.DEVICE
         engine.train_step(0, probe=True)  # warm up
         with Count() as plain:
             engine.train_step(1, probe=False)
@@ -360,9 +363,9 @@ def test_batched_probes_launch_no_kernel_per_layer():
 
 def test_batched_gathering_slices_layer_by_layer_when_a_stack_would_be_large(monkeypatch):
     spec = SPECS[0]
-    whole = records(spec, inline_probes=False, probe_view=None, probe_dtype=None)
-    monkeypatch.setattr(probes, "STACK_BYTES", 0)
-    sliced = records(spec, inline_probes=False, probe_view=None, probe_dtype=None)
+    whole = records(spec, probe_mode=ProbeMode.DEVICE)
+    monkeypatch.setattr(probes.collect, "STACK_BYTES", 0)
+    sliced = records(spec, probe_mode=ProbeMode.DEVICE)
     assert_same_records(whole, sliced, rtol=0)
 
 
@@ -370,7 +373,7 @@ def test_masked_histograms_by_hand_on_both_array_libraries():
     """The general histogram (a device's, and the host's when a value is not finite):
     non-finite values are left out, a layer without a finite value is empty, a span
     beyond the float range counts what it can, the largest value is in the last bin."""
-    from backproplab.engines.xp import TorchXP
+    from backproplab.xp import TorchXP
 
     rows = np.array([[-3e38, 3e38, 0.0, 1.0],
                      [np.nan, np.inf, -np.inf, 2.0],
@@ -378,8 +381,8 @@ def test_masked_histograms_by_hand_on_both_array_libraries():
                      [0.0, 1.0, 2.0, 3.0]], dtype=np.float32)
     expected = [[3, 0, 0], [1, 0, 0], [0, 0, 0], [1, 1, 2]]
     with np.errstate(all="ignore"):
-        lo, hi, counts = probes._histograms(NumpyXP, rows, 3)
-    t_lo, t_hi, t_counts = probes._histograms(TorchXP(torch), torch.from_numpy(rows), 3)
+        lo, hi, counts = probes.histograms(NUMPY, rows, 3)
+    t_lo, t_hi, t_counts = probes.histograms(TorchXP(torch), torch.from_numpy(rows), 3)
     assert counts.tolist() == expected and t_counts.tolist() == expected
     np.testing.assert_array_equal(lo, np.float32([-3e38, 2.0, 0.0, 0.0]))
     np.testing.assert_array_equal(hi, np.float32([3e38, 2.0, 0.0, 3.0]))

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,11 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
         if field.annotation is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                default=None)
-        else:
-            group.add_argument(flag, dest=name, default=None, help=field.description)
+        else:  # Literal fields (the registries' names among them) offer their choices
+            choices = typing.get_args(field.annotation) \
+                if typing.get_origin(field.annotation) is typing.Literal else None
+            group.add_argument(flag, dest=name, default=None, help=field.description,
+                               choices=choices)
     for name, field in RecordConfig.model_fields.items():
         group.add_argument("--record-" + name.replace("_", "-"), dest="record__" + name,
                            default=None, help=field.description)

@@ -14,14 +14,13 @@ from pydantic import (
     model_validator,
 )
 
-from ..model.spec import RecordSpec, RunSpec
+from ..model.spec import ACTIVATION_NAMES, INIT_NAMES, NORM_NAMES, RecordSpec, RunSpec
 
 DEFAULT_COMPUTE_BUDGET = 2e11  # depth·width²·batch·steps
 
-Activation = Literal["linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu",
-                     "softplus", "elu", "selu"]
-Init = Literal["xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
-               "orthogonal", "normal"]
+Activation = Literal[ACTIVATION_NAMES]  # the registries of backproplab.model
+Init = Literal[INIT_NAMES]
+Norm = Literal[NORM_NAMES]
 Gain = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 
 
@@ -64,7 +63,7 @@ class RunConfig(BaseModel):
     residual: bool = False
     residual_scale: Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)] | \
         Literal["1/sqrt(depth)"] = 1.0
-    norm: Literal["none", "layernorm"] = "none"
+    norm: Norm = "none"
     dataset: Literal["gaussian", "spirals", "circles", "xor"] = "gaussian"
     input_dim: int = Field(16, ge=1, le=4096, description="input size (gaussian data)")
     loss: Literal["mse", "cross_entropy"] = "mse"

@@ -16,6 +16,10 @@ from . import probes
 from .optim import Optimizer, clip_scale
 
 
+class Cancelled(Exception):
+    """The run was cancelled between steps or layers."""
+
+
 @dataclass
 class Pass:
     """One forward/backward over a (micro)batch."""
@@ -45,10 +49,8 @@ class StepResult:
 class Engine:
     """Base: params are a flat list [W(1), b(1), ..., W(L+1), b(L+1)] on the device."""
 
-    xp: Any
-    inline_probes = True  # reduce each δ(l) in cache (CPU); False: all layers at once (GPU)
-    probe_view = None  # a zero-copy NumPy view of a host tensor, for the inline reductions
-    probe_dtype = None  # the NumPy dtype of host arrays reduced inline (None: not on the host)
+    xp: Any  # the array namespace of the engine's arrays (backproplab.xp)
+    probe_mode: probes.ProbeMode  # HOST: each δ(l) reduced in cache; DEVICE: all at once
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
@@ -66,22 +68,17 @@ class Engine:
         δ(l) (and optionally the layer's gradient norms) as they are computed."""
         raise NotImplementedError
 
-    def apply(self, updates: list) -> None:
-        raise NotImplementedError
-
     def make_batch(self, step: int) -> tuple:
         return batch(self.spec, step)
 
     def full_precision(self) -> contextlib.AbstractContextManager:
         """Context for matmuls outside the step (Jacobian spectra) at full float
-        precision, whatever another run has set (see engines.precision)."""
+        precision, whatever another run has set (see backproplab.xp.precision)."""
         return contextlib.nullcontext()
 
     # --- shared ------------------------------------------------------------------
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
-            from .runner import Cancelled
-
             raise Cancelled()
 
     @property
@@ -100,9 +97,8 @@ class Engine:
         for xb, lb, tb in split_batch((x, labels, targets), spec.microbatches):
             weight = len(xb) / n  # the mean gradient is the share-weighted mean of parts
             collector = probes.make_collector(
-                xp, spec.depth, n_sub, self.inline_probes, self.probe_view, rows=len(xb),
-                width=spec.width, out_dim=spec.out_features, dtype=self.probe_dtype,
-            ) if probe else None
+                self.probe_mode, xp, spec.depth, n_sub, rows=len(xb), width=spec.width,
+                out_dim=spec.out_features, dtype=spec.dtype) if probe else None
             p = self.forward_backward(self.to_device(xb), lb, self.to_device(tb), collector)
             passes.append((weight, len(xb), p, collector.finish() if probe else None))
         if len(passes) == 1:
@@ -112,11 +108,11 @@ class Engine:
             loss = sum(w * p.loss for w, _, p, _ in passes)
             grads = [sum(w * p.grads[i] for w, _, p, _ in passes)
                      for i in range(len(passes[0][2].grads))]
-            output = xp.concat([p.output for _, _, p, _ in passes], 0)
+            output = xp.concat([p.output for _, _, p, _ in passes], axis=0)
         inline = passes[0][3].param_norms if probe and len(passes) == 1 else None
         grad_norms, weight_norms = None, None
         if inline is not None:  # taken in cache by the engine during its backward pass
-            grad_norms = xp.stack([inline["grad_w"], inline["grad_b"]], 1).reshape(-1)
+            grad_norms = xp.stack([inline["grad_w"], inline["grad_b"]], axis=1).reshape(-1)
             weight_norms = inline["weight"]
         elif probe or spec.clip is not None:
             grad_norms = xp.norms(grads)
@@ -124,25 +120,21 @@ class Engine:
         if spec.clip is not None:
             scale, _ = clip_scale(xp, grad_norms, spec.clip)
             grads = xp.scaled(grads, scale)
+        if probe and weight_norms is None:
+            weight_norms = xp.norms(self.weights)  # before the update
         update_norms = None
         if update and spec.optimizer == "sgd":  # ΔW = −lr·(clip scale)·∇W, applied in place
             if probe:
                 update_norms = spec.lr * grad_norms[0::2] * (1.0 if scale is None else scale)
-            if probe and weight_norms is None:
-                weight_norms = xp.norms(self.weights)  # before the update
             xp.axpy_(self.params, grads, -spec.lr)
         elif update:
             updates = self.optimizer.updates(xp, grads)
             if probe:
                 update_norms = xp.norms(updates[0::2])
-                if weight_norms is None:
-                    weight_norms = xp.norms(self.weights)
-            self.apply(updates)
+            xp.add_(self.params, updates)
         if not probe:
             return StepResult(loss, output, labels, None, None)
-        if weight_norms is None:
-            weight_norms = xp.norms(self.weights)
-        if update_norms is None:
+        if update_norms is None:  # no update this step
             update_norms = 0.0 * weight_norms
         norms = {"grad_w": grad_norms[0::2], "grad_b": grad_norms[1::2],
                  "weight": weight_norms, "update": update_norms}

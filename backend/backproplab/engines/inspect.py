@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 
 from .. import tape
-from ..model import batch, init_params
-from ..model.activations import derivative
+from ..model import batch, init_params, network
 from ..model.spec import RunSpec
 from ..tape import ops
-from .xp import NumpyXP
+from ..xp import NUMPY
+from .tape_engine import TAPE_KERNELS
 
 
 def _network(spec: RunSpec):
@@ -24,15 +24,12 @@ def _network(spec: RunSpec):
     for i, (W, b) in enumerate(params, start=1):
         names += [f"W{i}", f"b{i}"]
         values += [W, b]
-    act = ops.ACTIVATIONS[spec.activation]
+    net = network.layers(spec)
 
     def loss(*ps):
-        a = x
-        for i in range(len(params)):
-            z = ops.dense(a, ps[2 * i], ps[2 * i + 1])
-            a = act(z) if i < len(params) - 1 else z
-        return ops.mse(a, targets) if spec.loss == "mse" else \
-            ops.softmax_cross_entropy(a, labels)
+        out = network.forward(net, TAPE_KERNELS, x, ps)
+        return ops.mse(out, targets) if spec.loss == "mse" else \
+            ops.softmax_cross_entropy(out, labels)
 
     return names, values, loss, x
 
@@ -61,7 +58,7 @@ def backprop_walk(spec: RunSpec, tangent_input: int = 0) -> dict[str, Any]:
         z = rec.trace.nodes[node["id"]].ans
         delta_next = by_index[nxt["id"]]["cotangent_in"]
         W_next = values[2 * (layer + 1)]
-        sigma_prime = derivative(spec.activation, z, NumpyXP)
+        sigma_prime = network.layers(spec)[layer].activation.dphi(z, NUMPY)
         delta = (delta_next @ W_next) * sigma_prime  # δ(l) = (W(l+1)ᵀ δ(l+1)) ⊙ σ'(z(l))
         recurrences.append({"layer": layer + 1, "dense_node": node["id"],
                             "activation_node": act_node["id"], "W_next": W_next,
@@ -69,24 +66,16 @@ def backprop_walk(spec: RunSpec, tangent_input: int = 0) -> dict[str, Any]:
                             "delta": delta, "delta_from_tape": by_index[node["id"]][
                                 "cotangent_in"]})
     # forward mode: the tangent e_j on the input x, pushed layer by layer
-    W1 = values[0]
     v = np.zeros_like(x)
     v[:, tangent_input % x.shape[1]] = 1.0
     forward = list(tape.RecordedTape(lambda xx: loss_of_input(spec, values, xx), x,
                                      names=["x"]).forward_steps({"x": v}))
-    del W1
     return {"graph": graph, "steps": steps, "recurrences": recurrences, "gradients": grads,
             "forward": forward, "input": x, "names": names}
 
 
 def loss_of_input(spec: RunSpec, values: list, x: Any) -> Any:
-    act = ops.ACTIVATIONS[spec.activation]
-    a = x
-    layers = len(values) // 2
-    for i in range(layers):
-        z = ops.dense(a, values[2 * i], values[2 * i + 1])
-        a = act(z) if i < layers - 1 else z
-    return ops.sum(a)
+    return ops.sum(network.forward(network.layers(spec), TAPE_KERNELS, x, values))
 
 
 def jacobian_modes(spec: RunSpec, repeats: int = 3) -> dict[str, Any]:
@@ -96,14 +85,11 @@ def jacobian_modes(spec: RunSpec, repeats: int = 3) -> dict[str, Any]:
     values = [p for pair in params for p in pair]
     x = batch(spec, 0)[0][:1]
     n, m = x.shape[1], spec.out_features
-    act = ops.ACTIVATIONS[spec.activation]
+    net = network.layers(spec)
 
     def f(v):
-        a = ops.reshape(v, (1, n))
-        for i in range(len(params)):
-            a = ops.dense(a, values[2 * i], values[2 * i + 1])
-            a = act(a) if i < len(params) - 1 else a
-        return ops.reshape(a, (m,))
+        return ops.reshape(network.forward(net, TAPE_KERNELS, ops.reshape(v, (1, n)), values),
+                           (m,))
 
     timings = {}
     results = {}

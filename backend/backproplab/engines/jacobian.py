@@ -2,9 +2,10 @@
 at one example, built from the layer Jacobians the step already holds.
 
 Layer l maps a(l-1) to a(l) with J_l = D_l N_l W_l (plus I for a residual
-layer, scaled by α), where D_l = diag φ'(u_l), N_l the layernorm Jacobian (or I).
-Exact SVD for small widths; for large widths the top-k singular values by
-randomized subspace iteration on JᵀJ, using only products with blocks of vectors.
+layer, scaled by α), where D_l = diag φ'(u_l), N_l the norm's Jacobian (or I):
+network.layer_jvp and layer_vjp, applied to blocks of row vectors (so a block
+holds (J Q)ᵀ). Exact SVD for small widths; for large widths the top-k singular
+values by randomized subspace iteration on JᵀJ, using only products with blocks.
 """
 
 from __future__ import annotations
@@ -14,86 +15,69 @@ from typing import Any
 
 import numpy as np
 
-from ..model.activations import derivative
+from ..model import network
 from ..model.spec import RunSpec
-from .tape_engine import LAYERNORM_EPS
 
 EXACT_MAX_WIDTH = 256
 ITERATIONS = 12
-CHECK_COLUMNS = 128
+CHECK_ROWS = 128
 
 
 def _layer_maps(xp: Any, spec: RunSpec, weights: list, zs: list, example: int = 0):
-    """For hidden layers 2..L: functions v ↦ J_l v and u ↦ J_lᵀ u on column blocks."""
+    """For hidden layers 2..L: t ↦ t J_lᵀ and g ↦ g J_l on blocks of rows."""
+    kernels = network.Kernels(xp=xp, dense=None)
     maps = []
-    for index in range(1, spec.depth):
-        W = weights[index]
-        z = zs[index][example]
-        if spec.norm == "layernorm":
-            centred = z - xp.mean(z)
-            s = xp.sqrt(xp.mean(centred * centred) + LAYERNORM_EPS)
-            uhat = centred / s
-            u = uhat
-        else:
-            s, uhat, u = None, None, z
-        d = derivative(spec.activation, u, xp)[:, None]
-        alpha = spec.alpha if spec.is_residual_layer(index) else None
-
-        def norm_jac(v, s=s, uhat=uhat):
-            # N v = (v − mean(v) − û·mean(û ⊙ v)) / s, symmetric
-            if s is None:
-                return v
-            mean_v = xp.mean(v, 0)[None, :]
-            proj = xp.mean(uhat[:, None] * v, 0)[None, :]
-            return (v - mean_v - uhat[:, None] * proj) / s
-
-        def forward(v, W=W, d=d, alpha=alpha, norm_jac=norm_jac):
-            out = d * norm_jac(W @ v)
-            return out if alpha is None else v + alpha * out
-
-        def backward(u_, W=W, d=d, alpha=alpha, norm_jac=norm_jac):
-            out = W.T @ norm_jac(d * u_)
-            return out if alpha is None else u_ + alpha * out
-
-        maps.append((forward, backward))
+    for layer in network.layers(spec)[1:spec.depth]:
+        W, z = weights[layer.index], zs[layer.index][example]
+        u, inv = layer.norm.forward(z, xp)
+        values = network.LayerValues(None, z, u, inv, None, None)
+        maps.append((lambda t, layer=layer, v=values, W=W:
+                     network.layer_jvp(layer, kernels, t, v, W),
+                     lambda g, layer=layer, v=values, W=W:
+                     network.layer_vjp(layer, kernels, g, v, W)))
     return maps
+
+
+def _nonfinite(xp: Any, m: Any) -> bool:
+    return not bool(xp.host(xp.sum(xp.to_float(~xp.isfinite(m)))) == 0)
 
 
 def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int,
                     check: Callable[[], None] | None = None) -> np.ndarray:
     """Singular values of J, largest first (all of them, or the top k). `check()` is
-    called after every layer's product, so a cancelled run stops mid-spectrum."""
+    called after every product on a chunk of rows, so a cancelled run stops
+    mid-spectrum."""
     check = check or (lambda: None)
     maps = _layer_maps(xp, spec, weights, zs)
     like = zs[0]
     width = spec.width
 
-    def by_columns(f, v):
-        # columns are independent: products on column chunks keep each uninterruptible
-        # piece of BLAS work short, so a cancel is seen within a few milliseconds
-        if v.shape[1] <= CHECK_COLUMNS:
-            out = f(v)
+    def by_rows(f, rows):
+        # the block's rows are independent: products on chunks of rows keep each
+        # uninterruptible piece of BLAS work short, so a cancel is seen within ms
+        if rows.shape[0] <= CHECK_ROWS:
+            out = f(rows)
             check()
             return out
         parts = []
-        for start in range(0, v.shape[1], CHECK_COLUMNS):
-            parts.append(f(v[:, start:start + CHECK_COLUMNS]))
+        for start in range(0, rows.shape[0], CHECK_ROWS):
+            parts.append(f(rows[start:start + CHECK_ROWS]))
             check()
-        return xp.concat(parts, 1)
+        return xp.concat(parts, 0)
 
-    def apply(v):
+    def apply(rows):  # Qᵀ ↦ (J Q)ᵀ
         for forward, _ in maps:
-            v = by_columns(forward, v)
-        return v
+            rows = by_rows(forward, rows)
+        return rows
 
-    def apply_t(u):
+    def apply_t(rows):  # Pᵀ ↦ (Jᵀ P)ᵀ
         for _, backward in reversed(maps):
-            u = by_columns(backward, u)
-        return u
+            rows = by_rows(backward, rows)
+        return rows
 
     def svd(m, count):
         # an overflowed Jacobian has no spectrum: report NaN rather than fail
-        if not bool(xp.host(xp.sum(xp.to_float(~xp.isfinite(m)))) == 0):
+        if _nonfinite(xp, m):
             return np.full(count, np.nan)
         return np.sort(xp.host(xp.svdvals(m)))[::-1]
 
@@ -102,9 +86,9 @@ def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int,
     k = min(topk, width)
     Q = xp.qr(xp.randn((width, k), like, seed=[spec.seed, 0x51]))
     for _ in range(ITERATIONS):
-        M = apply_t(apply(Q))
-        if not bool(xp.host(xp.sum(xp.to_float(~xp.isfinite(M)))) == 0):
+        M = apply_t(apply(Q.T)).T
+        if _nonfinite(xp, M):
             return np.full(k, np.nan)
         check()
         Q = xp.qr(M)
-    return svd(apply(Q), k)
+    return svd(apply(Q.T), k)

@@ -14,28 +14,25 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
+from ..model import batch
 from ..model.spec import RecordSpec, RunSpec
+from ..theory import predict
 from . import probes
-from .base import Engine, StepResult
+from .base import Cancelled, Engine, StepResult
 from .jacobian import singular_values
+from .tape_engine import TapeEngine
+from .torch_engine import TorchEngine, torch_available
 
 SCHEMA = "backproplab.run/1"
-
-
-class Cancelled(Exception):
-    """The run was cancelled between steps or layers."""
 
 
 def make_engine(spec: RunSpec, threads: int | None = None) -> Engine:
     if spec.engine == "numpy":
         if spec.device == "cuda":
             raise ValueError("device 'cuda' needs engine 'torch'")
-        from .tape_engine import TapeEngine
-
         return TapeEngine(spec)
     if spec.engine == "torch":
-        from .torch_engine import TorchEngine, torch_available
-
         if not torch_available():
             raise ValueError("engine 'torch' needs PyTorch, which is not installed here")
         return TorchEngine(spec, threads=threads)
@@ -52,8 +49,6 @@ def environment(engine: Engine) -> dict[str, Any]:
         env["torch"] = version("torch")
     except ImportError:
         env["torch"] = None
-    from .. import __version__
-
     env["backproplab"] = __version__
     return env
 
@@ -64,39 +59,19 @@ def recorded_steps(spec: RunSpec) -> list[int]:
     return sorted({s for s in range(0, last + 1, every)} | {last})
 
 
-def _float(x: Any) -> float:
-    return float(x)
-
-
 def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
                 jacobian: bool) -> dict[str, Any]:
     """The record of one step: {step, loss, accuracy, time_s, layers[, jacobian_sv]}."""
     spec, xp = engine.spec, engine.xp
-    bins = spec.record.hist_bins
     summary = probes.summarize(xp, result.probe, result.norms, spec.activation, spec.norm,
-                               bins, spec.record.delta_samples, spec.seed)
+                               spec.record.hist_bins, spec.record.delta_samples, spec.seed)
     accuracy = None
     if spec.dataset != "gaussian" or spec.loss == "cross_entropy":
         predicted = np.argmax(xp.host(result.output), axis=1)
         accuracy = float(np.mean(predicted == result.labels))
-    # whole arrays to Python at once (tolist), not value by value
-    hist = summary.hist
-    a_counts = hist[:, :bins].astype(np.int64).tolist()
-    d_counts = hist[:, bins:2 * bins].astype(np.int64).tolist()
-    edges = hist[:, 2 * bins:2 * bins + 4].tolist()
-    d_zero, d_nonfinite = hist[:, 2 * bins + 4:].T.astype(np.int64).tolist()
-    keys = probes.SCALAR_KEYS
-    layers = []
-    for i, (row, (a_lo, a_hi, d_lo, d_hi)) in enumerate(zip(summary.table.tolist(), edges,
-                                                           strict=True)):
-        layer = {"index": i, "kind": "hidden" if i < spec.depth else "output"}
-        layer.update(zip(keys, row, strict=True))
-        layer["a_hist"] = {"lo": a_lo, "hi": a_hi, "counts": a_counts[i]}
-        layer["delta_log_hist"] = {"lo": d_lo, "hi": d_hi, "counts": d_counts[i],
-                                   "zero": d_zero[i], "nonfinite": d_nonfinite[i]}
-        layer["delta_sample"] = summary.delta_sample[i]
-        layers.append(layer)
-    record = {"step": step, "loss": _float(xp.host(result.loss)), "accuracy": accuracy,
+    layers = [{"index": i, "kind": "hidden" if i < spec.depth else "output", **stats}
+              for i, stats in enumerate(summary.layers())]
+    record = {"step": step, "loss": float(xp.host(result.loss)), "accuracy": accuracy,
               "time_s": elapsed, "layers": layers}
     if jacobian:
         with engine.full_precision():
@@ -152,8 +127,6 @@ def theory_for(spec: RunSpec) -> dict[str, Any]:
     q_in is estimated from one batch (its sampling error is a few percent), so it is
     kept to 3 significant digits; predictions are cached on what they depend on,
     which makes a slider drag that only moves the seed or the learning rate free."""
-    from ..model import batch
-
     q_in = float(f"{float(np.mean(np.square(batch(spec, 0)[0]))):.3g}")
     relevant = spec.replace(seed=0, lr=0.0, engine="numpy", device="cpu", dtype="float64",
                             microbatches=1, clip=None, checkpoint="none", record=RecordSpec(),
@@ -163,8 +136,6 @@ def theory_for(spec: RunSpec) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=512)
 def _cached_predict(spec: RunSpec, q_in: float) -> dict[str, Any]:
-    from ..theory import predict
-
     return predict(spec, q_in)
 
 

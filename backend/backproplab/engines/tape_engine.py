@@ -7,28 +7,36 @@ from typing import Any
 import numpy as np
 
 from .. import tape
+from ..model import network
 from ..tape import ops
+from ..xp import NUMPY
 from .base import Engine, Pass
-from .xp import NumpyXP
-
-LAYERNORM_EPS = 1e-5
+from .probes import ProbeMode
 
 
-def layernorm(z: Any) -> Any:
-    """(z − mean) / √(var + ε) over the units, no learned affine."""
-    centred = z - ops.mean(z, axis=-1, keepdims=True)
-    var = ops.mean(centred * centred, axis=-1, keepdims=True)
-    return centred / ops.sqrt(var + LAYERNORM_EPS)
+def _dense(a: Any, W: Any, b: Any, layer: network.Layer) -> Any:
+    # δ(l) = ∂loss/∂z(l) is reported by the backward pass (see forward_backward)
+    return tape.tap(ops.dense(a, W, b), ("z", layer.index), value=False)
+
+
+def _activation(u: Any, layer: network.Layer) -> Any:
+    return ops.ACTIVATIONS[layer.activation.name](u)
+
+
+# the tape's kernels: its primitives (recorded, so the tape differentiates them)
+TAPE_KERNELS = network.Kernels(xp=ops, dense=_dense, activation=_activation)
 
 
 class TapeEngine(Engine):
-    xp = NumpyXP
+    xp = NUMPY
+    probe_mode = ProbeMode.HOST
 
     def __init__(self, spec):
         if spec.dtype not in ("float32", "float64"):
             raise ValueError(f"the numpy engine supports float32 and float64, not {spec.dtype}")
-        self.dtype = self.probe_dtype = np.dtype(spec.dtype)
+        self.dtype = np.dtype(spec.dtype)
         super().__init__(spec)
+        self.net = network.layers(spec)
         self._plain_step = tape.value_and_grad(self._loss)
         self._probe = None  # the collector of the pass under way, if any
 
@@ -40,17 +48,12 @@ class TapeEngine(Engine):
         return np.asarray(array, dtype=self.dtype)
 
     def _layer(self, h: Any, p: tuple, index: int) -> Any:
-        spec = self.spec
         self.check_cancel()
-        W, b = p
-        # δ(l) = ∂loss/∂z(l) is reported by the backward pass (see forward_backward)
-        z = tape.tap(ops.dense(h, W, b), ("z", index), value=False)
-        u = layernorm(z) if spec.norm == "layernorm" else z
-        y = ops.ACTIVATIONS[spec.activation](u)
-        a = h + spec.alpha * y if spec.is_residual_layer(index) else y  # a(l-1) + α·σ(z(l))
+        values = network.layer_forward(self.net[index], TAPE_KERNELS, h, *p)
         if self._probe is not None:  # seen as computed, so the tape frees them as usual
-            self._probe.forward(index, tape.primal_value(z), tape.primal_value(a))
-        return a
+            self._probe.forward(index, tape.primal_value(values.z),
+                                tape.primal_value(values.a_out))
+        return values.a_out
 
     def _loss(self, params: list, x: np.ndarray, labels: np.ndarray, targets: np.ndarray):
         spec = self.spec
@@ -62,7 +65,7 @@ class TapeEngine(Engine):
             a = x
             for index, p in enumerate(hidden):
                 a = self._layer(a, p, index)
-        out = tape.tap(ops.dense(a, W_out, b_out), ("z", spec.depth), value=False)
+        out = _dense(a, W_out, b_out, self.net[-1])
         self._output = tape.primal_value(out)
         if self._probe is not None:
             self._probe.forward(spec.depth, self._output, self._output)
@@ -91,6 +94,3 @@ class TapeEngine(Engine):
         finally:
             self._probe = None
         return Pass(loss, grads, self._output)
-
-    def apply(self, updates: list) -> None:
-        self.xp.add_(self.params, updates)

@@ -10,15 +10,35 @@ Tests check it against torch.autograd in float64 and against the NumPy tape.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
 import numpy as np
 
+from ..model import network
+from ..xp import TorchXP
+from ..xp.precision import cuda_matmul_precision
 from .base import Engine, Pass
-from .xp import TorchXP
+from .probes import ProbeMode
 
-LAYERNORM_EPS = 1e-5
+
+def torch_kernels(torch: Any, xp: TorchXP, net: list[network.Layer]) -> network.Kernels:
+    """The torch kernels of a layer: the fused ones autograd would launch (addmm, mm,
+    tanh_backward, ...), taken from the activation registry."""
+    acts = {layer.activation.name: layer.activation for layer in net}
+    forward = {name: a.torch_forward(torch) for name, a in acts.items()}
+    backward = {name: a.torch_backward(torch) for name, a in acts.items()}
+    return network.Kernels(
+        xp=xp,
+        dense=lambda a, W, b, layer: torch.addmm(b, a, W.T),
+        activation=lambda u, layer: forward[layer.activation.name](u),
+        activation_vjp=lambda g, u, y, layer: backward[layer.activation.name](g, u, y),
+        matmul=torch.mm,
+        param_grads=lambda delta, a: (torch.mm(delta.T, a), delta.sum(0)),
+        residual=lambda a, y, alpha: torch.add(a, y, alpha=alpha),
+        accumulate=lambda g, h: g.add_(h),
+    )
 
 
 def torch_available() -> bool:
@@ -61,13 +81,12 @@ class TorchEngine(Engine):
                              "GPUs' matmuls (use float32 on the CPU)")
         self.xp = TorchXP(torch)
         super().__init__(spec)
-        self._act = _torch_activation(torch, spec.activation)
-        self._act_backward = _torch_activation_backward(torch, spec.activation)
-        self.inline_probes = self.device.type != "cuda"
-        if self.device.type == "cpu" and spec.dtype in ("float32", "float64"):
-            # zero-copy NumPy views; the engine's own tensors never require grad
-            self.probe_view = torch.Tensor.numpy
-            self.probe_dtype = np.dtype(spec.dtype)
+        self.net = network.layers(spec)
+        self.kernels = torch_kernels(torch, self.xp, self.net)
+        # host memory that NumPy can view (float32, float64): reduced inline, in cache;
+        # anything else (a GPU, bfloat16) is kept and reduced for all layers at once
+        host = self.device.type == "cpu" and spec.dtype in ("float32", "float64")
+        self.probe_mode = ProbeMode.HOST if host else ProbeMode.DEVICE
 
     def make_batch(self, step: int) -> tuple:
         # the data are drawn with NumPy (identical for both engines); one BLAS thread for
@@ -88,42 +107,23 @@ class TorchEngine(Engine):
         return self.torch.as_tensor(np.asarray(array), device=self.device).to(self.dtype)
 
     # --- forward and backward, by hand ------------------------------------------------
-    def _layer_forward(self, a, index):
-        """a(l-1) -> (saved for the backward, z, a(l))."""
-        spec, torch = self.spec, self.torch
+    def _layer_forward(self, a, index) -> network.LayerValues:
         W, b = self.params[2 * index], self.params[2 * index + 1]
-        z = torch.addmm(b, a, W.T)
-        inv = None
-        if spec.norm == "layernorm":
-            centred = z - z.mean(-1, keepdim=True)
-            inv = torch.rsqrt(centred.square().mean(-1, keepdim=True) + LAYERNORM_EPS)
-            u = centred * inv
-        else:
-            u = z
-        y = self._act(u)
-        residual = spec.is_residual_layer(index)
-        a_next = torch.add(a, y, alpha=spec.alpha) if residual else y  # a(l-1) + α·σ(z(l))
-        return (a, u, inv, y, residual), z, a_next
+        return network.layer_forward(self.net[index], self.kernels, a, W, b)
 
-    def _layer_backward(self, g_a, saved, index, grads, probe):
+    def _layer_backward(self, g_a, values, index, grads, probe):
         """∂loss/∂a(l) -> ∂loss/∂a(l-1); fills the layer's gradients."""
-        spec, torch = self.spec, self.torch
-        a_prev, u, inv, y, residual = saved
-        g_y = g_a * spec.alpha if residual else g_a
-        g_z = self._act_backward(g_y, u, y)
-        if inv is not None:  # layernorm: ∂z = (∂u − mean ∂u − u·mean(∂u ⊙ u)) / s
-            g_z = inv * (g_z - g_z.mean(-1, keepdim=True)
-                         - u * (g_z * u).mean(-1, keepdim=True))
+        layer, k = self.net[index], self.kernels
+        delta = network.layer_delta(layer, k, g_a, values)
         W = self.params[2 * index]
-        gW, gb = torch.mm(g_z.T, a_prev), g_z.sum(0)
+        gW, gb = k.param_grads(delta, values.a_in)
         grads[2 * index], grads[2 * index + 1] = gW, gb
         if probe is not None:
-            probe.backward(index, g_z)
+            probe.backward(index, delta)
             probe.params(index, gW, gb, W)
         if index == 0:
             return None  # the data need no gradient
-        g_prev = torch.mm(g_z, W)
-        return g_prev.add_(g_a) if residual else g_prev
+        return network.layer_input_grad(layer, k, delta, g_a, W)
 
     def _loss_and_grad(self, out, labels, targets):
         torch = self.torch
@@ -137,20 +137,18 @@ class TorchEngine(Engine):
         g[torch.arange(len(index), device=self.device), index] -= 1.0
         return loss, g / len(index)
 
+    def _precision(self, tf32: bool) -> contextlib.AbstractContextManager:
+        # the flag is process-wide: held under a lock for CUDA work (see xp.precision)
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return cuda_matmul_precision(self.torch, tf32)
+
     def forward_backward(self, x, labels, targets, probe) -> Pass:
-        if self.device.type != "cuda":
-            return self._forward_backward(x, labels, targets, probe)
-        from .precision import cuda_matmul_precision
-
-        with cuda_matmul_precision(self.torch, self.tf32):  # the flag is process-wide
+        with self._precision(self.tf32):
             return self._forward_backward(x, labels, targets, probe)
 
-    def full_precision(self):
-        if self.device.type != "cuda":
-            return super().full_precision()
-        from .precision import cuda_matmul_precision
-
-        return cuda_matmul_precision(self.torch, False)
+    def full_precision(self) -> contextlib.AbstractContextManager:
+        return self._precision(False)
 
     def _forward_backward(self, x, labels, targets, probe) -> Pass:
         spec, torch = self.spec, self.torch
@@ -166,33 +164,32 @@ class TorchEngine(Engine):
                 starts.append(a)
                 for index in range(lo, hi):
                     self.check_cancel()
-                    kept, z, a = self._layer_forward(a, index)
+                    values = self._layer_forward(a, index)
+                    a = values.a_out
                     if probe is not None:
-                        probe.forward(index, z, a)
+                        probe.forward(index, values.z, a)
                     if not checkpointing:
-                        saved[index] = kept
-            W_out = self.params[-2]
-            out = torch.addmm(self.params[-1], a, W_out.T)
+                        saved[index] = values
+            k, W_out = self.kernels, self.params[-2]
+            out = k.dense(a, W_out, self.params[-1], self.net[-1])
             loss, g = self._loss_and_grad(out, labels, targets)
             grads: list = [None] * len(self.params)
-            grads[-2], grads[-1] = torch.mm(g.T, a), g.sum(0)
+            grads[-2], grads[-1] = k.param_grads(g, a)
             if probe is not None:
                 probe.forward(depth, out, out)
                 probe.backward(depth, g)
                 probe.params(depth, grads[-2], grads[-1], W_out)
-            g_a = torch.mm(g, W_out)
+            g_a = k.matmul(g, W_out)
             for (lo, hi), start in zip(reversed(segments), reversed(starts), strict=True):
                 if checkpointing:  # recompute the segment, then pull back through it
                     a = start
                     for index in range(lo, hi):
-                        saved[index], _, a = self._layer_forward(a, index)
+                        saved[index] = self._layer_forward(a, index)
+                        a = saved[index].a_out
                 for index in range(hi - 1, lo - 1, -1):
                     self.check_cancel()
                     g_a = self._layer_backward(g_a, saved.pop(index), index, grads, probe)
         return Pass(loss, grads, out)
-
-    def apply(self, updates: list) -> None:
-        self.xp.add_(self.params, updates)
 
 
 @functools.cache
@@ -202,31 +199,3 @@ def _blas_controller():
     except ImportError:  # optional: only a speed matter
         return None
     return ThreadpoolController()
-
-
-def _torch_activation(torch, name: str):
-    F = torch.nn.functional
-    return {
-        "linear": lambda x: x, "relu": F.relu, "leaky_relu": lambda x: F.leaky_relu(x, 0.01),
-        "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu, "silu": F.silu,
-        "softplus": F.softplus, "elu": F.elu, "selu": F.selu,
-    }[name]
-
-
-def _torch_activation_backward(torch, name: str):
-    """(∂y, u, y=φ(u)) -> ∂u with the kernels autograd uses for each activation."""
-    from ..model.activations import LEAKY_SLOPE, SELU_ALPHA, SELU_SCALE
-
-    aten = torch.ops.aten
-    return {
-        "linear": lambda g, u, y: g,
-        "relu": lambda g, u, y: aten.threshold_backward(g, y, 0),
-        "leaky_relu": lambda g, u, y: aten.leaky_relu_backward(g, u, LEAKY_SLOPE, False),
-        "tanh": lambda g, u, y: aten.tanh_backward(g, y),
-        "sigmoid": lambda g, u, y: aten.sigmoid_backward(g, y),
-        "gelu": lambda g, u, y: aten.gelu_backward(g, u),
-        "silu": lambda g, u, y: aten.silu_backward(g, u),
-        "softplus": lambda g, u, y: aten.softplus_backward(g, u, 1.0, 20.0),
-        "elu": lambda g, u, y: aten.elu_backward(g, 1.0, 1.0, 1.0, False, u),
-        "selu": lambda g, u, y: aten.elu_backward(g, SELU_ALPHA, SELU_SCALE, 1.0, False, u),
-    }[name]

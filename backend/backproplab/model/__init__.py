@@ -1,8 +1,12 @@
-"""The network spec, deterministic initialization, activations and data sets."""
+"""The network spec, its structure, deterministic initialization, data sets, and one
+registry per idea: activations, norms, initializations."""
 
+from .activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
 from .data import batch
-from .init import effective_sigma_w2, init_params, init_weight
-from .spec import ACTIVATIONS, DATASETS, INITS, RecordSpec, RunSpec, spec_from_dict
+from .init import INIT_NAMES, INITS, Init, effective_sigma_w2, init_params, init_weight
+from .norms import LAYERNORM_EPS, NORM_NAMES, NORMS, Norm
+from .spec import DATASETS, RecordSpec, RunSpec
 
-__all__ = ["ACTIVATIONS", "DATASETS", "INITS", "RecordSpec", "RunSpec", "batch",
-           "effective_sigma_w2", "init_params", "init_weight", "spec_from_dict"]
+__all__ = ["ACTIVATIONS", "ACTIVATION_NAMES", "Activation", "DATASETS", "INITS", "INIT_NAMES",
+           "Init", "LAYERNORM_EPS", "NORMS", "NORM_NAMES", "Norm", "RecordSpec", "RunSpec",
+           "batch", "effective_sigma_w2", "init_params", "init_weight"]

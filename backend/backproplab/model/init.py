@@ -1,16 +1,62 @@
-"""Deterministic weight initialization shared by both engines.
+"""The initialization registry and the deterministic initialization shared by all
+engines.
 
 Weights are drawn in float64 with NumPy from the run's seed, then cast, so the
-same config and seed give the same network on the tape and in torch.
+same config and seed give the same network on every engine. Each scheme is one
+record: its distribution and its variance per unit gain, Var(W_ij)/σ_w² as a
+function of the shape, from which the theory's effective σ_w² follows.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .spec import RunSpec
+if TYPE_CHECKING:  # the spec's choices come from this registry: no import at run time
+    from .spec import RunSpec
+
+
+@dataclass(frozen=True)
+class Init:
+    """distribution: "normal", "uniform" (U(−b, b) with b = √(3·Var)) or "orthogonal"
+    (Haar, scaled by σ_w); variance(fan_in, fan_out) = Var(W_ij)/σ_w²."""
+
+    name: str
+    distribution: str
+    variance: Callable[[int, int], float]
+
+
+def _fan_in(fan_in: int, fan_out: int) -> float:
+    return 1.0 / fan_in
+
+
+def _glorot(fan_in: int, fan_out: int) -> float:
+    return 2.0 / (fan_in + fan_out)
+
+
+def _he(fan_in: int, fan_out: int) -> float:
+    return 2.0 / fan_in
+
+
+def _orthonormal(fan_in: int, fan_out: int) -> float:
+    # orthonormal columns (fan_out ≥ fan_in) or rows: unit vectors of the longer side
+    return 1.0 / max(fan_in, fan_out)
+
+
+INITS: dict[str, Init] = {i.name: i for i in (
+    Init("xavier_uniform", "uniform", _glorot),
+    Init("xavier_normal", "normal", _glorot),
+    Init("he_uniform", "uniform", _he),
+    Init("he_normal", "normal", _he),
+    Init("lecun_normal", "normal", _fan_in),
+    Init("orthogonal", "orthogonal", _orthonormal),
+    Init("normal", "normal", _fan_in),  # the mean-field convention N(0, σ_w²/fan_in)
+)}
+INIT_NAMES: tuple[str, ...] = tuple(INITS)
 
 
 def _orthogonal(rng: np.random.Generator, fan_out: int, fan_in: int) -> np.ndarray:
@@ -23,43 +69,22 @@ def _orthogonal(rng: np.random.Generator, fan_out: int, fan_in: int) -> np.ndarr
 
 def init_weight(rng: np.random.Generator, scheme: str, fan_out: int, fan_in: int,
                 sigma_w: float) -> np.ndarray:
-    """One weight matrix (fan_out, fan_in).
-
-    `normal` is the mean-field convention W ~ N(0, σ_w²/fan_in); for the named
-    schemes σ_w is a gain on top of the scheme; `orthogonal` is scaled by σ_w.
-    """
-    shape = (fan_out, fan_in)
-    if scheme == "normal":
-        return rng.standard_normal(shape) * (sigma_w / math.sqrt(fan_in))
-    if scheme == "orthogonal":
+    """One weight matrix (fan_out, fan_in); σ_w is a gain on top of the scheme."""
+    if scheme not in INITS:
+        raise ValueError(f"unknown init {scheme!r} (known: {', '.join(INIT_NAMES)})")
+    init = INITS[scheme]
+    if init.distribution == "orthogonal":
         return sigma_w * _orthogonal(rng, fan_out, fan_in)
-    if scheme == "xavier_normal":
-        return rng.standard_normal(shape) * (sigma_w * math.sqrt(2.0 / (fan_in + fan_out)))
-    if scheme == "xavier_uniform":
-        bound = sigma_w * math.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-bound, bound, shape)
-    if scheme == "he_normal":
-        return rng.standard_normal(shape) * (sigma_w * math.sqrt(2.0 / fan_in))
-    if scheme == "he_uniform":
-        bound = sigma_w * math.sqrt(6.0 / fan_in)
-        return rng.uniform(-bound, bound, shape)
-    if scheme == "lecun_normal":
-        return rng.standard_normal(shape) * (sigma_w / math.sqrt(fan_in))
-    raise ValueError(f"unknown init {scheme!r}")
+    std = sigma_w * math.sqrt(init.variance(fan_in, fan_out))
+    if init.distribution == "uniform":
+        bound = math.sqrt(3.0) * std
+        return rng.uniform(-bound, bound, (fan_out, fan_in))
+    return rng.standard_normal((fan_out, fan_in)) * std
 
 
 def effective_sigma_w2(scheme: str, sigma_w: float, fan_in: int, fan_out: int) -> float:
     """σ_w² in the mean-field convention Var(W_ij) = σ_w²/fan_in, for any scheme."""
-    var = {
-        "normal": sigma_w**2 / fan_in,
-        "orthogonal": sigma_w**2 / fan_in,
-        "xavier_normal": sigma_w**2 * 2.0 / (fan_in + fan_out),
-        "xavier_uniform": sigma_w**2 * 2.0 / (fan_in + fan_out),
-        "he_normal": sigma_w**2 * 2.0 / fan_in,
-        "he_uniform": sigma_w**2 * 2.0 / fan_in,
-        "lecun_normal": sigma_w**2 / fan_in,
-    }[scheme]
-    return var * fan_in
+    return sigma_w**2 * INITS[scheme].variance(fan_in, fan_out) * fan_in
 
 
 def init_params(spec: RunSpec) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -8,13 +8,16 @@ the URL state and exports.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu", "softplus",
-               "elu", "selu")
-INITS = ("xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
-         "orthogonal", "normal")
+from .activations import ACTIVATION_NAMES
+from .init import INIT_NAMES
+from .norms import NORM_NAMES
+
+__all__ = ["ACTIVATION_NAMES", "CLASSES", "DATASETS", "INIT_NAMES", "NORM_NAMES", "RecordSpec",
+           "RunSpec"]
+
 DATASETS = ("gaussian", "spirals", "circles", "xor")
 CLASSES = {"gaussian": 10, "spirals": 3, "circles": 2, "xor": 2}
 
@@ -98,11 +101,3 @@ class RunSpec:
     def replace(self, **changes: Any) -> RunSpec:
         return replace(self, **changes)
 
-
-def spec_from_dict(data: dict[str, Any]) -> RunSpec:
-    """Build a RunSpec from a plain dict (already validated by the caller)."""
-    known = {f.name for f in fields(RunSpec)}
-    values = {k: v for k, v in data.items() if k in known}
-    if isinstance(values.get("record"), dict):
-        values["record"] = RecordSpec(**values["record"])
-    return RunSpec(**values)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..model.activations import ACTIVATIONS as _REGISTRY
+from ..model.activations import LEAKY_SLOPE, SELU_ALPHA, SELU_SCALE
 from ..model.special import erf as _erf
 from .core import Primitive, defjvp, defvjp, jvp_rules, primal_value, vjp_rules
 
@@ -336,9 +338,10 @@ def _leaky_slope(x, slope):
     return np.where(xv > 0, 1.0, slope).astype(xv.dtype)
 
 
-leaky_relu = Primitive("leaky_relu", lambda x, slope=0.01: np.where(x > 0, x, slope * x))
-defjvp(leaky_relu, lambda t, ans, x, slope=0.01: mul(t, _leaky_slope(x, slope)))
-defvjp(leaky_relu, lambda g, ans, x, slope=0.01: mul(g, _leaky_slope(x, slope)))
+leaky_relu = Primitive("leaky_relu",
+                       lambda x, slope=LEAKY_SLOPE: np.where(x > 0, x, slope * x))
+defjvp(leaky_relu, lambda t, ans, x, slope=LEAKY_SLOPE: mul(t, _leaky_slope(x, slope)))
+defvjp(leaky_relu, lambda g, ans, x, slope=LEAKY_SLOPE: mul(g, _leaky_slope(x, slope)))
 
 
 def _elu_impl(x, alpha=1.0):
@@ -353,10 +356,6 @@ def _elu_deriv(ans, x, alpha):
 elu = Primitive("elu", _elu_impl)
 defjvp(elu, lambda t, ans, x, alpha=1.0: mul(t, _elu_deriv(ans, x, alpha)))
 defvjp(elu, lambda g, ans, x, alpha=1.0: mul(g, _elu_deriv(ans, x, alpha)))
-
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
-
 
 def selu(x: Any) -> Any:
     """SELU = scale · elu(x, alpha) with the self-normalizing constants."""
@@ -468,8 +467,6 @@ defjvp(softmax_cross_entropy, lambda t, ans, z, labels: sum(mul(t, _ce_grad(z, l
 defvjp(softmax_cross_entropy, lambda g, ans, z, labels: mul(g, _ce_grad(z, labels)))
 
 
-ACTIVATIONS = {
-    "linear": linear, "relu": relu, "leaky_relu": leaky_relu, "tanh": tanh,
-    "sigmoid": sigmoid, "gelu": gelu, "silu": silu, "softplus": softplus,
-    "elu": elu, "selu": selu,
-}
+# the tape's activations, from the registry (backproplab.model.activations): each
+# record names its primitive here
+ACTIVATIONS = {name: globals()[a.tape] for name, a in _REGISTRY.items()}

@@ -5,8 +5,8 @@ With W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²) and ξ standard normal:
   length map     q(l) = σ_w² E[φ(√q(l-1) ξ)²] + σ_b²
   susceptibility χ₁   = σ_w² E[φ'(√q* ξ)²]
   depth scale    ξ_∇  = −1/ln χ₁
-Gaussian expectations use closed forms where they exist (linear, relu,
-leaky_relu) and otherwise Gauss–Legendre quadrature on each half-line
+Gaussian expectations use the closed forms the activation registry gives
+(linear, relu, leaky_relu) and otherwise Gauss–Legendre quadrature on each half-line
 separately: every activation here is smooth on either side of 0, so splitting
 there keeps spectral accuracy (a Gauss–Hermite rule of odd order would put a
 node exactly on relu's kink).
@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from ..engines.xp import NumpyXP
-from ..model.activations import LEAKY_SLOPE, activation, derivative
+from ..model.activations import ACTIVATIONS
+from ..xp import NUMPY
 
 _CUTOFF = 12.0  # φ(12) ≈ 2e-32: the Gaussian tail beyond is below float64 resolution
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(120)
@@ -41,25 +41,19 @@ def gaussian_mean(fn, q: np.ndarray | float) -> np.ndarray:
 def mean_phi2(act: str, q) -> np.ndarray:
     """E[φ(√q ξ)²]."""
     q = np.asarray(q, dtype=np.float64)
-    if act == "linear":
-        return q
-    if act == "relu":
-        return q / 2.0
-    if act == "leaky_relu":
-        return q * (1.0 + LEAKY_SLOPE**2) / 2.0
-    return gaussian_mean(lambda h: activation(act, h, NumpyXP) ** 2, q)
+    record = ACTIVATIONS[act]
+    if record.mean_phi2 is not None:
+        return record.mean_phi2(q)
+    return gaussian_mean(lambda h: record.phi(h, NUMPY) ** 2, q)
 
 
 def mean_dphi2(act: str, q, power: int = 1) -> np.ndarray:
     """E[φ'(√q ξ)^(2·power)]: μ₁ (power 1) and μ₂ (power 2) of the Jacobian theory."""
     q = np.asarray(q, dtype=np.float64)
-    if act == "linear":
-        return np.ones_like(q)
-    if act == "relu":
-        return np.full_like(q, 0.5)
-    if act == "leaky_relu":
-        return np.full_like(q, (1.0 + LEAKY_SLOPE ** (2 * power)) / 2.0)
-    return gaussian_mean(lambda h: derivative(act, h, NumpyXP) ** (2 * power), q)
+    record = ACTIVATIONS[act]
+    if record.mean_dphi2 is not None:
+        return record.mean_dphi2(q, power)
+    return gaussian_mean(lambda h: record.dphi(h, NUMPY) ** (2 * power), q)
 
 
 def length_map(act: str, q, sigma_w2, sigma_b2) -> np.ndarray:
@@ -88,8 +82,8 @@ def chi1(act: str, sigma_w2, q) -> np.ndarray:
     q = np.asarray(q, dtype=np.float64)
     finite = np.where(np.isfinite(q), q, 1.0)
     out = sigma_w2 * mean_dphi2(act, finite)
-    if act in ("linear", "relu", "leaky_relu"):
-        return out  # scale free: χ₁ does not depend on q
+    if ACTIVATIONS[act].scale_free:
+        return out  # χ₁ does not depend on q
     # bounded φ': as q → ∞, E[φ'²] → 0 for saturating activations; use a large q instead
     big = sigma_w2 * mean_dphi2(act, np.full_like(finite, 1e8))
     return np.where(np.isfinite(q), out, big)
@@ -116,9 +110,9 @@ def critical_curve(act: str, q_max: float = 100.0, points: int = 4000) -> tuple:
 def critical_sigma_w2(act: str, sigma_b2: float) -> float:
     """σ_w² on the order-to-chaos line χ₁(q*) = 1 at this σ_b² (nan if none).
 
-    relu and leaky_relu are scale free: χ₁ = σ_w² E[φ'²] whatever q*, so the line
-    is a constant (their fixed point exists there only for σ_b² = 0)."""
-    if act in ("linear", "relu", "leaky_relu"):
+    Scale-free activations (relu, leaky_relu): χ₁ = σ_w² E[φ'²] whatever q*, so the
+    line is a constant (their fixed point exists there only for σ_b² = 0)."""
+    if ACTIVATIONS[act].scale_free:
         return float(1.0 / mean_dphi2(act, 1.0))
     w2, b2 = critical_curve(act)
     if sigma_b2 <= b2[0]:

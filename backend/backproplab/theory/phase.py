@@ -1,6 +1,7 @@
 """Phase diagrams over (σ_w², σ_b²): analytic χ₁ and predicted gradient ratio,
-and the same measured by building random networks for every grid point at once
-(one batched matrix product per layer for the whole grid)."""
+and the same measured by building random networks for every grid point (one
+batched matrix product per layer for a whole row of the grid): the network's structure
+(model.network) over batched kernels, in torch where it is installed, else NumPy."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..engines.xp import NumpyXP
-from ..model.activations import activation, derivative
+from ..model import network
+from ..xp import NUMPY, TorchXP
+from ..xp.precision import cuda_matmul_precision
 from .meanfield import chi1, critical_sigma_w2, length_map, mean_dphi2
 
 
@@ -88,8 +90,6 @@ def measured(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
         sw, sb = np.sqrt(W2[row]), np.sqrt(B2[row])
         row_seed = int(np.random.SeedSequence([seed, row]).generate_state(1)[0])
         if torch is not None:
-            from ..engines.precision import cuda_matmul_precision
-
             with cuda_matmul_precision(torch, False) if dev.type == "cuda" else \
                     contextlib.nullcontext():
                 rows.append(_measure_torch(torch, dev, act, sw, sb, depth, width, batch,
@@ -116,62 +116,67 @@ def measured(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
             "seconds": elapsed, "backend": backend}
 
 
-def _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype, check=_never):
-    from ..engines.xp import TorchXP
+def _delta_profile(net: list, k: network.Kernels, h, weights: list, biases: list, g,
+                   squared_norm, check: Callable[[], None] = _never) -> list:
+    """ln ‖δ(l)‖² per layer, input side first: the forward pass over the grid's networks,
+    then δ pulled back from the cotangent g at the last hidden layer."""
+    values = []
+    for layer, W, b in zip(net, weights, biases, strict=True):
+        values.append(network.layer_forward(layer, k, h, W, b))
+        h = values[-1].a_out
+        check()
+    norms = []
+    for layer, W, v in zip(reversed(net), reversed(weights), reversed(values), strict=True):
+        delta = network.layer_delta(layer, k, g, v)  # δ(l) = g(l) ⊙ φ'(z(l))
+        norms.append(squared_norm(delta))
+        g = network.layer_input_grad(layer, k, delta, g, W)  # g(l-1) = W(l)ᵀ δ(l)
+        check()
+    return norms[::-1]
 
-    xp = TorchXP(torch)
+
+def _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype, check=_never):
     tdtype = getattr(torch, dtype)
     gen = torch.Generator(device=dev).manual_seed(seed)
     G = len(sw)
     sw_t = torch.as_tensor(sw, device=dev, dtype=tdtype)[:, None, None]
     sb_t = torch.as_tensor(sb, device=dev, dtype=tdtype)[:, None, None]
+    net = network.stack([width] * (depth + 1), act)
+    forward = net[0].activation.torch_forward(torch)
+    k = network.Kernels(xp=TorchXP(torch),
+                        dense=lambda a, W, b, layer: torch.baddbmm(b, a, W.transpose(1, 2)),
+                        activation=lambda u, layer: forward(u), matmul=torch.bmm)
     with torch.no_grad():
         h = torch.randn(G, batch, width, generator=gen, device=dev, dtype=tdtype)
-        weights, zs = [], []
+        weights, biases = [], []
         for _ in range(depth):
             W = torch.randn(G, width, width, generator=gen, device=dev, dtype=tdtype)
-            W.mul_(sw_t / math.sqrt(width))
-            b = torch.randn(G, 1, width, generator=gen, device=dev, dtype=tdtype) * sb_t
-            z = torch.baddbmm(b, h, W.transpose(1, 2))
-            h = activation(act, z, xp)
-            weights.append(W)
-            zs.append(z)
-            check()
+            weights.append(W.mul_(sw_t / math.sqrt(width)))
+            biases.append(torch.randn(G, 1, width, generator=gen, device=dev,
+                                      dtype=tdtype) * sb_t)
         g = torch.randn(G, batch, width, generator=gen, device=dev, dtype=tdtype)
-        norms = []
-        for layer in range(depth - 1, -1, -1):
-            delta = g * derivative(act, zs[layer], xp)  # δ(l) = g(l) ⊙ φ'(z(l))
-            norms.append((delta.double() ** 2).sum(dim=(1, 2)))
-            g = torch.bmm(delta, weights[layer])  # g(l-1) = W(l)ᵀ δ(l)
-            check()
-        profile = torch.stack(norms[::-1], dim=1)
-        return torch.log(profile).cpu().numpy()
+        norms = _delta_profile(net, k, h, weights, biases, g,
+                               lambda d: (d.double() ** 2).sum(dim=(1, 2)), check)
+        return torch.log(torch.stack(norms, dim=1)).cpu().numpy()
 
 
 def _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype, check=_never):
     rng = np.random.default_rng(seed)
     G = len(sw)
     dt = np.dtype(dtype)
+    net = network.stack([width] * (depth + 1), act)
+    k = network.Kernels(xp=NUMPY, dense=lambda a, W, b, layer: np.matmul(
+        a, W.transpose(0, 2, 1)) + b, matmul=np.matmul)
     h = rng.standard_normal((G, batch, width), dtype=dt)
-    weights, zs = [], []
+    weights, biases = [], []
     for _ in range(depth):
-        W = rng.standard_normal((G, width, width), dtype=dt) * (sw / math.sqrt(width)).astype(
-            dt)[:, None, None]
-        b = rng.standard_normal((G, 1, width), dtype=dt) * sb.astype(dt)[:, None, None]
-        z = np.matmul(h, W.transpose(0, 2, 1)) + b
-        h = activation(act, z, NumpyXP)
-        weights.append(W)
-        zs.append(z)
-        check()
+        weights.append(rng.standard_normal((G, width, width), dtype=dt)
+                       * (sw / math.sqrt(width)).astype(dt)[:, None, None])
+        biases.append(rng.standard_normal((G, 1, width), dtype=dt) * sb.astype(dt)[:, None, None])
     g = rng.standard_normal((G, batch, width), dtype=dt)
-    norms = []
-    for layer in range(depth - 1, -1, -1):
-        delta = g * derivative(act, zs[layer], NumpyXP)
-        norms.append(np.sum(delta.astype(np.float64) ** 2, axis=(1, 2)))
-        g = np.matmul(delta, weights[layer])
-        check()
+    norms = _delta_profile(net, k, h, weights, biases, g,
+                           lambda d: np.sum(d.astype(np.float64) ** 2, axis=(1, 2)), check)
     with np.errstate(divide="ignore"):
-        return np.log(np.stack(norms[::-1], axis=1))
+        return np.log(np.stack(norms, axis=1))
 
 
 def predicted_chi1_along(act: str, sigma_w2: float, sigma_b2: float, depth: int,
