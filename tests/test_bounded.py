@@ -123,17 +123,17 @@ SHAPES = [
 PEAK_SCRIPT = """
 import json, sys, threading
 from backproplab.engines import iter_steps, make_engine
-from backproplab.model.spec import spec_from_dict
+from backproplab.api.schemas import validate_config
 from backproplab.runs.budget import run_cost
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
 cfg = json.loads(sys.argv[1])
-warm = spec_from_dict({**cfg, "depth": 2, "width": 8, "batch_size": 4, "steps": 2})
+warm = validate_config({**cfg, "depth": 2, "width": 8, "batch_size": 4, "steps": 2}).to_spec()
 for _ in iter_steps(warm, threading.Event(), make_engine(warm, threads=1)):
     pass
-spec = spec_from_dict(cfg)
+spec = validate_config(cfg).to_spec()
 base = status("VmRSS")
 assert status("VmHWM") - base < 50e6  # the warm-up's peak is far below what follows
 for _ in iter_steps(spec, threading.Event(), make_engine(spec, threads=1)):
