@@ -38,9 +38,11 @@ screenshots: $(STAMP) browser-deps
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not browser and not docker and not slow"
 
+# the anchors of watch_overhead (wandb, tensorboard) come with the bench extra
 bench: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
 	cd benchmarks && for b in tape_vs_torch jacobian_modes probe_overhead phase_sweep \
-	  stream_latency load; do ../$(PY) $$b.py || exit 1; done
+	  stream_latency load watch_overhead; do ../$(PY) $$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

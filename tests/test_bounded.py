@@ -476,7 +476,7 @@ def test_small_items(live_server):
         for bad in (b'{"schema": NaN}', b'{"schema": -Infinity}', b'{"x": 1e400}'):
             r = client.post("/api/runs/import", content=bad,
                             headers={"content-type": "application/json"})
-            assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+            assert r.status_code == 422 and "not JSON" in r.json()["detail"]
 
     async def ws_rejects():
         async with websockets.connect(live_server.ws_url) as ws:

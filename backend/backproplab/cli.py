@@ -204,9 +204,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
-    from .runs.codec import decode
+    from .runs.jsonl import RecordFormatError, parse_record
 
-    record = decode(Path(args.run).read_bytes())
+    try:  # one JSON document, or JSON lines (backproplab.watch's out file, even cut short)
+        record = parse_record(Path(args.run).read_bytes())
+    except (OSError, RecordFormatError) as exc:
+        print(f"cannot read {args.run}: {exc}", file=sys.stderr)
+        return 2
     write_report(record, args.output)
     print(f"wrote {args.output}")
     return 0

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(default_factory=lambda: machine_memory() // 16, ge=1 << 16,
                                   description="finished run records kept in memory for "
                                               "export (oldest dropped first)")
+    max_stored_runs: int = Field(16, ge=1, description="watched runs (pushed by "
+                                                      "backproplab.watch) kept in memory")
     torch_threads: int = Field(default_factory=lambda: 1, ge=1, le=256,
                                description="torch threads per job (workers × threads ≤ cores)")
     compute_budget: float = Field(2e11, gt=0, description="max depth·width²·batch·steps")

@@ -29,10 +29,13 @@ export function fmt(v, digits = 3) {
   return a >= 1e4 || a < 1e-3 ? x.toExponential(digits - 1) : x.toPrecision(digits);
 }
 
-/** First layer whose δ or ∇W norm is not finite, or null. */
+/** First layer whose δ or ∇W norm is not finite, or null (a null value is one the
+ *  layer does not have, e.g. a watched module without weights: not an overflow). */
 export function firstOverflow(step) {
   for (const layer of step.layers) {
-    if (isNonFinite(layer.delta_norm) || isNonFinite(layer.grad_w_norm)) return layer.index;
+    if ([layer.delta_norm, layer.grad_w_norm].some((v) => v != null && isNonFinite(v))) {
+      return layer.index;
+    }
   }
   return null;
 }

@@ -194,7 +194,12 @@ async function importText(text) {
   $('conn').textContent = 'importing…';
   $('progress').lastElementChild.textContent = 'importing…';
   try {
-    showRecord(await transport.post('/api/runs/import', text));
+    const record = await transport.post('/api/runs/import', text);
+    if (record.config && record.config.source === 'watched') { // a model of your own
+      state.watchedImport = record;
+      return pageHost.go('watch', {});
+    }
+    showRecord(record);
   } catch (e) {
     $('conn').textContent = `import failed: ${e.message}`;
   }

@@ -12,6 +12,7 @@
 //   host.status(text)         the status line in the top bar
 export const PAGES = [
   { name: 'lab', title: 'Lab' },
+  { name: 'watch', title: 'Watch', module: './pages/watch/index.js' },
 ];
 
 export function pageNamed(name) {
@@ -52,6 +53,13 @@ export class Pages {
 
   async show(name, params = {}) {
     const page = pageNamed(name);
+    if (this.current === null) { // the first page shown: every other one starts hidden
+      for (const other of PAGES) {
+        if (other.name === page.name) continue;
+        this.root(other.name).hidden = true;
+        this.onShow(other.name, false);
+      }
+    }
     if (this.current && this.current !== page.name) {
       this.root(this.current).hidden = true;
       this.mounted.get(this.current)?.hide();

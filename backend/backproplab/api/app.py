@@ -14,11 +14,13 @@ from starlette.responses import FileResponse, Response
 
 from .. import __version__
 from ..runs.manager import RunManager
+from ..runs.watched import WatchedRuns
 from ..settings import Settings
+from ..watch.secret import ensure_secret
 from . import offload
 from .live_protocol import PROTOCOL
 from .responses import StrictJSONResponse
-from .routes import health, info, live, runs, tape, theory
+from .routes import health, info, live, runs, tape, theory, watch
 from .security import BodyLimit, ConnectionLimits, SameOrigin, SecurityHeaders
 
 
@@ -76,7 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi_version = "3.0.3"
     app.state.settings = settings
     app.state.manager = manager
-    for module in (health, info, runs, theory, tape, live):
+    app.state.watched = WatchedRuns(max_runs=settings.max_stored_runs)  # pushed by watch()
+    app.state.watch_secret = ensure_secret()  # created at start if missing (0600)
+    for module in (health, info, runs, theory, tape, live, watch):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

@@ -12,6 +12,7 @@ from pydantic import ValidationError, WithJsonSchema
 from starlette.requests import HTTPConnection
 
 from ..runs.manager import RunManager
+from ..runs.watched import WatchedRuns
 from ..settings import Settings
 from .schemas import RunConfig, validate_config
 
@@ -26,8 +27,20 @@ def get_manager(conn: HTTPConnection) -> RunManager:
     return conn.app.state.manager
 
 
+def get_watched(conn: HTTPConnection) -> WatchedRuns:
+    """The server's registry of watched runs (pushed by backproplab.watch)."""
+    return conn.app.state.watched
+
+
+def get_watch_secret(conn: HTTPConnection) -> str:
+    """The secret a training script pushes watched runs with."""
+    return conn.app.state.watch_secret
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ManagerDep = Annotated[RunManager, Depends(get_manager)]
+WatchedDep = Annotated[WatchedRuns, Depends(get_watched)]
+WatchSecretDep = Annotated[str, Depends(get_watch_secret)]
 
 # Request bodies taken as plain JSON objects and validated by the route itself (under
 # the server's compute budget; a 422 with the field's path), documented as the models

@@ -42,12 +42,12 @@ def strict_json(body: bytes) -> Any:
 
 def checked_record(body: bytes) -> tuple[int, bytes, dict | None]:
     """(status, JSON bytes, the normalized record or None) for an uploaded record."""
-    try:
-        data = strict_json(body)
-    except orjson.JSONDecodeError as exc:
-        detail = [{"loc": ["body", exc.pos], "msg": f"JSON decode error: {short(str(exc), 200)}",
-                   "type": "json_invalid"}]
-        return 422, encode({"detail": detail}), None
+    from ..runs.jsonl import RecordFormatError, parse_record
+
+    try:  # one JSON document, or JSON lines (strict: bare NaN, 1e400 are errors)
+        data = parse_record(body)
+    except RecordFormatError as exc:
+        return 422, encode({"detail": short(str(exc), 400)}), None
     if not isinstance(data, dict):
         return 422, encode({"detail": [{"loc": ["body"], "msg": "a run record is a JSON object",
                                         "type": "dict_type"}]}), None

@@ -137,6 +137,11 @@ class RunRecord(BaseModel):
 
 def validate_record(data: Any) -> dict[str, Any]:
     """Validate an uploaded record (no compute budget: it was run elsewhere)."""
+    if isinstance(data, dict) and isinstance(data.get("config"), dict) \
+            and data["config"].get("source") == "watched":  # a watched model's record
+        from .watched_records import validate_watched
+
+        return validate_watched(data)
     record = RunRecord.model_validate(data, context={"compute_budget": math.inf})
     depth = record.config.depth
     for i, step in enumerate(record.steps):

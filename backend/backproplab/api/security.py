@@ -156,6 +156,7 @@ def abort_connection(scope: Scope) -> bool:
 
 
 LARGE_BODY_PATHS = ("/api/runs/import", "/api/report")  # uploaded run records
+WATCH_PATHS = "/api/watch/"  # steps a watched model pushes (any size of model)
 SMALL_BODY_BYTES = 256 * 1024  # every other body is a config: parsed on the loop, so small
 
 
@@ -170,8 +171,8 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_records if scope["path"] in LARGE_BODY_PATHS else \
-            min(self.max_records, SMALL_BODY_BYTES)
+        large = scope["path"] in LARGE_BODY_PATHS or scope["path"].startswith(WATCH_PATHS)
+        limit = self.max_records if large else min(self.max_records, SMALL_BODY_BYTES)
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await self._too_large(send, limit)

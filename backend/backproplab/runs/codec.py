@@ -8,11 +8,16 @@ parse it with plain JSON.parse.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
-import orjson
+
+try:
+    import orjson
+except ImportError:  # where only numpy and torch are (the watch layer on a GPU box)
+    orjson = None
 
 NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -40,8 +45,19 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def encode(obj: Any) -> bytes:
-    """Strict JSON bytes; NaN/±Inf become "NaN"/"Infinity"/"-Infinity"."""
+def encode(obj: Any, finite: bool = False) -> bytes:
+    """Strict JSON bytes; NaN/±Inf become "NaN"/"Infinity"/"-Infinity".
+
+    finite=True: the caller has checked that no float in `obj` is NaN or ±Inf (and
+    that it holds only JSON types), so the structure is not walked."""
+    if finite:
+        if orjson is None:
+            return json.dumps(obj, allow_nan=False, ensure_ascii=False,
+                              separators=(",", ":")).encode()
+        return orjson.dumps(obj)
+    if orjson is None:
+        return json.dumps(_clean(obj), allow_nan=False, ensure_ascii=False,
+                          separators=(",", ":")).encode()
     return orjson.dumps(_clean(obj))
 
 
@@ -66,4 +82,9 @@ def restore(x: Any) -> Any:
 
 def decode(data: bytes | str) -> Any:
     """Parse strict JSON (bare NaN/Infinity tokens are rejected) and restore non-finite values."""
+    if orjson is None:
+        def reject(token: str) -> None:
+            raise ValueError(f"bare {token} is not JSON")
+
+        return restore(json.loads(data, parse_constant=reject))
     return restore(orjson.loads(data))

@@ -10,15 +10,20 @@ export class FlowView {
     const layers = step.layers;
     const x = layers.map((l) => l.index);
     const delta = layers.map((l) => plottable(l.delta_norm));
-    const gradW = layers.map((l) => plottable(l.grad_w_norm));
+    const withW = layers.filter((l) => l.grad_w_norm != null); // all but weightless modules
+    const gradW = withW.map((l) => plottable(l.grad_w_norm));
     const finite = delta.concat(gradW).filter((v) => v != null && v > 0);
     const top = finite.length ? Math.max(...finite) : 1;
-    const bad = layers.filter((l) => !Number.isFinite(num(l.delta_norm))
-      || !Number.isFinite(num(l.grad_w_norm)));
+    // null: a value the layer does not have (a watched module without weights)
+    const bad = layers.filter((l) => [l.delta_norm, l.grad_w_norm]
+      .some((v) => v != null && !Number.isFinite(num(v))));
+    const names = layers.some((l) => l.name) ? layers.map((l) => l.name ?? String(l.index))
+      : null; // a watched model's layers are named modules
     const data = [
-      { x, y: delta, name: '‖δ(l)‖ measured', mode: 'lines+markers', connectgaps: false,
+      { x, y: delta, text: names, name: '‖δ(l)‖ measured', mode: 'lines+markers', connectgaps: false,
         line: { color: COLORS.blue, width: 2 }, marker: { size: 4 } },
-      { x, y: gradW, name: '‖∇W(l)‖ measured', mode: 'lines+markers', connectgaps: false,
+      { x: withW.map((l) => l.index), y: gradW, text: names && withW.map((l) => l.name),
+        name: '‖∇W(l)‖ measured', mode: 'lines+markers', connectgaps: false,
         line: { color: COLORS.orange, width: 2 }, marker: { size: 4, symbol: 'square' } },
     ];
     const theory = state.theory;
@@ -38,7 +43,9 @@ export class FlowView {
         marker: { color: COLORS.vermillion, symbol: 'x', size: 10 } });
     }
     react(this.el, data, layout({
-      xaxis: { title: { text: 'layer (input side → output)' }, zeroline: false },
+      xaxis: names ? { title: { text: 'module (forward order)' }, zeroline: false, tickvals: x,
+        ticktext: names, tickangle: -45, automargin: true }
+        : { title: { text: 'layer (input side → output)' }, zeroline: false },
       yaxis: { type: 'log', title: { text: 'norm' }, exponentformat: 'power' },
     }));
   }

@@ -19,9 +19,14 @@ export class HeatmapView {
         return Number.isFinite(v) && v > 0 ? Math.log10(v) : null;
       }));
     }
+    const last = steps[steps.length - 1].layers;
+    const names = last.some((l) => l.name) ? last.map((l) => l.name) : null; // watched modules
+    const rows = [...Array(depth).keys()];
     react(this.el, [{ type: 'heatmap', z, x: steps.map((s) => s.step),
-      y: [...Array(depth).keys()], colorscale: 'Cividis', hoverongaps: false,
+      y: rows, colorscale: 'Cividis', hoverongaps: false,
       colorbar: { title: { text: 'log₁₀‖δ‖' }, thickness: 12 } }],
-    layout({ xaxis: { title: { text: 'step' } }, yaxis: { title: { text: 'layer' } } }));
+    layout({ xaxis: { title: { text: 'step' } },
+      yaxis: names ? { tickvals: rows, ticktext: names, autorange: 'reversed', automargin: true }
+        : { title: { text: 'layer' } } }));
   }
 }

@@ -106,7 +106,9 @@ async def report_record(request: Request) -> Response:
 @router.post("/api/runs/import", response_model=RunRecord, response_class=StrictJSONResponse,
              openapi_extra=RECORD_BODY)
 async def import_run(request: Request) -> Response:
-    """Validate an uploaded run record (422 names the bad field) and return it normalized
-    (parsed and validated off the event loop, large records in a separate process)."""
+    """Validate an uploaded run record (422 names the bad field) and return it normalized:
+    one JSON document, or the JSON lines backproplab.watch writes (even cut short by a
+    killed script); a watched model's record comes back in its own schema. Parsed and
+    validated off the event loop, large records in a separate process."""
     status, body = await offload.off_loop(offload.import_bytes, await request.body())
     return Response(body, status_code=status, media_type="application/json")

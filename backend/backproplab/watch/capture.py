@@ -1,0 +1,137 @@
+"""What the hooks keep during one recorded step, and the hooks themselves.
+
+Forward hook (after module m ran): the sum of its output (exact mean; a NaN or ±Inf
+anywhere makes it non-finite), a fixed random subsample of SAMPLE values (moments and
+the histogram), for rectifiers the per-unit maximum over the batch (dead units); and a
+tensor hook on the output. The values are copied out at once, before any in-place op
+that follows can change them; the tensor hook, registered before such an op, receives
+∂L/∂(output as the module returned it), which is δ of the module.
+
+Tensor hook (δ arrives): ‖δ‖ and a subsample of δ. Post-accumulate-grad hook on each
+parameter: a reference to its gradient (read once, at the optimizer step, so several
+backward calls report the accumulated gradient).
+
+Nothing here leaves the device and nothing is reduced across modules: each hook
+launches two or three small kernels; `reduce` does the rest once per step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SAMPLE = 1024  # values per module for moments and histograms (the Lab uses the same)
+
+
+def accumulator(dtype: Any) -> Any:
+    """The dtype sums are taken in: float64 for float64 models, float32 otherwise."""
+    import torch
+
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class SampleIndex:
+    """A fixed random subset of SAMPLE flat positions per tensor size (sorted, so the
+    gather reads memory forwards), padded cyclically when the tensor is smaller; the
+    padding is masked out downstream by `count`."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.cache: dict = {}
+
+    def get(self, numel: int, device: Any) -> tuple[Any, int]:
+        key = (numel, device)
+        found = self.cache.get(key)
+        if found is None:
+            import torch
+
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + numel)
+            if numel > SAMPLE:
+                idx = torch.randperm(numel, generator=gen)[:SAMPLE].sort().values
+                count = SAMPLE
+            else:
+                idx = torch.arange(SAMPLE) % max(numel, 1)
+                count = numel
+            found = self.cache[key] = (idx.to(device), count)
+        return found
+
+
+class StepCapture:
+    """Per-module lists for one optimizer step (module i = position in `watched`)."""
+
+    def __init__(self, modules: int):
+        self.order: list[int] = []  # forward order of first calls this step
+        self.backward_order: list[int] = []  # order in which δ first arrived
+        self.out_sums: list[list] = [[] for _ in range(modules)]
+        self.out_numel = [0] * modules
+        self.a_sample: list = [None] * modules
+        self.a_count = [0] * modules
+        self.a_max: list = [None] * modules  # rectifiers: max over the batch per unit
+        self.delta_norms: list[list] = [[] for _ in range(modules)]
+        self.d_sample: list = [None] * modules
+        self.d_count = [0] * modules
+        self.grads: dict = {}  # id(param) -> its .grad after the latest accumulation
+        self.scale = None  # the GradScaler scale the backward ran with
+
+
+def first_tensor(output: Any) -> Any:
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    return None
+
+
+def forward_hook(watcher: Any, i: int, rectifier: bool):
+    import torch
+
+    take = torch.take
+
+    def hook(module, inputs, output):
+        t = first_tensor(output)
+        if t is None or not t.is_floating_point() or not torch.is_grad_enabled():
+            return  # an evaluation pass (no_grad) is not part of the training step
+        cap = watcher.capture
+        y = t.detach()
+        acc = torch.float64 if y.dtype == torch.float64 else torch.float32
+        cap.out_sums[i].append(torch.sum(y, dtype=acc))
+        cap.out_numel[i] += y.numel()
+        if cap.a_sample[i] is None:
+            cap.order.append(i)
+            idx, cap.a_count[i] = watcher.sample_index.get(y.numel(), y.device)
+            cap.a_sample[i] = take(y, idx)
+            if rectifier and y.dim() >= 2:
+                cap.a_max[i] = torch.amax(y.reshape(y.shape[0], -1), 0)
+        if t.requires_grad:
+            t.register_hook(watcher.delta_hooks[i])
+
+    return hook
+
+
+def delta_hook(watcher: Any, i: int):
+    import torch
+
+    take, vector_norm = torch.take, torch.linalg.vector_norm
+
+    def hook(grad):
+        cap = watcher.capture
+        acc = torch.float64 if grad.dtype == torch.float64 else torch.float32
+        cap.delta_norms[i].append(vector_norm(grad, dtype=acc))
+        if cap.d_sample[i] is None:
+            cap.backward_order.append(i)
+            idx, cap.d_count[i] = watcher.sample_index.get(grad.numel(), grad.device)
+            cap.d_sample[i] = take(grad, idx)
+            if watcher.scaler is not None and cap.scale is None:
+                cap.scale = watcher.scaler._get_scale_async().detach().clone()
+        return None
+
+    return hook
+
+
+def grad_hook(watcher: Any):
+    def hook(param):
+        watcher.capture.grads[id(param)] = param.grad
+
+    return hook

@@ -1,0 +1,319 @@
+"""The watcher: hooks on during recorded steps only, one reduction and one transfer
+per recorded step, the record written and pushed as it goes."""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from . import capture, modules, record, reduce
+
+
+class Watcher:
+    """Returned by `backproplab.watch(model, ...)`; call `step(loss)` once per optimizer
+    step, after `optimizer.step()` (or `scaler.step(...)`); a context manager."""
+
+    def __init__(self, model: Any, every: int = 1, out: str | Path | None = None,
+                 server: str | None = None, name: str | None = None, scaler: Any = None,
+                 modules_: str | list[str] = "leaves", hist_bins: int = 24,
+                 secret: str | None = None, update_ratio: bool = True, keep: int = 1000,
+                 seed: int = 0):
+        import torch
+        import torch.distributed as dist
+
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        if not 4 <= hist_bins <= 128:
+            raise ValueError(f"hist_bins must be in 4..128, got {hist_bins}")
+        root = modules.unwrap(model)
+        self.model, self.every, self.bins, self.scaler = root, every, hist_bins, scaler
+        self.world_size = dist.get_world_size() if dist.is_available() and \
+            dist.is_initialized() else 1
+        # under DDP the gradients are the same on every rank after backward: rank 0
+        # records them, the others do nothing at all
+        self.active = self.world_size == 1 or dist.get_rank() == 0
+        self.name = name or type(root).__name__
+        self.step_index = 0
+        self.closed = False
+        self.first_nonfinite: dict | None = None
+        self.steps: collections.deque = collections.deque(maxlen=keep)
+        self.head: dict | None = None
+        if not self.active:
+            return
+        self.watched = modules.select(root, modules_)
+        watched_ids = {id(p) for w in self.watched for p in w.params}
+        others = [p for p in root.parameters() if p.requires_grad and id(p) not in watched_ids]
+        self.plan = reduce.Plan(
+            saturation=[reduce.KIND_CODES.get(modules.SATURATING.get(w.kind, ""), 0.0)
+                        for w in self.watched],
+            rectifier=[w.kind in modules.RECTIFIERS for w in self.watched],
+            weights=[w.weights for w in self.watched], biases=[w.biases for w in self.watched],
+            others=others, bins=hist_bins)
+        first = next(root.parameters(), None)
+        self.device = first.device if first is not None else torch.device("cpu")
+        self.dtype = first.dtype if first is not None else torch.float32
+        self.acc = torch.float64 if self.dtype == torch.float64 else torch.float32
+        self.sample_index = capture.SampleIndex(seed)
+        self.delta_hooks = [capture.delta_hook(self, i) for i in range(len(self.watched))]
+        self._forward_hooks = [capture.forward_hook(self, i, self.plan.rectifier[i])
+                               for i in range(len(self.watched))]
+        self._grad_hook = capture.grad_hook(self)
+        self.handles: list = []
+        self.capture = capture.StepCapture(len(self.watched))
+        self.order: list[int] | None = None
+        self.update_ratio = update_ratio
+        self.snapshot: list | None = None
+        self.weight_index: list | None = None
+        self.pending_loss = None  # device flag: first unrecorded step with a bad loss
+        self.file = record.LineFile(out) if out is not None else None
+        self.pusher = None
+        if server is not None:
+            from .push import Pusher
+            from .secret import read_secret
+
+            secret = secret or read_secret()
+            if not secret:
+                raise ValueError("no secret to push with: start `backproplab serve` first "
+                                 "(it creates the secret file), or pass secret=...")
+            self.pusher = Pusher(server, secret)
+        self.start = time.perf_counter()
+        if self._recorded(0):
+            self._attach()
+
+    # --- hooks on for recorded steps, off otherwise --------------------------------
+    def _recorded(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def _attach(self) -> None:
+        for w, hook in zip(self.watched, self._forward_hooks, strict=True):
+            self.handles.append(w.module.register_forward_hook(hook))
+            for p in w.params:
+                self.handles.append(p.register_post_accumulate_grad_hook(self._grad_hook))
+        self._take_snapshot()
+
+    def _detach(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    def _take_snapshot(self) -> None:
+        """Fixed entries of the weights before the next optimizer update, for the update
+        ratio ‖ΔW‖/‖W‖ over them (≤1024 per weight: no copy of the weights is kept)."""
+        if not self.update_ratio:
+            return
+        import torch
+
+        if self.weight_index is None:
+            self.weight_index = [self.sample_index.get(p.numel(), p.device)
+                                 for ws in self.plan.weights for p in ws]
+            self.weight_index = [idx[:count] for idx, count in self.weight_index]
+        with torch.no_grad():
+            self.snapshot = [torch.take(p.detach(), idx) for p, idx in
+                             zip(self._flat_weights(), self.weight_index, strict=True)]
+
+    def _flat_weights(self) -> list:
+        return [p for ws in self.plan.weights for p in ws]
+
+    # --- one optimizer step ---------------------------------------------------------
+    def step(self, loss: Any = None, grad_norm: Any = None,
+             accuracy: float | None = None) -> dict | None:
+        """Record this optimizer step if it is one of every `every` (then return its
+        step record); `grad_norm` is the total norm clip_grad_norm_ returned (before
+        clipping). Call after the optimizer's step and before zero_grad."""
+        if self.closed:
+            raise RuntimeError("this watcher is closed")
+        s = self.step_index
+        result = None
+        if self.active:
+            if self._recorded(s):
+                result = self._record(s, loss, grad_norm, accuracy)
+            else:
+                self._check_loss(s, loss)
+        self.step_index += 1
+        if self.active:
+            upcoming = self._recorded(s + 1)
+            if upcoming:
+                self.capture = capture.StepCapture(len(self.watched))
+                if self.handles:
+                    self._take_snapshot()
+                else:
+                    self._attach()
+            elif self.handles:
+                self._detach()
+        return result
+
+    def _check_loss(self, s: int, loss: Any) -> None:
+        """A non-finite loss on a step that is not recorded: kept on the device (no
+        sync), read with the next recorded step."""
+        if self.first_nonfinite is not None or loss is None:
+            return
+        import torch
+
+        if not isinstance(loss, torch.Tensor):
+            if not math.isfinite(float(loss)):
+                self.first_nonfinite = {"step": s, "module": None, "in": "forward",
+                                        "what": "loss"}
+            return
+        if self.pending_loss is None:
+            self.pending_loss = torch.full((), -1.0, dtype=torch.float64, device=loss.device)
+        bad = ~torch.isfinite(loss.detach()).all() & (self.pending_loss < 0)
+        self.pending_loss = torch.where(bad, float(s), self.pending_loss)
+
+    def _grads(self) -> tuple[list[list], dict]:
+        cap = self.capture
+        wg, bg, has_w, has_b = [], [], [], []
+        for ws, bs in zip(self.plan.weights, self.plan.biases, strict=True):
+            for params, out, has in ((ws, wg, has_w), (bs, bg, has_b)):
+                gs = [g for g in (p.grad if p.grad is not None else cap.grads.get(id(p))
+                                  for p in params) if g is not None]
+                out.append(gs)
+                has.append(bool(gs))
+        return [wg, bg], {"grad_w": has_w, "grad_b": has_b}
+
+    def _record(self, s: int, loss: Any, grad_norm: Any, accuracy: Any) -> dict:
+        import torch
+
+        cap = self.capture
+        if not cap.order:
+            raise RuntimeError(
+                "no watched module ran a forward pass with gradients since the last "
+                "step(): call step() once per optimizer step, after backward (a module "
+                "compiled before watch() was called runs without its hooks: watch first, "
+                "then compile)")
+        if self.order is None:  # forward order, fixed from the first recorded step
+            seen = set(cap.order)
+            self.order = list(cap.order) + [i for i in range(len(self.watched))
+                                            if i not in seen]
+        grads, has = self._grads()
+        updates: list[list] = [[] for _ in self.watched]
+        sampled: list[list] = [[] for _ in self.watched]
+        has["update"] = [False] * len(self.watched)
+        if self.snapshot is not None:  # taken before this step's optimizer update
+            with torch.no_grad():
+                after = [torch.take(p.detach(), idx) for p, idx in
+                         zip(self._flat_weights(), self.weight_index, strict=True)]
+                diffs = torch._foreach_sub(after, self.snapshot) if after else []
+            pos = 0
+            for i, ws in enumerate(self.plan.weights):
+                updates[i], sampled[i] = diffs[pos:pos + len(ws)], after[pos:pos + len(ws)]
+                pos += len(ws)
+                has["update"][i] = bool(ws) and has["grad_w"][i]
+        other_grads = [p.grad for p in self.plan.others if p.grad is not None]
+        extras = [loss if loss is not None else math.nan,
+                  torch.linalg.vector_norm(torch.stack(torch._foreach_norm(other_grads)))
+                  if other_grads else 0.0,
+                  cap.scale if cap.scale is not None else math.nan,
+                  self.scaler._get_scale_async() if self.scaler is not None
+                  and cap.scale is not None else math.nan,
+                  grad_norm if grad_norm is not None else math.nan,
+                  self.pending_loss if self.pending_loss is not None else -1.0]
+        packed = reduce.device_summary(cap, self.plan, grads, updates, sampled, extras,
+                                       self.device, self.acc)
+        names = [w.name for w in self.watched]
+        kinds = [w.kind for w in self.watched]
+        layers, tail, finite = reduce.host_layers(packed, names, kinds, self.order, self.plan,
+                                                  cap, has)
+        loss_v, other_norm, scale, scale_now, pre_clip, pending = (float(v) for v in tail)
+        step = {"step": s, "loss": loss_v if loss is not None else None,
+                "accuracy": None if accuracy is None else float(accuracy),
+                "time_s": time.perf_counter() - self.start, "layers": layers}
+        skipped = False
+        if not math.isnan(scale):  # δ were of the scaled loss S·L: report ∂L/∂output
+            skipped = scale_now < scale  # the scaler found inf/NaN and skipped the step
+            shift = math.log10(scale) if scale > 0 else 0.0
+            for layer in layers:
+                if layer["delta_norm"] is not None:
+                    layer["delta_norm"] /= scale
+                    hist = layer["delta_log_hist"]
+                    hist["lo"], hist["hi"] = hist["lo"] - shift, hist["hi"] - shift
+            step["loss_scale"] = scale
+            step["scaler_skipped"] = skipped
+        total = math.sqrt(sum((layer[k] or 0.0) ** 2 for layer in layers
+                              for k in ("grad_w_norm", "grad_b_norm")) + other_norm ** 2)
+        if grad_norm is not None:  # the norm before clipping, and the factor it applied
+            step["grad_norm"] = pre_clip
+            # ‖g after‖ / ‖g before‖; clipping only shrinks (float32 rounding can
+            # put an unclipped step a hair above 1)
+            step["clip_factor"] = min(1.0, total / pre_clip) if pre_clip > 0 else 1.0
+        else:
+            step["grad_norm"] = total
+        if self.first_nonfinite is None and pending >= 0:
+            self.first_nonfinite = {"step": int(pending), "module": None, "in": "forward",
+                                    "what": "loss"}
+        if self.first_nonfinite is None:
+            backward = [self.order.index(i) for i in cap.backward_order]
+            found = record.first_nonfinite(s, layers, backward, step["loss"], skipped)
+            if found is not None:
+                self.first_nonfinite = step["first_nonfinite"] = found
+        self._emit(step, finite and record.all_finite(step))
+        return step
+
+    # --- output -----------------------------------------------------------------------
+    def _emit(self, step: dict, finite: bool) -> None:
+        """Write and push the step, encoded once (`finite`: no NaN/±Inf in it, so the
+        codec need not walk it)."""
+        if self.head is None:
+            summary = modules.summary(self.model, self.watched)
+            self.head = {"schema": record.SCHEMA,
+                         "config": record.config(self.name, self.model,
+                                                 [summary[i] for i in self.order], self.every,
+                                                 self.bins, self.dtype, self.device,
+                                                 self.scaler is not None),
+                         "environment": record.environment(self.device, self.dtype,
+                                                           self.world_size),
+                         "theory": None}
+            if self.file is not None:
+                self.file.write(self.head)
+            if self.pusher is not None:
+                self.pusher.put("head", self.head)
+        self.steps.append(step)
+        line = record.encode_line(step, finite)
+        if self.file is not None:
+            self.file.write_line(line)
+        if self.pusher is not None:
+            self.pusher.put("step", line)
+
+    def record(self) -> dict:
+        """The run record so far ({schema, config, environment, theory, steps,
+        first_nonfinite}; steps: the newest `keep` recorded)."""
+        head = self.head or {"schema": record.SCHEMA, "config": None, "environment": None,
+                             "theory": None}
+        return {**head, "steps": list(self.steps), "first_nonfinite": self.first_nonfinite}
+
+    def close(self) -> None:
+        """Remove the hooks, finish the file and the push (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        if not self.active:
+            return
+        self._detach()
+        if self.first_nonfinite is None and self.pending_loss is not None:
+            pending = float(self.pending_loss)
+            if pending >= 0:
+                self.first_nonfinite = {"step": int(pending), "module": None,
+                                        "in": "forward", "what": "loss"}
+        end = {"first_nonfinite": self.first_nonfinite, "steps_seen": self.step_index}
+        if self.file is not None:
+            if self.head is not None:
+                self.file.write(end)
+            self.file.close()
+        if self.pusher is not None:
+            self.pusher.put("end", end)
+            self.pusher.close()
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # hooks must not outlive a forgotten watcher
+        try:
+            if not self.closed and getattr(self, "handles", None):
+                self._detach()
+        except Exception:
+            pass

@@ -1,0 +1,423 @@
+"""backproplab.watch against autograd: in float64 every watched module's ‖δ‖ equals
+‖output.grad‖ of the same model without in-place ops (retain_grad), every gradient
+norm equals ‖p.grad‖; accumulation, clipping, AMP with a GradScaler, in-place ops,
+every=k, first_nonfinite, compiled models."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+import backproplab  # noqa: E402
+from backproplab.runs.jsonl import parse_record  # noqa: E402
+
+TOL = 1e-10
+
+
+def close(a, b, tol=TOL):
+    return a is not None and abs(a - b) <= tol * max(1.0, abs(b))
+
+
+class Block(nn.Module):
+    """A residual block with BatchNorm and a ReLU that is in place when asked."""
+
+    def __init__(self, width: int, inplace: bool):
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.bn = nn.BatchNorm1d(width)
+        self.act = nn.ReLU(inplace=inplace)
+
+    def forward(self, x):
+        return x + self.act(self.bn(self.fc(x)))
+
+
+def model(inplace: bool, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), Block(8, inplace), Block(8, inplace),
+                         nn.Sigmoid(), nn.Linear(8, 3)).double()
+
+
+def data(seed: int = 1, n: int = 16):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 5, generator=g, dtype=torch.float64), \
+        torch.randint(0, 3, (n,), generator=g)
+
+
+def retained(m: nn.Module) -> dict:
+    """Leaf modules' outputs with retain_grad, by qualified name (the reference)."""
+    outs = {}
+
+    def keep(name):
+        def hook(mod, inputs, out):
+            out.retain_grad()
+            outs.setdefault(name, []).append(out)
+        return hook
+
+    for name, mod in m.named_modules():
+        if name and not list(mod.children()):
+            mod.register_forward_hook(keep(name))
+    return outs
+
+
+def group_norm(params) -> float:
+    return math.sqrt(sum(float(p.grad.norm()) ** 2 for p in params))
+
+
+def split(mod):
+    w = [p for n, p in mod.named_parameters(recurse=False) if n != "bias"]
+    b = [p for n, p in mod.named_parameters(recurse=False) if n == "bias"]
+    return w, b
+
+
+def test_every_module_matches_autograd_in_float64():
+    watched, ref = model(inplace=True), model(inplace=False)
+    opt = torch.optim.SGD(watched.parameters(), lr=0.1, momentum=0.9)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    outs = retained(ref)
+    x, y = data()
+    w = backproplab.watch(watched)
+    for _ in range(3):
+        for m, o in ((watched, opt), (ref, ref_opt)):
+            loss = nn.functional.cross_entropy(m(x), y)
+            loss.backward()
+            if m is ref:
+                before = {n: p.detach().clone() for n, p in ref.named_parameters()}
+            o.step()
+        rec = w.step(loss)
+        names = [layer["name"] for layer in rec["layers"]]
+        assert names == ["0", "1", "2.fc", "2.bn", "2.act", "3.fc", "3.bn", "3.act", "4", "5"]
+        modules = dict(ref.named_modules())
+        for layer in rec["layers"]:
+            out = outs[layer["name"]][-1]
+            assert close(layer["delta_norm"], float(out.grad.norm())), layer["name"]
+            assert close(layer["a_mean"], float(out.detach().mean())), layer["name"]
+            # 16 × 8 values: the subsample is the whole output
+            assert close(layer["a_std"], float(out.std(unbiased=False))), layer["name"]
+            assert layer["a_hist"]["lo"] == float(out.min())
+            assert layer["a_hist"]["hi"] == float(out.max())
+            assert sum(layer["a_hist"]["counts"]) == out.numel()
+            d = layer["delta_log_hist"]
+            assert sum(d["counts"]) + d["zero"] + d["nonfinite"] == out.numel()
+            assert d["zero"] == int((out.grad == 0).sum())
+            weights, biases = split(modules[layer["name"]])
+            if weights:
+                assert close(layer["grad_w_norm"], group_norm(weights))
+                after = math.sqrt(sum(float(p.norm()) ** 2 for p in weights))
+                assert close(layer["weight_norm"], after)
+                names_w = [n for n, p in ref.named_parameters() if any(p is q for q in weights)]
+                delta = math.sqrt(sum(float((dict(ref.named_parameters())[n] - before[n])
+                                            .norm()) ** 2 for n in names_w))
+                assert close(layer["update_ratio"], delta / after)
+            else:
+                assert layer["grad_w_norm"] is None and layer["weight_norm"] is None
+            if biases:
+                assert close(layer["grad_b_norm"], group_norm(biases))
+            if layer["kind"] == "ReLU":
+                dead = float((out.detach().reshape(len(out), -1).amax(0) == 0).double().mean())
+                assert close(layer["dead_frac"], dead)
+            else:
+                assert layer["dead_frac"] is None
+            if layer["kind"] == "Tanh":
+                assert close(layer["saturated_frac"],
+                             float((out.abs() > math.sqrt(0.95)).double().mean()))
+            elif layer["kind"] == "Sigmoid":
+                assert close(layer["saturated_frac"],
+                             float((out * (1 - out) < 0.0125).double().mean()))
+            else:
+                assert layer["saturated_frac"] is None
+        assert close(rec["grad_norm"], group_norm(list(ref.parameters())))
+        assert close(rec["loss"], float(loss))
+        for m in (watched, ref):
+            m.zero_grad()
+        for v in outs.values():
+            v.clear()
+    w.close()
+    assert "first_nonfinite" not in rec  # a step carries it only where it happened
+    assert w.first_nonfinite is None
+
+
+def test_in_place_relu_after_a_module_does_not_change_its_delta():
+    """The tensor hook sits on the module's output before the in-place ReLU changes it:
+    δ of the BatchNorm is ∂L/∂(BN output), not of the rectified tensor."""
+    a, b = model(inplace=True), model(inplace=False)
+    x, y = data()
+    deltas = []
+    for m in (a, b):
+        with backproplab.watch(m) as w:
+            nn.functional.cross_entropy(m(x), y).backward()
+            deltas.append({layer["name"]: layer["delta_norm"] for layer in w.step()["layers"]})
+    assert deltas[0] == pytest.approx(deltas[1], rel=1e-13)
+    assert deltas[0]["2.bn"] != pytest.approx(deltas[0]["2.act"])
+
+
+def test_a_subsample_of_a_large_output_estimates_its_moments():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 512), nn.Tanh()).double()
+    x = torch.randn(256, 64, dtype=torch.float64)  # 131072 values: 1024 sampled
+    with backproplab.watch(m) as w:
+        m(x).sum().backward()
+        layer = w.step()["layers"][1]
+    out = m(x)
+    assert close(layer["a_mean"], float(out.mean()))  # exact: from the whole output
+    assert layer["a_std"] == pytest.approx(float(out.std()), rel=0.1)
+    assert sum(layer["a_hist"]["counts"]) == 1024
+
+
+def test_accumulated_microbatches_report_the_accumulated_gradient():
+    watched, ref = model(True), model(False)
+    outs = retained(ref)
+    x, y = data(n=24)
+    w = backproplab.watch(watched)
+    for m in (watched, ref):
+        for part in range(3):  # three backward calls, one optimizer step
+            xs, ys = x[part * 8:(part + 1) * 8], y[part * 8:(part + 1) * 8]
+            (nn.functional.cross_entropy(m(xs), ys) / 3).backward()
+    rec = w.step()
+    w.close()
+    modules = dict(ref.named_modules())
+    for layer in rec["layers"]:
+        weights, biases = split(modules[layer["name"]])
+        if weights:
+            assert close(layer["grad_w_norm"], group_norm(weights))
+        if biases:
+            assert close(layer["grad_b_norm"], group_norm(biases))
+        # the δ of all three microbatches together: √(Σ_k ‖δ_k‖²)
+        parts = outs[layer["name"]]
+        assert len(parts) == 3
+        assert close(layer["delta_norm"], math.sqrt(sum(float(o.grad.norm()) ** 2
+                                                        for o in parts)))
+
+
+def test_clipping_reports_the_norm_before_and_the_factor():
+    watched, ref = model(True), model(False)
+    x, y = data()
+    with backproplab.watch(watched) as w:
+        nn.functional.cross_entropy(watched(x), y).backward()
+        total = nn.utils.clip_grad_norm_(watched.parameters(), max_norm=0.05)
+        rec = w.step(grad_norm=total)
+    nn.functional.cross_entropy(ref(x), y).backward()
+    unclipped = group_norm(list(ref.parameters()))
+    assert close(rec["grad_norm"], unclipped)
+    assert rec["clip_factor"] == pytest.approx(min(1.0, 0.05 / (unclipped + 1e-6)), rel=1e-9)
+    assert rec["clip_factor"] < 1
+    fc = next(layer for layer in rec["layers"] if layer["name"] == "0")
+    assert close(fc["grad_w_norm"], float(ref[0].weight.grad.norm()) * rec["clip_factor"])
+
+
+def test_amp_with_a_grad_scaler_reports_unscaled_values():
+    torch.manual_seed(0)
+
+    def make(inplace):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(16, 32), nn.ReLU(inplace=inplace), nn.Linear(32, 4))
+
+    watched, ref = make(True), make(False)
+    x, y = torch.randn(32, 16), torch.randint(0, 4, (32,))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    opt = torch.optim.SGD(watched.parameters(), lr=0.1)
+    w = backproplab.watch(watched, scaler=scaler)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = nn.functional.cross_entropy(watched(x), y)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    rec = w.step(loss)
+    w.close()
+    outs = retained(ref)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref_loss = nn.functional.cross_entropy(ref(x), y)
+    ref_loss.backward()  # unscaled: the reference δ and gradients of L itself
+    assert rec["loss_scale"] == 2.0**10 and rec["scaler_skipped"] is False
+    for layer in rec["layers"]:
+        expected = float(outs[layer["name"]][-1].grad.float().norm())
+        assert layer["delta_norm"] == pytest.approx(expected, rel=2e-2), layer["name"]
+    for layer, mod in zip(rec["layers"][::2], (ref[0], ref[2]), strict=True):
+        assert layer["grad_w_norm"] == pytest.approx(float(mod.weight.grad.norm()), rel=2e-2)
+
+
+def test_a_step_the_scaler_skips_is_not_a_blow_up():
+    m = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 1))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100)  # S·L overflows float32
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    with backproplab.watch(m, scaler=scaler) as w:
+        loss = m(torch.randn(8, 4)).pow(2).mean() * 1e10
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        rec = w.step(loss)
+    assert rec["scaler_skipped"] is True
+    assert not all(math.isfinite(layer["delta_norm"]) for layer in rec["layers"])
+    assert w.first_nonfinite is None
+
+
+def test_every_k_records_one_step_in_k_and_removes_the_hooks_between():
+    m = model(True)
+    x, y = data()
+    seen = []
+    with backproplab.watch(m, every=10) as w:
+        for step in range(25):
+            hooked = bool(m[0]._forward_hooks)
+            nn.functional.cross_entropy(m(x), y).backward()
+            rec = w.step()
+            m.zero_grad()
+            seen.append(rec is not None)
+            assert hooked == (step % 10 == 0)
+    assert [i for i, s in enumerate(seen) if s] == [0, 10, 20]
+    assert not m[0]._forward_hooks and not m[0].weight._post_accumulate_grad_hooks
+
+
+def test_a_module_called_twice_reports_both_calls():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.fc(self.act(x)))
+
+    torch.manual_seed(0)
+    m = Twice().double()
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    with backproplab.watch(m) as w:
+        m(x).pow(2).sum().backward()
+        rec = w.step()
+    ref = retained(m)
+    m.zero_grad()
+    m(x).pow(2).sum().backward()
+    layer = next(layer for layer in rec["layers"] if layer["name"] == "act")
+    both = math.sqrt(sum(float(o.grad.norm()) ** 2 for o in ref["act"]))
+    assert close(layer["delta_norm"], both)
+    assert [layer["name"] for layer in rec["layers"]] == ["act", "fc"]  # forward order
+
+
+def test_first_nonfinite_names_the_module_that_overflowed_forward():
+    class Boom(nn.Module):
+        def forward(self, x):
+            return x * 1e30  # float32 overflows after the next Linear
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 8), Boom(), nn.Linear(8, 8), Boom(), nn.Linear(8, 1))
+    with backproplab.watch(m) as w:
+        m(torch.randn(4, 4)).sum().backward()
+        rec = w.step()
+    assert w.first_nonfinite == {"step": 0, "module": "3", "in": "forward", "what": "output"}
+    assert rec["first_nonfinite"] == w.first_nonfinite
+    assert not math.isfinite(rec["layers"][3]["a_mean"])
+
+
+def test_first_nonfinite_in_backward_is_the_first_module_in_backward_order():
+    class Sqrt(nn.Module):
+        def forward(self, x):
+            return torch.sqrt(x)  # ∂√x/∂x = ∞ at the dead units' zeros
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), Sqrt())
+    with backproplab.watch(m) as w:
+        m(torch.randn(16, 4)).sum().backward()
+        rec = w.step()
+    assert all(math.isfinite(layer["a_mean"]) for layer in rec["layers"])
+    assert w.first_nonfinite == {"step": 0, "module": "3", "in": "backward", "what": "delta"}
+
+
+def test_a_bad_loss_on_a_step_that_is_not_recorded_is_found():
+    m = nn.Sequential(nn.Linear(2, 1))
+    with backproplab.watch(m, every=5) as w:
+        for step in range(4):
+            loss = m(torch.ones(1, 2)).sum() * (math.inf if step == 2 else 1.0)
+            loss.backward()
+            w.step(loss)
+            m.zero_grad()
+    assert w.first_nonfinite == {"step": 2, "module": None, "in": "forward", "what": "loss"}
+
+
+def test_out_file_is_json_lines_that_read_back_as_the_record(tmp_path):
+    m = model(True)
+    x, y = data()
+    path = tmp_path / "run.jsonl"
+    with backproplab.watch(m, out=path, name="resnet-ish", every=2) as w:
+        for _ in range(5):
+            nn.functional.cross_entropy(m(x), y).backward()
+            w.step()
+            m.zero_grad()
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 1 + 3 + 1  # head, steps 0, 2, 4, end
+    record = parse_record(path.read_bytes())
+    assert [s["step"] for s in record["steps"]] == [0, 2, 4]
+    assert record["config"]["source"] == "watched" and record["theory"] is None
+    assert record["config"]["name"] == "resnet-ish"
+    assert [mod["name"] for mod in record["config"]["modules"]] == \
+        [layer["name"] for layer in record["steps"][0]["layers"]]
+    assert record["config"]["parameters"] == sum(p.numel() for p in m.parameters())
+    assert record["steps"] == w.record()["steps"]
+
+
+@pytest.mark.slow
+def test_a_model_compiled_after_watch_reports_what_eager_reports():
+    """watch(m), then torch.compile(m): dynamo runs the hooks (breaking the graph at
+    them on recorded steps, a hook-free graph in between); the numbers equal eager's."""
+    import shutil
+
+    if not shutil.which("gcc") and not shutil.which("cc"):
+        pytest.skip("torch.compile on the CPU needs a C compiler")
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(4, 8), nn.ReLU(inplace=True), nn.Linear(8, 8), nn.Tanh(),
+                         nn.Linear(8, 2))
+    x = torch.randn(8, 4)
+    records = []
+    for compiled in (False, True):
+        m = copy.deepcopy(base)
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        w = backproplab.watch(m, every=2)
+        run = torch.compile(m) if compiled else m
+        steps = []
+        for _ in range(5):
+            loss = run(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            rec = w.step(loss)
+            opt.zero_grad()
+            if rec:
+                steps.append(rec)
+        w.close()
+        records.append(steps)
+    keys = ("delta_norm", "grad_w_norm", "a_mean", "a_std", "dead_frac", "update_ratio")
+    for eager, comp in zip(*records, strict=True):
+        for a, b in zip(eager["layers"], comp["layers"], strict=True):
+            for k in keys:
+                assert (a[k] is None) == (b[k] is None)
+                if a[k] is not None:
+                    assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-7), (a["name"], k)
+
+
+def test_compiled_models_are_refused_with_what_to_do():
+    m = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="_orig_mod"):
+        backproplab.watch(torch.compile(m))
+    inner = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    inner[0].compile()
+    with pytest.raises(ValueError, match="module '0' is compiled"):
+        backproplab.watch(inner)
+
+
+def test_a_step_without_a_forward_says_why():
+    m = nn.Sequential(nn.Linear(2, 1))
+    w = backproplab.watch(m)
+    with pytest.raises(RuntimeError, match="once per optimizer step"):
+        w.step()
+    w.close()
+
+
+def test_bad_arguments_are_clear_errors():
+    m = nn.Sequential(nn.Linear(2, 1))
+    with pytest.raises(ValueError, match="every"):
+        backproplab.watch(m, every=0)
+    with pytest.raises(ValueError, match="no module named 'nope'"):
+        backproplab.watch(m, modules=["nope"])
+    with pytest.raises(TypeError, match="nn.Module"):
+        backproplab.watch(object())
