@@ -32,7 +32,7 @@ def main() -> None:
         run_id = client.post("/api/runs", json=config).json()["id"]
         while client.get(f"/api/runs/{run_id}").json()["status"] == "running":
             time.sleep(0.2)
-        record = client.app.state.manager.get(run_id).record()
+        record = client.app.state.manager.store.record(run_id)
         size = len(encode(record))
 
         def export() -> None:

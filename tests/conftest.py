@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
 import pytest
 import uvicorn
 
-from backproplab.api.app import create_app
-from backproplab.settings import Settings
+# tests keep nothing unless they ask for a folder (never the user's own run store)
+os.environ.setdefault("BACKPROPLAB_DATA_DIR", ":memory:")
+
+from backproplab.api.app import create_app  # noqa: E402
+from backproplab.settings import Settings  # noqa: E402
 
 
 def strict_loads(text: str):

@@ -134,7 +134,7 @@ def test_over_the_session_limit_is_429_with_a_retry_time():
         assert second.status_code == 429 and "BACKPROPLAB_MAX_SESSIONS" in \
             second.json()["detail"]
         assert int(second.headers["retry-after"]) > 0
-        assert c.delete(f"/api/runs/{first.json()['id']}").json()["status"] == "cancelled"
+        assert c.delete(f"/api/runs/{first.json()['id']}").json()["status"] == "stopped"
         assert c.post("/api/runs", json=SMALL).status_code == 202  # its place is free again
         c.app.state.manager.shutdown()
 

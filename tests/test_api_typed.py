@@ -125,9 +125,9 @@ def test_the_models_are_not_permissive(client):
 
 def test_records_go_out_as_the_codec_writes_them_nonfinite_included(client):
     run_id = finished_run(client, OVERFLOW)
-    job = client.app.state.manager.get(run_id)
+    record = client.app.state.manager.store.record(run_id)
     export = client.get(f"/api/runs/{run_id}/export")
-    assert export.content == encode(job.record())  # not re-serialized by the model
+    assert export.content == encode(record)  # not re-serialized by the model
     state = client.get(f"/api/runs/{run_id}")
     assert strict_loads(state.text)["record"] == strict_loads(export.text)
     values = [layer["delta_norm"] for s in strict_loads(export.text)["steps"]

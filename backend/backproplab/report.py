@@ -156,3 +156,80 @@ text-align:left;font-size:.9rem}}.grid{{display:grid;grid-template-columns:1fr 1
 
 def write_report(record: dict, path: str | Path) -> None:
     Path(path).write_text(report_html(record), encoding="utf-8")
+
+
+# --- runs compared side by side -----------------------------------------------------
+RUN_COLORS = [COLORS[k] for k in ("blue", "orange", "green", "vermillion", "sky", "black")] \
+    + ["#CC79A7", "#F0E442"]
+
+
+def run_label(run: dict) -> str:
+    """A run's name, or its id when it has none."""
+    return run.get("name") or run["id"]
+
+
+def compare_flow_figure(comparison: dict) -> go.Figure:
+    """‖δ(l)‖ per layer at each run's last recorded step, overlaid."""
+    fig = go.Figure()
+    for i, run in enumerate(comparison["runs"]):
+        last = run.get("last")
+        if not last:
+            continue
+        fig.add_scatter(x=last["index"], y=[_finite(v) for v in last["delta_norm"]],
+                        name=f"{run_label(run)} (step {last['step']})", connectgaps=False,
+                        line={"color": RUN_COLORS[i % len(RUN_COLORS)]})
+    return _layout(fig, "Gradient flow at the last step: ‖δ(l)‖", yaxis_type="log",
+                   xaxis_title="layer", yaxis_title="‖δ(l)‖")
+
+
+def compare_loss_figure(comparison: dict) -> go.Figure:
+    fig = go.Figure()
+    for i, run in enumerate(comparison["runs"]):
+        series = run["series"]
+        fig.add_scatter(x=series["step"], y=[_finite(v) for v in series["loss"]],
+                        name=run_label(run), connectgaps=False,
+                        line={"color": RUN_COLORS[i % len(RUN_COLORS)]})
+    return _layout(fig, "Loss", yaxis_type="log", xaxis_title="step", yaxis_title="loss")
+
+
+def compare_heatmap_figure(run: dict) -> go.Figure:
+    series = run["series"]
+    depth = max((len(d) for d in series["delta_norm"]), default=0)
+    z = [[(math.log10(v) if (v := _finite(d[i] if i < len(d) else None)) else None)
+          for d in series["delta_norm"]] for i in range(depth)]
+    fig = go.Figure(go.Heatmap(z=z, x=series["step"], y=list(range(depth)),
+                               colorscale="Cividis", colorbar={"title": "log₁₀‖δ‖"}))
+    return _layout(fig, f"{run_label(run)}: log₁₀ ‖δ(l)‖", xaxis_title="step",
+                   yaxis_title="layer")
+
+
+def compare_report_html(comparison: dict) -> str:
+    """One self-contained page: the runs, their config side by side (differing fields
+    marked), the flow profiles and losses overlaid, a heatmap per run."""
+    runs = comparison["runs"]
+    figures = [compare_flow_figure(comparison), compare_loss_figure(comparison)] + \
+        [compare_heatmap_figure(run) for run in runs]
+    parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0))
+             for i, fig in enumerate(figures)]
+    head = "".join(f"<th>{html.escape(run_label(run))}</th>" for run in runs)
+    rows = "".join(
+        f'<tr class="{"differs" if f["differs"] else "same"}"><th>{html.escape(f["field"])}'
+        f'{" (differs)" if f["differs"] else ""}</th>'
+        + "".join(f"<td>{html.escape(str(v))}</td>" for v in f["values"]) + "</tr>"
+        for f in comparison["fields"])
+    summary = "".join(
+        f"<tr><th>{html.escape(run_label(run))}</th><td>{html.escape(run['id'])}</td>"
+        f"<td>{html.escape(run['source'])}</td><td>{html.escape(run['status'])}</td>"
+        f"<td>{run['steps']}</td><td>{html.escape(str(run['summary'].get('final_loss')))}</td>"
+        f"</tr>" for run in runs)
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>backproplab comparison</title><style>
+body{{font-family:"DejaVu Sans",sans-serif;margin:1.5rem;color:#1d1d1f}}
+table{{border-collapse:collapse;margin:.5rem 0}}th,td{{border:1px solid #ddd;padding:.2rem .5rem;
+text-align:left;font-size:.9rem}}tr.differs{{background:#fff3cd;font-weight:bold}}
+.grid{{display:grid;grid-template-columns:1fr 1fr;gap:1rem}}
+</style></head><body><h1>backproplab: {len(runs)} runs compared</h1>
+<table><tr><th>run</th><th>id</th><th>source</th><th>status</th><th>steps</th>
+<th>final loss</th></tr>{summary}</table>
+<h2>Config</h2><table><tr><th>field</th>{head}</tr>{rows}</table>
+<div class="grid">{"".join(f"<div>{p}</div>" for p in parts)}</div></body></html>"""

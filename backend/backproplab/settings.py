@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .runs.budget import default_sessions, machine_memory
+from .runs.store import default_data_dir
 
 
 def _cores() -> int:
@@ -33,11 +35,6 @@ class Settings(BaseSettings):
     max_total_bytes: int = Field(default_factory=lambda: machine_memory() // 2, ge=1 << 20,
                                  description="sum of the estimates over all admitted work; "
                                              "over it: wait and retry (429 / 1013)")
-    max_record_bytes: int = Field(default_factory=lambda: machine_memory() // 16, ge=1 << 16,
-                                  description="finished run records kept in memory for "
-                                              "export (oldest dropped first)")
-    max_stored_runs: int = Field(16, ge=1, description="watched runs (pushed by "
-                                                      "backproplab.watch) kept in memory")
     torch_threads: int = Field(default_factory=lambda: 1, ge=1, le=256,
                                description="torch threads per job (workers × threads ≤ cores)")
     compute_budget: float = Field(2e11, gt=0, description="max depth·width²·batch·steps")
@@ -54,6 +51,15 @@ class Settings(BaseSettings):
                                  description="HTTP requests in progress at once (503 over it); "
                                              "WebSockets are counted apart")
     max_websockets: int = Field(1000, ge=1, description="open WebSockets (1013 over it)")
+    max_watched_runs: int = Field(16, ge=1, description="watched runs (pushed by "
+                                                       "backproplab.watch) kept in memory")
+    data_dir: str = Field(default_factory=default_data_dir,
+                          description='where the run store lives (":memory:" keeps nothing)')
+    max_store_bytes: int = Field(2 * 1024**3, ge=1024 * 1024,
+                                 description="run store cap: the oldest unnamed runs go first")
+    store_sync: Literal["normal", "full"] = Field(
+        "normal", description="SQLite synchronous: normal survives a killed process, "
+                              "full also a power cut (an fsync per step)")
     send_timeout: float = Field(10.0, gt=0,
                                 description="drop a client that reads nothing this long")
     allowed_origins: list[str] = Field(default_factory=list,
@@ -61,3 +67,12 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost", "::1", "testserver"],
         description='Host headers accepted, against DNS rebinding ("*" accepts any)')
+    # experiments (paper reproductions)
+    experiment_workers: int = Field(0, ge=0, le=256,
+                                    description="local processes per experiment "
+                                                "(0: the server's worker thread)")
+    ray_address: str = Field("", description="run experiments as Ray tasks on this cluster "
+                                             "('auto' or host:port; empty: not on Ray)")
+    max_experiments: int = Field(1, ge=1, le=64, description="experiments running at once")
+    experiment_cache_dir: str = Field("", description="keep experiment results as files "
+                                                      "here (empty: in memory)")

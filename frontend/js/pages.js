@@ -12,7 +12,10 @@
 //   host.status(text)         the status line in the top bar
 export const PAGES = [
   { name: 'lab', title: 'Lab' },
+  { name: 'cost', title: 'Cost', module: './pages/cost/index.js' },
+  { name: 'runs', title: 'Runs', module: './pages/runs/index.js' },
   { name: 'watch', title: 'Watch', module: './pages/watch/index.js' },
+  { name: 'experiments', title: 'Experiments', module: './pages/experiments/index.js' },
 ];
 
 export function pageNamed(name) {
@@ -64,6 +67,9 @@ export class Pages {
       this.root(this.current).hidden = true;
       this.mounted.get(this.current)?.hide();
       this.onShow(this.current, false);
+    } else if (!this.current && page.name !== 'lab') { // opened on another page: no Lab
+      this.root('lab').hidden = true;
+      this.onShow('lab', false);
     }
     this.current = page.name;
     for (const b of this.nav.querySelectorAll('button')) {

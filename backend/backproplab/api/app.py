@@ -20,7 +20,7 @@ from ..watch.secret import ensure_secret
 from . import offload
 from .live_protocol import PROTOCOL
 from .responses import StrictJSONResponse
-from .routes import health, info, live, runs, tape, theory, watch
+from .routes import compile, experiments, health, info, live, runs, tape, theory, watch
 from .security import BodyLimit, ConnectionLimits, SameOrigin, SecurityHeaders
 
 
@@ -78,9 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi_version = "3.0.3"
     app.state.settings = settings
     app.state.manager = manager
-    app.state.watched = WatchedRuns(max_runs=settings.max_stored_runs)  # pushed by watch()
+    app.state.watched = WatchedRuns(max_runs=settings.max_watched_runs)  # pushed by watch()
     app.state.watch_secret = ensure_secret()  # created at start if missing (0600)
-    for module in (health, info, runs, theory, tape, live, watch):
+    for module in (health, info, runs, theory, tape, compile, live, watch, experiments):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

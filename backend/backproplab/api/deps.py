@@ -1,6 +1,7 @@
-"""What routes depend on, as typed aliases (`SettingsDep`, `ManagerDep`), and the
-one way a request's run config is validated (the server's compute budget, a 422
-that names the field). The only module that reads `app.state`."""
+"""What routes depend on, as typed aliases (`SettingsDep`, `ManagerDep`, `StoreDep`,
+`ExperimentJobsDep`), and the one way a request's run config is validated (the
+server's compute budget, a 422 that names the field). The only module that reads
+`app.state`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError, WithJsonSchema
 from starlette.requests import HTTPConnection
 
+from ..experiments.cache import DirectoryCache, MemoryCache
+from ..experiments.jobs import ExperimentJobs
 from ..runs.manager import RunManager
+from ..runs.store import RunStore
 from ..runs.watched import WatchedRuns
 from ..settings import Settings
 from .schemas import RunConfig, validate_config
@@ -42,6 +46,14 @@ ManagerDep = Annotated[RunManager, Depends(get_manager)]
 WatchedDep = Annotated[WatchedRuns, Depends(get_watched)]
 WatchSecretDep = Annotated[str, Depends(get_watch_secret)]
 
+
+def get_store(manager: ManagerDep) -> RunStore:
+    """The run store: every run, live, headless and imported."""
+    return manager.store
+
+
+StoreDep = Annotated[RunStore, Depends(get_store)]
+
 # Request bodies taken as plain JSON objects and validated by the route itself (under
 # the server's compute budget; a 422 with the field's path), documented as the models
 ConfigBody = Annotated[dict[str, Any], WithJsonSchema({"$ref": "#/components/schemas/RunConfig"})]
@@ -60,3 +72,31 @@ def run_config(data: Any, settings: Settings, loc: str = "body") -> RunConfig:
         return validate_config(data, settings.compute_budget)
     except ValidationError as exc:
         raise as_422(exc, loc) from None
+
+
+def experiment_jobs(app: Any) -> ExperimentJobs:
+    """The app's experiment jobs, made from its settings on first use."""
+    jobs = getattr(app.state, "experiment_jobs", None)
+    if jobs is None:
+        s: Settings = app.state.settings
+        cache = DirectoryCache(s.experiment_cache_dir) if s.experiment_cache_dir \
+            else MemoryCache()
+        jobs = app.state.experiment_jobs = ExperimentJobs(
+            workers=s.experiment_workers, ray_address=s.ray_address or None, cache=cache,
+            max_running=s.max_experiments)
+    return jobs
+
+
+def shutdown_experiments(app: Any) -> None:
+    """Cancel the app's running experiments (on shutdown), if it ever made any."""
+    jobs = getattr(app.state, "experiment_jobs", None)
+    if jobs is not None:
+        jobs.shutdown()
+
+
+def get_experiment_jobs(conn: HTTPConnection) -> ExperimentJobs:
+    """The server's experiment jobs (paper reproductions in worker threads)."""
+    return experiment_jobs(conn.app)
+
+
+ExperimentJobsDep = Annotated[ExperimentJobs, Depends(get_experiment_jobs)]

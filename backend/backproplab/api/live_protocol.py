@@ -37,6 +37,7 @@ Server → client:
 | | `step` | the step's index |
 | | `loss`, `time_s` | the training loss; seconds since training began |
 | | `accuracy` | fraction correct; `null` for regression on `gaussian` data |
+| | `test_accuracy` | on `digits` and `mnist1d` only: fraction of the held-out part correct |
 | | `layers` | one object per layer, input side first (fields below) |
 | | `jacobian_sv` | singular values of the input-output Jacobian, when recorded |
 | | `overflow` | `{step, layer}`, only on the step where values first turn non-finite |

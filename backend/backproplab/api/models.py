@@ -7,14 +7,15 @@ strict codec: a route declares the model as its `response_model` and returns a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from typing_extensions import TypeAliasType
 
 from .records import Num, RunRecord
 
-RunStatusName = Literal["running", "done", "cancelled", "error"]
+RunStatusName = Literal["running", "done", "stopped", "interrupted", "error"]
+Source = Literal["live", "headless", "imported", "watched", "experiment"]
 # an array of any rank as nested lists (a scalar at rank 0)
 Tensor = TypeAliasType("Tensor", "Num | list[Tensor]")
 Grid = list[list[Num]]
@@ -29,6 +30,7 @@ class Info(BaseModel):
     python: str
     numpy: str
     torch: str | None
+    jax: str | None
     engines: list[str]
     devices: list[str]
     cuda_devices: list[str]
@@ -56,7 +58,63 @@ class RunStatus(BaseModel):
 class RunState(RunStatus):
     """A run's status and its whole record so far."""
 
+    name: str | None = None
+    note: str | None = None
+    source: Source | None = None
+    created: float | None = Field(None, description="seconds since the epoch")
+    summary: dict[str, Any] | None = Field(None, description="its key figures (RunSummary)")
     record: RunRecord
+
+
+class RunSummary(BaseModel):
+    """A stored run's index entry: what the history lists."""
+
+    id: str
+    name: str | None
+    note: str | None
+    created: float = Field(description="seconds since the epoch")
+    updated: float
+    source: Source
+    status: RunStatusName
+    error: str | None
+    steps: int
+    bytes: int = Field(description="what its steps, config, environment, theory occupy")
+    config_hash: str = Field(description="the same config, whatever its key order")
+    config: dict[str, Any]
+    summary: dict[str, Any] = Field(
+        description="final_step, final_loss, final_accuracy, min_loss, layers, "
+                    "first_nonfinite {step, layer} (where δ or ∇W first turned NaN/±Inf), "
+                    "delta_first and delta_last (‖δ‖ at the first and last hidden layer)")
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+    total: int = Field(description="runs matching the filter, all pages")
+    next: str | None = Field(description="`before` for the next, older page")
+
+
+class RunEdit(BaseModel):
+    """A new name and/or note (null or "" clears)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(max_length=200)] | None = None
+    note: Annotated[str, Field(max_length=4000)] | None = None
+
+
+class ConfigField(BaseModel):
+    field: str = Field(description='a config field, record fields as "record.every"')
+    values: list[Any] = Field(description="each run's value, in the order of `runs`")
+    differs: bool
+
+
+class Comparison(BaseModel):
+    """Runs side by side: each RunSummary with `last` (the flow profile at its last step:
+    index, kind, delta_norm, grad_w_norm per layer) and `series` (step, loss, accuracy,
+    delta_norm per layer, at most `points` evenly spaced steps); the config fields, the
+    differing ones first."""
+
+    runs: list[dict[str, Any]]
+    fields: list[ConfigField]
 
 
 class CriticalPoint(BaseModel):
@@ -188,3 +246,32 @@ class JacobianModes(BaseModel):
     predicted_ratio: Num
     measured_ratio: Num
     max_abs_difference: Num
+
+
+class ProgramStats(BaseModel):
+    """One jitted program: its jaxpr, its HLO before and after XLA, XLA's cost model."""
+
+    jaxpr_equations: int = Field(description="equations, nested jaxprs counted once")
+    equations_executed: int = Field(description="operations when run op by op (a scan's "
+                                                "body once per iteration)")
+    hlo_before: int = Field(description="HLO instructions before XLA's optimization")
+    hlo_after: int = Field(description="HLO operations after it (outside fused computations)")
+    fusions: int
+    bytes_before: float = Field(description="bytes accessed, cost model, before optimization")
+    bytes_after: float = Field(description="bytes accessed, cost model, after optimization")
+    compile_s: float
+
+
+class CompileReport(BaseModel):
+    """The JAX training step of a network compiled and timed (GET /api/compile)."""
+
+    forward: ProgramStats
+    step: ProgramStats = Field(description="forward, backward and the update")
+    compile_s: float
+    jit_ms: float = Field(description="the jitted step")
+    op_by_op_ms: float | None = Field(description="the step under jax.disable_jit()")
+    torch_ms: float | None = Field(description="the torch engine's eager step")
+    jax: str
+    device: str
+    dtype: str
+    summary: str = Field(description="one sentence on what fusion did to the backward pass")

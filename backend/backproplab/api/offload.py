@@ -64,6 +64,15 @@ def import_bytes(body: bytes) -> tuple[int, bytes]:
     return status, data
 
 
+def import_rows(body: bytes) -> tuple[int, bytes, dict | None]:
+    """`import_bytes`, and the record cut into the run store's rows, done here too, so
+    the server stores a large upload with nothing left to encode on its side."""
+    from ..runs.store import prepare_record
+
+    status, data, record = checked_record(body)
+    return status, data, prepare_record(record) if record is not None else None
+
+
 def report_bytes(body: bytes) -> tuple[int, bytes]:
     from ..report import report_html
 
@@ -75,7 +84,7 @@ def report_bytes(body: bytes) -> tuple[int, bytes]:
     return 200, report_html(record).encode()
 
 
-async def off_loop(fn, body: bytes) -> tuple[int, bytes]:
+async def off_loop(fn, body: bytes) -> tuple:
     """`fn(body)` in a thread (small bodies) or in the worker process (large ones)."""
     global _pool
     if len(body) < IN_PROCESS_BYTES:

@@ -67,6 +67,7 @@ class StepRecord(BaseModel):
     step: int = Field(ge=0)
     loss: Num
     accuracy: Num | None = None
+    test_accuracy: Num | None = None  # on the held-out part of a real data set
     time_s: Num
     layers: list[LayerRecord] = Field(min_length=1, max_length=1001)
     jacobian_sv: list[Num] | None = Field(default=None, max_length=4096)
@@ -81,6 +82,7 @@ class Environment(BaseModel):
     python: str | None = None
     numpy: str | None = None
     torch: str | None = None
+    jax: str | None = None
     platform: str | None = None
     engine: str | None = None
     device: str | None = None

@@ -49,7 +49,8 @@ class RunConfig(BaseModel):
     """A run: network, data, optimizer, what to record."""
 
     model_config = ConfigDict(extra="forbid")
-    engine: Literal["numpy", "torch"] = "numpy"
+    engine: Literal["numpy", "torch", "jax"] = Field(
+        "numpy", description="jax: one jitted XLA computation per step")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64", "bfloat16", "tf32"] = Field(
         "float32", description="tf32: float32 tensors, TF32 matmuls (torch on CUDA)")
@@ -64,7 +65,9 @@ class RunConfig(BaseModel):
     residual_scale: Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)] | \
         Literal["1/sqrt(depth)"] = 1.0
     norm: Norm = "none"
-    dataset: Literal["gaussian", "spirals", "circles", "xor"] = "gaussian"
+    dataset: Literal["gaussian", "spirals", "circles", "xor", "digits", "mnist1d"] = Field(
+        "gaussian", description="digits: scikit-learn's 8×8 digits; mnist1d: MNIST-1D "
+                                "(both 10 classes, 20% held out by the seed)")
     input_dim: int = Field(16, ge=1, le=4096, description="input size (gaussian data)")
     loss: Literal["mse", "cross_entropy"] = "mse"
     optimizer: Literal["sgd", "momentum", "adam"] = "sgd"
@@ -81,8 +84,8 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> RunConfig:
         if self.engine == "numpy" and self.device == "cuda":
-            raise ValueError("device 'cuda' needs engine 'torch'")
-        if self.engine == "numpy" and self.dtype in ("bfloat16", "tf32"):
+            raise ValueError("device 'cuda' needs engine 'torch' or 'jax'")
+        if self.engine != "torch" and self.dtype in ("bfloat16", "tf32"):
             raise ValueError(f"dtype '{self.dtype}' needs engine 'torch'")
         if self.dtype == "tf32" and self.device == "cpu":
             raise ValueError("dtype 'tf32' needs device 'cuda' (or 'auto' on a machine "

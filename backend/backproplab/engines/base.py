@@ -36,6 +36,8 @@ class StepResult:
     labels: np.ndarray
     probe: probes.ProbeData | None
     norms: dict | None  # grad_w, grad_b, weight, update: per-layer norm vectors on the device
+    summary: probes.Summary | None = None  # already reduced by the engine (jax: in its step)
+    spectrum: np.ndarray | None = None  # the Jacobian's singular values, when taken in the step
 
     @property
     def zs(self) -> list | None:
@@ -88,7 +90,10 @@ class Engine:
     def params_host(self) -> list[np.ndarray]:
         return [self.xp.host(p) for p in self.params]
 
-    def train_step(self, step: int, probe: bool, update: bool = True) -> StepResult:
+    def train_step(self, step: int, probe: bool, update: bool = True,
+                   spectrum: bool = False) -> StepResult:
+        """One step; `spectrum`: the record wants the Jacobian spectrum (an engine may
+        take it inside its step, else the runner takes it from the probes)."""
         spec, xp = self.spec, self.xp
         x, labels, targets = self.make_batch(step)
         n = len(x)

@@ -16,10 +16,12 @@ import numpy as np
 
 from .. import __version__
 from ..model import batch
+from ..model.data import REAL
 from ..model.spec import RecordSpec, RunSpec
 from ..theory import predict
 from . import probes
 from .base import Cancelled, Engine, StepResult
+from .evaluate import held_out_accuracy
 from .jacobian import singular_values
 from .tape_engine import TapeEngine
 from .torch_engine import TorchEngine, torch_available
@@ -30,12 +32,19 @@ SCHEMA = "backproplab.run/1"
 def make_engine(spec: RunSpec, threads: int | None = None) -> Engine:
     if spec.engine == "numpy":
         if spec.device == "cuda":
-            raise ValueError("device 'cuda' needs engine 'torch'")
+            raise ValueError("device 'cuda' needs engine 'torch' or 'jax'")
         return TapeEngine(spec)
     if spec.engine == "torch":
         if not torch_available():
             raise ValueError("engine 'torch' needs PyTorch, which is not installed here")
         return TorchEngine(spec, threads=threads)
+    if spec.engine == "jax":
+        from .jax_engine import JaxEngine, jax_available
+
+        if not jax_available():
+            raise ValueError("engine 'jax' needs JAX (pip install jax), which is not "
+                             "installed here")
+        return JaxEngine(spec, threads=threads)
     raise ValueError(f"unknown engine {spec.engine!r}")
 
 
@@ -49,6 +58,10 @@ def environment(engine: Engine) -> dict[str, Any]:
         env["torch"] = version("torch")
     except ImportError:
         env["torch"] = None
+    if engine.spec.engine == "jax":
+        import jax
+
+        env["jax"] = jax.__version__
     env["backproplab"] = __version__
     return env
 
@@ -63,8 +76,9 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
                 jacobian: bool) -> dict[str, Any]:
     """The record of one step: {step, loss, accuracy, time_s, layers[, jacobian_sv]}."""
     spec, xp = engine.spec, engine.xp
-    summary = probes.summarize(xp, result.probe, result.norms, spec.activation, spec.norm,
-                               spec.record.hist_bins, spec.record.delta_samples, spec.seed)
+    summary = result.summary if result.summary is not None else probes.summarize(
+        xp, result.probe, result.norms, spec.activation, spec.norm, spec.record.hist_bins,
+        spec.record.delta_samples, spec.seed)
     accuracy = None
     if spec.dataset != "gaussian" or spec.loss == "cross_entropy":
         predicted = np.argmax(xp.host(result.output), axis=1)
@@ -73,7 +87,11 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
               for i, stats in enumerate(summary.layers())]
     record = {"step": step, "loss": float(xp.host(result.loss)), "accuracy": accuracy,
               "time_s": elapsed, "layers": layers}
-    if jacobian:
+    if spec.dataset in REAL:  # after this step's update, on the held-out part
+        record["test_accuracy"] = held_out_accuracy(spec, engine.params_host())
+    if jacobian and result.spectrum is not None:
+        record["jacobian_sv"] = [float(v) for v in result.spectrum]
+    elif jacobian:
         with engine.full_precision():
             sv = singular_values(xp, spec, engine.weights, result.zs, spec.record.jacobian_topk,
                                  check=engine.check_cancel)
@@ -100,11 +118,12 @@ def iter_steps(spec: RunSpec, cancel: threading.Event | None = None,
             raise Cancelled()
         forced = before_step(step) if before_step is not None else False
         probe = forced or step in wanted
+        jacobian = probe and jac_every > 0 and step % jac_every == 0
         # overflow to ±Inf/NaN is what this app shows, not a warning to print
         with np.errstate(all="ignore"):
-            result = engine.train_step(step, probe=probe, update=spec.steps > 0)
+            result = engine.train_step(step, probe=probe, update=spec.steps > 0,
+                                       spectrum=jacobian)
             if probe:
-                jacobian = jac_every > 0 and step % jac_every == 0
                 record = step_record(engine, step, result, time.perf_counter() - start,
                                      jacobian)
         if probe:

@@ -36,7 +36,8 @@ class Activation:
 
     torch_forward(torch) -> u ↦ φ(u); torch_backward(torch) -> (∂y, u, y=φ(u)) ↦ ∂u, with
     the kernels autograd itself uses. jax_forward(jax) -> u ↦ φ(u): the JAX engine's
-    slot (None until that engine fills it). mean_phi2(q) = E[φ(√q ξ)²] and
+    kernel, which jax.grad differentiates (at a kink the other engines' derivative:
+    relu′(0) = 0, leaky_relu′(0) = slope, elu′(0) = 1). mean_phi2(q) = E[φ(√q ξ)²] and
     mean_dphi2(q, power) = E[φ′(√q ξ)^(2·power)] in closed form where one exists
     (None: the theory integrates φ and φ′ numerically). scale_free: φ(cx) = cφ(x) for
     c > 0, so χ₁ does not depend on the length q."""
@@ -111,13 +112,15 @@ _ENTRIES = [
         "linear", phi=lambda z, xp: z, dphi=_ones, max_derivative=1.0, tape="linear",
         torch_forward=lambda torch: (lambda u: u),
         torch_backward=lambda torch: (lambda g, u, y: g),
-        mean_phi2=lambda q: q, mean_dphi2=lambda q, power: np.ones_like(q), scale_free=True),
+        mean_phi2=lambda q: q, mean_dphi2=lambda q, power: np.ones_like(q), scale_free=True,
+        jax_forward=lambda jax: (lambda u: u)),
     Activation(
         "relu", phi=lambda z, xp: xp.maximum(z, 0.0), dphi=lambda z, xp: _step(z, xp, 0.0),
         max_derivative=1.0, tape="relu",
         torch_forward=lambda torch: torch.nn.functional.relu, torch_backward=_relu_backward,
         mean_phi2=lambda q: q / 2.0, mean_dphi2=lambda q, power: np.full_like(q, 0.5),
-        scale_free=True),
+        scale_free=True,
+        jax_forward=lambda jax: jax.nn.relu),
     Activation(
         "leaky_relu", phi=lambda z, xp: xp.where(z > 0, z, LEAKY_SLOPE * z),
         dphi=lambda z, xp: _step(z, xp, LEAKY_SLOPE), max_derivative=1.0, tape="leaky_relu",
@@ -127,34 +130,41 @@ _ENTRIES = [
             lambda g, u, y: torch.ops.aten.leaky_relu_backward(g, u, LEAKY_SLOPE, False)),
         mean_phi2=lambda q: q * (1.0 + LEAKY_SLOPE**2) / 2.0,
         mean_dphi2=lambda q, power: np.full_like(q, (1.0 + LEAKY_SLOPE ** (2 * power)) / 2.0),
-        scale_free=True),
+        scale_free=True,
+        jax_forward=lambda jax: (lambda u: jax.numpy.where(u > 0, u, LEAKY_SLOPE * u))),
     Activation(
         "tanh", phi=lambda z, xp: xp.tanh(z), dphi=_tanh_prime, max_derivative=1.0,
         tape="tanh", torch_forward=lambda torch: torch.tanh,
-        torch_backward=lambda torch: (lambda g, u, y: torch.ops.aten.tanh_backward(g, y))),
+        torch_backward=lambda torch: (lambda g, u, y: torch.ops.aten.tanh_backward(g, y)),
+        jax_forward=lambda jax: jax.numpy.tanh),
     Activation(
         "sigmoid", phi=lambda z, xp: xp.sigmoid(z), dphi=_sigmoid_prime, max_derivative=0.25,
         tape="sigmoid", torch_forward=lambda torch: torch.sigmoid,
-        torch_backward=lambda torch: (lambda g, u, y: torch.ops.aten.sigmoid_backward(g, y))),
+        torch_backward=lambda torch: (lambda g, u, y: torch.ops.aten.sigmoid_backward(g, y)),
+        jax_forward=lambda jax: jax.nn.sigmoid),
     Activation(
         "gelu", phi=_gelu, dphi=_gelu_prime, max_derivative=1.1289, tape="gelu",
         torch_forward=lambda torch: torch.nn.functional.gelu,
-        torch_backward=_aten("gelu_backward")),
+        torch_backward=_aten("gelu_backward"),
+        jax_forward=lambda jax: (lambda u: jax.nn.gelu(u, approximate=False))),
     Activation(
         "silu", phi=lambda z, xp: z * xp.sigmoid(z), dphi=_silu_prime, max_derivative=1.0998,
         tape="silu", torch_forward=lambda torch: torch.nn.functional.silu,
-        torch_backward=_aten("silu_backward")),
+        torch_backward=_aten("silu_backward"),
+        jax_forward=lambda jax: jax.nn.silu),
     Activation(
         "softplus", phi=lambda z, xp: xp.softplus(z), dphi=lambda z, xp: xp.sigmoid(z),
         max_derivative=1.0, tape="softplus",
         torch_forward=lambda torch: torch.nn.functional.softplus,
-        torch_backward=_aten("softplus_backward", 1.0, 20.0)),
+        torch_backward=_aten("softplus_backward", 1.0, 20.0),
+        jax_forward=lambda jax: jax.nn.softplus),
     Activation(
         "elu", phi=lambda z, xp: _elu(z, xp, 1.0),
         dphi=lambda z, xp: xp.where(z > 0, 1.0, xp.exp(xp.minimum(z, 0.0))),
         max_derivative=1.0, tape="elu", torch_forward=lambda torch: torch.nn.functional.elu,
         torch_backward=lambda torch: (
-            lambda g, u, y: torch.ops.aten.elu_backward(g, 1.0, 1.0, 1.0, False, u))),
+            lambda g, u, y: torch.ops.aten.elu_backward(g, 1.0, 1.0, 1.0, False, u)),
+        jax_forward=lambda jax: jax.nn.elu),
     Activation(
         "selu", phi=lambda z, xp: SELU_SCALE * _elu(z, xp, SELU_ALPHA),
         dphi=lambda z, xp: SELU_SCALE * xp.where(z > 0, 1.0,
@@ -163,7 +173,8 @@ _ENTRIES = [
         torch_forward=lambda torch: torch.nn.functional.selu,
         torch_backward=lambda torch: (
             lambda g, u, y: torch.ops.aten.elu_backward(g, SELU_ALPHA, SELU_SCALE, 1.0, False,
-                                                        u))),
+                                                        u)),
+        jax_forward=lambda jax: jax.nn.selu),
 ]
 
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in _ENTRIES}

@@ -42,6 +42,11 @@ def _he(fan_in: int, fan_out: int) -> float:
     return 2.0 / fan_in
 
 
+def _standard(fan_in: int, fan_out: int) -> float:
+    # Glorot & Bengio 2010, eq. (1): U[−1/√n, 1/√n] with n = fan_in, so Var = 1/(3n)
+    return 1.0 / (3.0 * fan_in)
+
+
 def _orthonormal(fan_in: int, fan_out: int) -> float:
     # orthonormal columns (fan_out ≥ fan_in) or rows: unit vectors of the longer side
     return 1.0 / max(fan_in, fan_out)
@@ -55,6 +60,7 @@ INITS: dict[str, Init] = {i.name: i for i in (
     Init("lecun_normal", "normal", _fan_in),
     Init("orthogonal", "orthogonal", _orthonormal),
     Init("normal", "normal", _fan_in),  # the mean-field convention N(0, σ_w²/fan_in)
+    Init("standard", "uniform", _standard),  # Glorot's "standard": σ_w² = 1/3
 )}
 INIT_NAMES: tuple[str, ...] = tuple(INITS)
 

@@ -18,8 +18,10 @@ from .norms import NORM_NAMES
 __all__ = ["ACTIVATION_NAMES", "CLASSES", "DATASETS", "INIT_NAMES", "NORM_NAMES", "RecordSpec",
            "RunSpec"]
 
-DATASETS = ("gaussian", "spirals", "circles", "xor")
-CLASSES = {"gaussian": 10, "spirals": 3, "circles": 2, "xor": 2}
+DATASETS = ("gaussian", "spirals", "circles", "xor", "digits", "mnist1d")
+CLASSES = {"gaussian": 10, "spirals": 3, "circles": 2, "xor": 2, "digits": 10, "mnist1d": 10}
+# input size of the data sets whose inputs are not 2-D points (gaussian: input_dim)
+FEATURES = {"digits": 64, "mnist1d": 40}
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ class RunSpec:
 
     @property
     def in_features(self) -> int:
-        return self.input_dim if self.dataset == "gaussian" else 2
+        if self.dataset == "gaussian":
+            return self.input_dim
+        return FEATURES.get(self.dataset, 2)
 
     @property
     def out_features(self) -> int:

@@ -4,7 +4,8 @@ from its shape before anything is allocated, and the limits it is checked agains
 Bytes are those of the work's dtype: parameters, gradients (one set per microbatch
 until they are summed), optimizer state, saved activations (all layers, or for
 √L checkpointing the segment boundaries plus one segment recomputed), the probe
-buffers, the Jacobian spectrum's blocks and the recorded steps kept for export.
+buffers, the Jacobian spectrum's blocks and the recorded step in flight (recorded
+steps go to the run store on disk as they are produced, so they hold no memory).
 The tests compare these estimates with the resident memory a process gains.
 """
 
@@ -91,13 +92,9 @@ def record_step_bytes(spec: RunSpec) -> int:
     return (spec.depth + 1) * per_layer + spectrum + 200
 
 
-def recorded_step_count(spec: RunSpec) -> int:
-    steps = max(spec.steps, 1)
-    return -(-steps // max(spec.record.every, 1)) + 1
-
-
 def run_cost(spec: RunSpec) -> Cost:
-    """A training run: its engine's arrays at their peak, and its stored record."""
+    """A training run: its engine's arrays at their peak, and the step it records
+    (the step, its encoding and its frame: the run store has the ones before)."""
     b = DTYPE_BYTES.get(spec.dtype, 4)
     n_params = _params(spec)
     rows = -(-spec.batch_size // spec.microbatches)
@@ -121,7 +118,7 @@ def run_cost(spec: RunSpec) -> Cost:
         "saved activations": saved,
         "probe buffers": probes,
         "Jacobian spectrum": jacobian,
-        "recorded steps": recorded_step_count(spec) * record_step_bytes(spec),
+        "recorded step": 3 * record_step_bytes(spec),
     }
     return Cost("run", parts, work=float(spec.work))
 

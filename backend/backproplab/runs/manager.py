@@ -6,35 +6,77 @@ its limit of sessions or the sum of the admitted estimates would pass the
 server-wide bound. Admitted runs are never refused for lack of cores: a few worker
 threads take turns running them a step at a time (the scheduler below), so many
 small runs and a few heavy ones share the machine. Jobs never run on the event loop.
+
+Records: every job writes each recorded step to the run store (runs.store) as it is
+produced, from the worker that ran the step, before the step is shown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import sqlite3
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
+
 from ..engines import Cancelled, first_nonfinite, iter_steps, make_engine, theory_for
-from ..engines.runner import SCHEMA, environment
+from ..engines.runner import environment
 from ..model.spec import RunSpec
 from ..settings import Settings
 from .budget import Cost, OverBudget, human, run_cost, step_flops
-from .codec import decode, encode
+from .codec import encode
 from .scheduler import Scheduler
+from .store import RunStore, new_run_id
 
 _THEORY = ThreadPoolExecutor(max_workers=1, thread_name_prefix="theory")
-RECORD_OVERHEAD = 4096  # bytes a kept run costs besides its steps (its spec, config, ...)
-
-_ids = itertools.count(1)
 MAX_KEPT_FRAMES = 256  # kept frames waiting for a client that does not read
 THEORY_DELAY = 0.15  # s after the first frame: a run replaced at once (a drag) costs none
 FLOPS_PER_SECOND = 5e9  # one core, for a new run's expected step time
 RETRY_SECONDS = 5
+
+
+def with_overflow_marker(record: dict[str, Any], diverged: bool) -> tuple[dict[str, Any], bool]:
+    """The first step where δ or ∇W turns NaN/±Inf carries {"overflow": {step, layer}}
+    (in the stream and in the store); returns the step and whether the run has diverged."""
+    if diverged:
+        return record, True
+    bad = first_nonfinite(record)
+    if bad is None:
+        return record, False
+    return {**record, "overflow": {"step": record["step"], "layer": bad}}, True
+
+
+class StoreUnavailable(RuntimeError):
+    """The run store cannot be opened (a folder not writable, a file not a database)."""
+
+
+def store_for(settings: Settings) -> RunStore:
+    """The store at BACKPROPLAB_DATA_DIR (":memory:" keeps nothing)."""
+    try:
+        return RunStore(settings.data_dir, max_bytes=settings.max_store_bytes,
+                        sync=settings.store_sync)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreUnavailable(f"cannot open the run store in {settings.data_dir}: {exc} "
+                               f"(setting BACKPROPLAB_DATA_DIR; ':memory:' keeps "
+                               f"nothing)") from None
+
+
+class StepFrame(dict):
+    """A step frame {"type": "step", "run": id, **record} that carries its strict JSON
+    text, made from the bytes the store keeps, so the sender need not encode it again."""
+
+    def __init__(self, run_id: str, record: dict[str, Any], body: bytes):
+        super().__init__(type="step", run=run_id, **record)
+        self.text = (b'{"type":"step","run":' + orjson.dumps(run_id) + b"," + body[1:]).decode()
+
+
+# what the store calls a job's ending
+STORED_STATUS = {"done": "done", "cancelled": "stopped", "error": "error"}
 
 
 class Refused(Exception):
@@ -88,8 +130,8 @@ class Ledger:
 
 
 def _shrink_hint(cost: Cost) -> str:
-    if cost.parts.get("recorded steps", 0) > cost.bytes / 2:
-        return "; record fewer steps (record.every) or run fewer steps"
+    if cost.parts.get("recorded step", 0) > cost.bytes / 2:
+        return "; record fewer layers' samples (record.hist_bins, record.delta_samples)"
     return "; use a smaller depth, width or batch"
 
 
@@ -98,7 +140,7 @@ class FrameSink:
     newest waits); the first frame, the frame where values turn non-finite and the
     final frames are kept in order. Bounded whatever the consumer's speed: past
     MAX_KEPT_FRAMES kept frames the sink is marked `overflowed` (the client is
-    dropped). A frame is a dict or its encoded JSON text."""
+    dropped). A frame is a dict (a StepFrame carries its encoded JSON text)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None):
         self._lock = threading.Lock()
@@ -207,12 +249,16 @@ _NOBODY = FrameSink(None)
 
 class Job:
     """One run, advanced a step at a time by the scheduler's workers. Its recorded
-    steps are kept encoded (compact JSON bytes, counted exactly)."""
+    steps go to the run store as they are produced (nothing of them is kept here)."""
 
     def __init__(self, spec: RunSpec, sink: FrameSink, settings: Settings, run_id: str,
-                 cost: Cost, paused: bool = False, on_exit=None):
+                 cost: Cost, paused: bool = False, on_exit=None, store: RunStore | None = None,
+                 source: str = "live"):
         self.spec, self.sink, self.settings, self.id, self.cost = \
             spec, sink, settings, run_id, cost
+        self.store = store if store is not None else RunStore()
+        self.source = source
+        self._stored = False  # the run's row exists
         self.on_exit = on_exit
         self.cancel = Deadline()
         self.control = Control(paused=paused)
@@ -224,8 +270,8 @@ class Job:
         self.finished = threading.Event()
         self.stopped_at = self.ended_at = None  # perf_counter times of stop() and the end
         self.used_seconds = 0.0  # compute time of its own steps
-        self._steps: list[bytes] = []
-        self.record_bytes = 0
+        self.steps_recorded = 0
+        self.record_bytes = 0  # what its stored steps take
         self._engine = None
         self._steps_iter = None
         self._first = True
@@ -282,8 +328,11 @@ class Job:
             self.used_seconds += time.perf_counter() - started
 
     def _begin(self) -> None:
+        self.store.create(self.config or self.spec.to_dict(), self.source, run_id=self.id)
+        self._stored = True
         self._engine = make_engine(self.spec, threads=self.settings.torch_threads)
         self.environment = environment(self._engine)
+        self.store.update_meta(self.id, environment=self.environment)
         # the theory frame follows the first step, so a slider move shows data at once
         self.sink.put({"type": "run", "id": self.id, "theory": None,
                        "environment": self.environment}, keep=True)
@@ -292,16 +341,13 @@ class Job:
                                       every_step=True)
 
     def _publish(self, record: dict) -> None:
-        bad = first_nonfinite(record)
-        turned = bad is not None and not self._diverged
-        if turned:
-            self._diverged = True
-            record = {**record, "overflow": {"step": record["step"], "layer": bad}}
+        record, diverged = with_overflow_marker(record, self._diverged)
+        turned, self._diverged = diverged and not self._diverged, diverged
         data = encode(record)  # once: stored, and the frame is built from the same bytes
-        self._steps.append(data)
+        self.store.append_encoded(self.id, [(record, data)])  # committed, then shown
+        self.steps_recorded += 1
         self.record_bytes += len(data)
-        frame = encode({"type": "step", "run": self.id})[:-1] + b"," + data[1:]
-        self.sink.put(frame.decode(), keep=self._first or turned)
+        self.sink.put(StepFrame(self.id, record, data), keep=self._first or turned)
         if self._first:  # off the workers: a prediction never delays anyone's steps
             self._theory_future = _THEORY.submit(self._publish_theory)
         self._first = False
@@ -319,7 +365,7 @@ class Job:
         if self.cancel.is_set() and not self.cancel.timed_out():
             self._exit("cancelled")
             return
-        self._exit("done", {"type": "done", "id": self.id, "steps": len(self._steps)})
+        self._exit("done", {"type": "done", "id": self.id, "steps": self.steps_recorded})
 
     def _fail(self, message: str, code: str) -> None:
         self._exit("error", {"type": "error", "code": code, "message": message,
@@ -338,11 +384,31 @@ class Job:
         self._steps_iter = None
         if self.on_exit is not None:
             self.on_exit(self)
+        if self._stored:  # the store's status is the one GET /api/runs/{id} answers
+            status, error, final = self._store_ending(status, error, final)
         self.status, self.error = status, error
         if final is not None:
             self.sink.put(final, keep=True)
         self.sink = _NOBODY  # frames not yet sent stay with the session, if any
         self.finished.set()
+
+    def _store_ending(self, status: str, error: str | None,
+                      final: dict | None) -> tuple[str, str | None, dict | None]:
+        """done / stopped / error in the store (a run stopped before its first step, a
+        slider dragged past it, leaves nothing behind); a store that fails turns a done
+        run into an error."""
+        try:
+            if status == "cancelled" and self.steps_recorded == 0:
+                self.store.delete(self.id)
+            else:
+                self.store.finish(self.id, STORED_STATUS[status], error=error,
+                                  environment=self.environment, theory=self.theory)
+        except Exception as exc:  # a store that is closed (shutdown) or failing
+            if status == "done":
+                error = f"run store failed ({type(exc).__name__})"
+                return "error", error, {"type": "error", "code": "internal",
+                                        "message": error, "field": None}
+        return status, error, final
 
     def _publish_theory(self) -> None:
         """The mean-field prediction (pure NumPy, cached on what it depends on), in
@@ -355,6 +421,8 @@ class Job:
         except Exception as exc:  # a prediction that fails must not fail the run
             self.theory = {"applies": False,
                            "notes": [f"theory unavailable ({type(exc).__name__})"]}
+        with contextlib.suppress(Exception):  # stored with the run as soon as it is known
+            self.store.update_meta(self.id, theory=self.theory)
         if not self.cancel.is_set():
             self.sink.put({"type": "theory", "run": self.id, "theory": self.theory}, keep=True)
 
@@ -374,100 +442,57 @@ class Job:
         return self.finished.wait(timeout)
 
     @property
-    def kept_bytes(self) -> int:
-        return self.record_bytes + RECORD_OVERHEAD
-
-    @property
-    def steps_recorded(self) -> int:
-        return len(self._steps)
-
-    @property
     def steps(self) -> list[dict]:
-        """The recorded steps, decoded (NaN and ±Inf as floats)."""
-        return [decode(s) for s in list(self._steps)]
+        """The recorded steps so far, from the store (NaN and ±Inf as floats)."""
+        return self.record()["steps"]
 
     def record(self) -> dict[str, Any]:
         """The run record {schema, config, environment, theory, steps} so far."""
-        return {"schema": SCHEMA, "config": self.config, "environment": self.environment,
-                "theory": self.theory, "steps": self.steps}
-
-
-class RecordStore:
-    """Runs by id: every running one, and finished ones while their records fit in
-    `max_bytes` (the oldest finished go first). The one place records live, so a
-    persistent store can take its place behind the same three methods."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self._runs: OrderedDict[str, Job] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def add(self, job: Job) -> None:
-        with self._lock:
-            self._runs[job.id] = job
-
-    def get(self, run_id: str) -> Job | None:
-        return self._runs.get(run_id)
-
-    def finished(self, job: Job) -> None:
-        """A run ended: drop the oldest finished records past the byte bound."""
-        with self._lock:
-            done = [j for j in self._runs.values() if j is job or not j.is_alive()]
-            total = sum(j.kept_bytes for j in done)
-            for old in done:
-                if total <= self.max_bytes:
-                    break
-                total -= old.kept_bytes
-                self._runs.pop(old.id, None)
-
-    @property
-    def bytes(self) -> int:
-        """What the finished records hold (the running ones are in the ledger)."""
-        return sum(j.kept_bytes for j in list(self._runs.values()) if not j.is_alive())
-
-    def all(self) -> list[Job]:
-        return list(self._runs.values())
+        return self.store.record(self.id)
 
 
 class RunManager:
-    """Admission, the scheduler, the live jobs and the run records."""
+    """Admission, the scheduler, the live jobs and the run store (every record is there)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, store: RunStore | None = None):
         self.settings = settings
         self.ledger = Ledger(settings.max_sessions, settings.max_total_bytes,
                              settings.max_run_bytes)
         self.scheduler = Scheduler(settings.workers)
-        self.records = RecordStore(settings.max_record_bytes)
+        self.store = store if store is not None else store_for(settings)
         self.live: set[Job] = set()
+        self.jobs: dict[str, Job] = {}  # running, by id
         self._lock = threading.Lock()
 
     def new_id(self) -> str:
-        return f"r{next(_ids)}-{int(time.time() * 1000) % 10**8}"
+        return new_run_id()
 
-    def start(self, spec: RunSpec, sink: FrameSink, config: dict, paused: bool = False) -> Job:
+    def start(self, spec: RunSpec, sink: FrameSink, config: dict, paused: bool = False,
+              source: str = "live") -> Job:
         """Admit and schedule a run (OverBudget: never fits; Refused: retry later)."""
         cost = run_cost(spec)
         self.ledger.admit(cost)
         job = Job(spec, sink, self.settings, self.new_id(), cost, paused=paused,
-                  on_exit=self._exited)
+                  on_exit=self._exited, store=self.store, source=source)
         job.config = config
         with self._lock:
             self.live.add(job)
-        self.records.add(job)
+            self.jobs[job.id] = job
         self.scheduler.submit(job)
         return job
 
     def start_headless(self, spec: RunSpec, config: dict) -> Job:
-        return self.start(spec, FrameSink(None), config)
+        return self.start(spec, FrameSink(None), config, source="headless")
 
     def _exited(self, job: Job) -> None:
         self.ledger.release(job.cost)
         with self._lock:
             self.live.discard(job)
-        self.records.finished(job)
+            self.jobs.pop(job.id, None)
 
     def get(self, run_id: str) -> Job | None:
-        return self.records.get(run_id)
+        """The running job with this id (a finished run is in the store only)."""
+        return self.jobs.get(run_id)
 
     def cancel(self, job: Job) -> None:
         job.stop()
@@ -484,8 +509,11 @@ class RunManager:
         return len(self.live)
 
     def shutdown(self) -> None:
-        for job in list(self.live):
+        """Stop every job, let each store its ending, then close the store."""
+        jobs = list(self.live)
+        for job in jobs:
             self.cancel(job)
-        for job in list(self.live):
+        for job in jobs:  # each stores its ending before the store closes
             job.finished.wait(2.0)
         self.scheduler.close()
+        self.store.close()

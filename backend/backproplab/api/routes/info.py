@@ -1,5 +1,7 @@
 """Versions, engines, devices, limits; and the RunConfig schema for the controls."""
 
+import importlib.metadata
+import importlib.util
 import platform
 
 import numpy as np
@@ -23,12 +25,21 @@ def _torch_info() -> tuple[str | None, list[str]]:
     return torch.__version__, names
 
 
+def _jax_version() -> str | None:
+    """Without importing jax (a second, on first import)."""
+    if importlib.util.find_spec("jax") is None or importlib.util.find_spec("jaxlib") is None:
+        return None
+    return importlib.metadata.version("jax")
+
+
 @router.get("/api/info", response_model=Info)
 async def info(settings: SettingsDep) -> Info:
     """What this server can run, and its limits."""
     torch_version, cuda = _torch_info()
+    jax_version = _jax_version()
+    engines = ["numpy"] + (["torch"] if torch_version else []) + (["jax"] if jax_version else [])
     return Info(version=__version__, python=platform.python_version(), numpy=np.__version__,
-                torch=torch_version, engines=["numpy"] + (["torch"] if torch_version else []),
+                torch=torch_version, jax=jax_version, engines=engines,
                 devices=["cpu"] + (["cuda"] if cuda else []), cuda_devices=cuda,
                 limits=settings.model_dump())
 

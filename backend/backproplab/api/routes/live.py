@@ -160,11 +160,14 @@ class LiveSession:
             await self._send(frame)
         await self.ws.close(code=code, reason=reason)
 
-    async def _send(self, frame: dict | str) -> None:
+    async def _send(self, frame: dict) -> None:
         if self.sink.overflowed:
             raise TimeoutError("kept frames piled up: the client reads nothing")
-        # step frames come encoded from the job's thread; the rest are small
-        text = frame if isinstance(frame, str) else encode_str(frame)
+        # step frames come encoded from the job's thread (a StepFrame, the store's
+        # bytes); the rest are small
+        text = getattr(frame, "text", None)
+        if text is None:
+            text = encode_str(frame)
         await asyncio.wait_for(self.ws.send_text(text), self.settings.send_timeout)
 
     async def _send_loop(self) -> None:

@@ -58,7 +58,7 @@ class End(BaseModel):
 def found(run: WatchedRun | None, run_id: str, settings: SettingsDep) -> WatchedRun:
     if run is None:
         raise HTTPException(404, f"no watched run {run_id!r} (the server keeps the newest "
-                                 f"{settings.max_stored_runs})")
+                                 f"{settings.max_watched_runs})")
     return run
 
 

@@ -1,0 +1,66 @@
+"""Finished experiment results kept by config hash, behind one small interface
+(`get`, `put`), so a repeated request is answered at once. In memory, or also as
+files in a directory (survives a restart); a run store can take its place."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class ResultCache(Protocol):
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, result: dict[str, Any]) -> None: ...
+
+
+class MemoryCache:
+    """The newest `size` results, least recently used dropped first."""
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
+    def put(self, key: str, result: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[key] = result
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class DirectoryCache(MemoryCache):
+    """Memory in front of `<dir>/<hash>.json` files (strict JSON, written atomically)."""
+
+    def __init__(self, directory: str | Path, size: int = 32):
+        super().__init__(size)
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        found = super().get(key)
+        path = self.directory / f"{key}.json"
+        if found is None and path.is_file():
+            from ..runs.codec import decode
+
+            found = decode(path.read_bytes())
+            super().put(key, found)
+        return found
+
+    def put(self, key: str, result: dict[str, Any]) -> None:
+        from ..runs.codec import encode
+
+        super().put(key, result)
+        tmp = self.directory / f".{key}.json.tmp"
+        tmp.write_bytes(encode(result))
+        tmp.replace(self.directory / f"{key}.json")

@@ -1,0 +1,94 @@
+"""Compiled backprop against eager: the JAX engine's jitted step (one XLA
+computation), the torch engine's eager step and the tape's step on the same
+network, side by side in one run; the JAX engine's recorded step (every probe
+statistic computed inside the step, read back in one transfer) against its plain
+step; and the compile times. float32, tanh, SGD, as the Lab runs by default.
+
+    python benchmarks/compiled.py            # the four sizes
+    python benchmarks/compiled.py --quick    # the two small ones
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import time
+
+import jax
+import numpy as np
+import torch
+
+from _timing import machine, paired_ratio, samples_ms, table
+from backproplab.engines import make_engine
+from backproplab.engines.runner import step_record
+from backproplab.model import RecordSpec, RunSpec
+
+SIZES = [(10, 32, 16), (20, 64, 64), (50, 256, 128), (20, 1024, 256)]
+BLOCK_S = 0.1  # each timed block runs consecutive steps for at least this long
+
+
+def spec_for(engine: str, depth: int, width: int, batch: int) -> RunSpec:
+    return RunSpec(engine=engine, device="cpu", dtype="float32", depth=depth, width=width,
+                   batch_size=batch, input_dim=width, activation="tanh", steps=10**6,
+                   record=RecordSpec(hist_bins=24, delta_samples=8))
+
+
+def compile_seconds(engine, probe: bool) -> float:
+    """XLA compile time of the engine's step (lowering and compiling, no cache)."""
+    fn = engine.step_function(probe, False, True)
+    with engine.scope():
+        args, _ = engine.inputs(0, True)
+        start = time.perf_counter()
+        fn.lower(engine.state, *args).compile()
+    return time.perf_counter() - start
+
+
+def stepper(engine, probe: bool, record: bool = False):
+    """One training step per call, as a run takes it (the JAX step waited for)."""
+    counter = iter(range(10**9))
+
+    def step():
+        k = next(counter)
+        result = engine.train_step(k, probe=probe)
+        if record:
+            step_record(engine, k, result, 0.0, False)
+        elif getattr(engine, "state", None) is not None:
+            jax.block_until_ready(engine.state)
+        return result
+    return step
+
+
+def measure(depth: int, width: int, batch: int, repeats: int) -> list:
+    engines = {name: make_engine(spec_for(name, depth, width, batch))
+               for name in ("jax", "torch", "numpy")}
+    jx = engines["jax"]
+    compile_plain, compile_probed = compile_seconds(jx, False), compile_seconds(jx, True)
+    fns = {"jax": stepper(jx, False), "jax probed": stepper(jx, True),
+           "jax recorded": stepper(jx, True, record=True),
+           "torch": stepper(engines["torch"], False), "tape": stepper(engines["numpy"], False)}
+    samples = samples_ms(fns, repeats=repeats, min_time=BLOCK_S)
+    med = {k: float(np.median(v)) for k, v in samples.items()}
+    return [f"({depth}, {width}, {batch})", med["jax"], med["torch"], med["tape"],
+            paired_ratio(samples, "torch", "jax"), paired_ratio(samples, "tape", "jax"),
+            paired_ratio(samples, "jax probed", "jax"),
+            paired_ratio(samples, "jax recorded", "jax"), compile_plain, compile_probed]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the two small sizes only")
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    sizes = SIZES[:2] if args.quick else SIZES
+    rows = [measure(*size, args.repeats) for size in sizes]
+    print(f"# compiled — {datetime.date.today()} — {machine()}, jax {jax.__version__}, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"numpy {np.__version__}, {os.cpu_count()} cores; float32, tanh, SGD")
+    print(table(["(depth, width, batch)", "jax jit ms", "torch eager ms", "tape ms",
+                 "torch/jax", "tape/jax", "probed/plain", "recorded/plain",
+                 "compile plain s", "compile probed s"], rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+// Compiled vs eager: GET /api/compile for the Lab's current network; a table of what
+// XLA did (jaxpr equations, HLO before/after, fusions, bytes), step times as bars,
+// and the server's one sentence on the backward pass. Fetches only while shown.
+import { fmt } from '../../format.js';
+import { layout, react } from '../../views/common.js';
+
+// the config fields that describe the network and its step (engine and device: the
+// analysis always runs the JAX engine on the CPU)
+const SKIP = new Set(['engine', 'device', 'record']);
+
+const ROWS = [
+  ['jaxpr_equations', 'jaxpr equations'],
+  ['equations_executed', 'operations run op by op'],
+  ['hlo_before', 'HLO instructions before optimization'],
+  ['hlo_after', 'HLO operations after optimization'],
+  ['fusions', 'fusions'],
+  ['bytes_before', 'MB accessed before (cost model)', 1e-6],
+  ['bytes_after', 'MB accessed after (cost model)', 1e-6],
+  ['compile_s', 'compile time (s)'],
+];
+
+export function query(config) {
+  const out = {};
+  for (const [k, v] of Object.entries(config || {})) {
+    if (!SKIP.has(k) && v !== null && v !== undefined) out[k] = String(v);
+  }
+  return out;
+}
+
+function cell(tag, text, cls) {
+  const el = document.createElement(tag);
+  el.textContent = text;
+  if (cls) el.className = cls;
+  return el;
+}
+
+function renderTable(table, report) {
+  table.replaceChildren();
+  const head = document.createElement('tr');
+  head.append(cell('th', ''), cell('th', 'forward'), cell('th', 'training step'));
+  table.append(head);
+  for (const [key, label, scale] of ROWS) {
+    const tr = document.createElement('tr');
+    tr.dataset.key = key;
+    tr.append(cell('th', label));
+    for (const part of ['forward', 'step']) {
+      const v = report[part][key] * (scale || 1);
+      tr.append(cell('td', Number.isInteger(v) ? String(v) : fmt(v), 'num'));
+    }
+    table.append(tr);
+  }
+}
+
+function renderTimes(plot, report) {
+  const bars = [['jitted (XLA)', report.jit_ms], ['op by op', report.op_by_op_ms],
+    ['PyTorch eager', report.torch_ms]].filter(([, v]) => v != null);
+  const longest = Math.max(...bars.map((b) => b[1]));
+  react(plot, [{
+    type: 'bar', orientation: 'h', y: bars.map((b) => b[0]), x: bars.map((b) => b[1]),
+    text: bars.map((b) => `${fmt(b[1])} ms`), textposition: 'outside', cliponaxis: false,
+    marker: { color: ['#0072B2', '#D55E00', '#009E73'].slice(0, bars.length) },
+    hovertemplate: '%{y}: %{x:.3g} ms<extra></extra>',
+  }], layout({ margin: { l: 110, r: 16, t: 8, b: 40 }, showlegend: false,
+    xaxis: { type: 'log', title: { text: 'ms per training step (log scale)' },
+      range: [Math.log10(Math.min(...bars.map((b) => b[1]))) - 0.5, Math.log10(longest) + 0.6] },
+    yaxis: { autorange: 'reversed' } }));
+}
+
+export function mountCompiled(article, host) {
+  const status = cell('p', '', 'cost-status');
+  status.setAttribute('role', 'status');
+  status.setAttribute('aria-live', 'polite');
+  const body = document.createElement('div');
+  body.className = 'cost-body';
+  const table = document.createElement('table');
+  table.className = 'cost-table';
+  table.setAttribute('aria-label', 'What XLA did to the step');
+  const plot = document.createElement('div');
+  plot.className = 'plot cost-plot';
+  plot.id = 'plot-compiled';
+  body.append(table, plot);
+  const sentence = cell('p', '', 'cost-summary');
+  const button = cell('button', 'Measure again');
+  button.type = 'button';
+  article.append(status, body, sentence, button);
+  let visible = false;
+  let shownKey = null;
+  let pending = null;
+  let report = null;
+
+  async function measure(force = false) {
+    const params = query(host.state.config);
+    const key = JSON.stringify(params);
+    if (!force && key === shownKey) return;
+    shownKey = key;
+    pending = key;
+    status.textContent = 'compiling and timing the step… (a few seconds)';
+    article.setAttribute('aria-busy', 'true');
+    try {
+      const got = await host.transport.get('/api/compile', params);
+      if (pending !== key) return; // a newer network was asked for meanwhile
+      report = got;
+      article.dataset.ready = 'true';
+      status.classList.remove('error');
+      status.textContent = `JAX ${got.jax} on the ${got.device.toUpperCase()}, ${got.dtype}: `
+        + `compiled in ${fmt(got.compile_s)} s`;
+      renderTable(table, got);
+      sentence.textContent = got.summary;
+      if (visible) renderTimes(plot, got);
+    } catch (e) {
+      if (pending !== key) return;
+      shownKey = null;
+      status.textContent = `could not measure this network: ${e.message}`;
+      status.classList.add('error');
+    } finally {
+      if (pending === key) article.removeAttribute('aria-busy');
+    }
+  }
+
+  button.addEventListener('click', () => measure(true));
+  return {
+    show() {
+      visible = true;
+      if (report) renderTimes(plot, report);
+      measure();
+    },
+    hide() { visible = false; },
+  };
+}
