@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     config = {"depth": args.depth, "width": 8, "batch_size": 8, "steps": args.steps,
               "engine": "numpy", "dtype": "float64"}
-    with TestClient(create_app(Settings(max_jobs=1))) as client:
+    with TestClient(create_app(Settings(max_sessions=1))) as client:
         run_id = client.post("/api/runs", json=config).json()["id"]
         while client.get(f"/api/runs/{run_id}").json()["status"] == "running":
             time.sleep(0.2)

@@ -55,7 +55,7 @@ class ServerThread:
 
 @pytest.fixture
 def live_server():
-    with ServerThread(Settings(max_jobs=2, frame_rate=50)) as server:
+    with ServerThread(Settings(frame_rate=50)) as server:
         yield server
 
 

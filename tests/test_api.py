@@ -19,7 +19,7 @@ OVERFLOW = {"activation": "tanh", "depth": 300, "width": 32, "init": "normal", "
 
 @pytest.fixture
 def client():
-    with TestClient(create_app(Settings(max_jobs=2))) as c:
+    with TestClient(create_app(Settings())) as c:
         yield c
 
 
@@ -36,7 +36,7 @@ def wait_done(client, run_id, timeout=30):
 def test_health_info_schema(client):
     assert client.get("/api/health").json() == {"status": "ok"}
     info = client.get("/api/info").json()
-    assert "numpy" in info["engines"] and info["limits"]["max_jobs"] == 2
+    assert "numpy" in info["engines"] and info["limits"]["max_sessions"] >= 64
     schema = client.get("/api/schema/config").json()
     assert schema["properties"]["depth"]["maximum"] == 1000
     assert "tanh" in schema["properties"]["activation"]["enum"]
@@ -126,12 +126,16 @@ def test_compute_budget_names_the_limit(client):
     assert "compute budget" in r.json()["detail"][0]["msg"]
 
 
-def test_over_the_job_limit_is_429():
-    with TestClient(create_app(Settings(max_jobs=1))) as c:
+def test_over_the_session_limit_is_429_with_a_retry_time():
+    with TestClient(create_app(Settings(max_sessions=1))) as c:
         first = c.post("/api/runs", json={**SMALL, "steps": 100000, "depth": 1, "width": 4})
         assert first.status_code == 202
         second = c.post("/api/runs", json=SMALL)
-        assert second.status_code == 429 and "slots" in second.json()["detail"]
+        assert second.status_code == 429 and "BACKPROPLAB_MAX_SESSIONS" in \
+            second.json()["detail"]
+        assert int(second.headers["retry-after"]) > 0
+        assert c.delete(f"/api/runs/{first.json()['id']}").json()["status"] == "stopped"
+        assert c.post("/api/runs", json=SMALL).status_code == 202  # its place is free again
         c.app.state.manager.shutdown()
 
 
@@ -233,7 +237,7 @@ def test_ws_update_replaces_the_run(client):
         assert runs and runs[-1]["id"] != first
         last_steps = [m for m in msgs if m["type"] == "step" and m["run"] == runs[-1]["id"]]
         assert len(last_steps[-1]["layers"]) == 6
-        assert client.app.state.manager.slots.in_use == 0
+        assert client.app.state.manager.active == 0
 
 
 def test_ws_pause_step_resume(client):
@@ -265,7 +269,7 @@ def test_ws_origin_check(client):
 def test_ws_over_the_limit_closes_1013():
     from starlette.websockets import WebSocketDisconnect
 
-    with TestClient(create_app(Settings(max_jobs=1))) as c, \
+    with TestClient(create_app(Settings(max_sessions=1))) as c, \
             c.websocket_connect("/api/live") as a, c.websocket_connect("/api/live") as b:
         a.send_text(json.dumps({"type": "start", "config": {**SMALL, "steps": 100000}}))
         receive_until(a, {"step"})

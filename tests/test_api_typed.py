@@ -41,7 +41,7 @@ ENDPOINTS = {
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app(Settings(max_jobs=2))) as c:
+    with TestClient(create_app(Settings())) as c:
         yield c
 
 

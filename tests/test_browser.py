@@ -18,7 +18,7 @@ PLOT_DATA = ("() => ['plot-flow', 'plot-loss', 'plot-heatmap'].map(id => JSON.st
 
 @pytest.fixture(scope="module")
 def server():
-    with make_server(max_jobs=4, frame_rate=30) as s:
+    with make_server(frame_rate=30) as s:
         yield s
 
 
@@ -205,7 +205,7 @@ def test_api_docs_render_offline_under_the_csp(page, server):
 
 
 def test_page_picks_the_run_up_again_after_a_server_restart(browser):
-    first = make_server(max_jobs=2)
+    first = make_server()
     first.__enter__()
     port = int(first.url.rsplit(":", 1)[1])
     page = browser.new_page()
@@ -214,7 +214,7 @@ def test_page_picks_the_run_up_again_after_a_server_restart(browser):
         page.wait_for_function("() => window.backproplab?.state.steps.length > 0")
         old_run = page.evaluate("() => window.backproplab.state.runId")
         first.__exit__(None, None, None)
-        with make_server(port=port, max_jobs=2):
+        with make_server(port=port):
             page.wait_for_function(
                 f"() => {{ const s = window.backproplab.state; return s.runId && "
                 f"s.runId !== '{old_run}' && s.steps.length > 0; }}", timeout=15000)

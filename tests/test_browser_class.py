@@ -21,7 +21,7 @@ READY = "() => window.backproplab?.state.schema && (document.getElementById('plo
 
 @pytest.fixture(scope="module")
 def server():
-    with make_server(max_jobs=4, frame_rate=30) as s:
+    with make_server(max_sessions=64, frame_rate=30) as s:
         yield s
 
 

@@ -16,7 +16,7 @@ LABELS = {"jaxpr_equations": "jaxpr equations", "hlo_before": "HLO instructions 
 
 @pytest.fixture(scope="module")
 def server():
-    with make_server(max_jobs=2, frame_rate=30) as s:
+    with make_server(max_sessions=2, frame_rate=30) as s:
         yield s
 
 

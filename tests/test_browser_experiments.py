@@ -16,7 +16,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def server():
-    with make_server(max_jobs=2) as s:
+    with make_server(max_sessions=2) as s:
         yield s
 
 

@@ -15,7 +15,7 @@ NET = "depth=10&width=8&batch_size=4&dtype=float64&checkpoint=sqrt"
 
 @pytest.fixture(scope="module")
 def server():
-    with make_server(max_jobs=2, frame_rate=30) as s:
+    with make_server(max_sessions=64, frame_rate=30) as s:
         yield s
 
 

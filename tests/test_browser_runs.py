@@ -18,7 +18,7 @@ HE = {**XAVIER, "init": "he_normal", "lr": 0.02}
 
 @pytest.fixture(scope="module")
 def server():
-    with make_server(max_jobs=4, frame_rate=30) as s:
+    with make_server(max_sessions=4, frame_rate=30) as s:
         yield s
 
 
@@ -48,7 +48,7 @@ def page(browser, server):
 def headless_run(server, config):
     store = server.manager.store
     job = server.manager.start_headless(validate(config).to_spec(), validate(config).model_dump())
-    job.thread.join(30)
+    job.join(30)
     assert store.get(job.id)["status"] == "done"
     return job.id
 

@@ -15,7 +15,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 def docs_page():
     from playwright.sync_api import sync_playwright
 
-    with make_server(max_jobs=1) as server, sync_playwright() as p:
+    with make_server(max_sessions=1) as server, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])

@@ -105,7 +105,7 @@ def test_every_message_the_server_accepts_is_in_the_table(readme_section):
 def test_every_error_code_and_close_code_is_documented(readme_section):
     source = LIVE.read_text() + MANAGER.read_text()
     codes = set(re.findall(r'self\.error\("(\w+)"', source)) | \
-        set(re.findall(r'"code": "(\w+)"', source))
+        set(re.findall(r'"code": "(\w+)"', source)) | set(re.findall(r'code="(\w+)"', source))
     assert {"bad_json", "invalid_config", "busy", "too_large", "run_failed"} <= codes
     errors = readme_section[readme_section.index("Error codes:"):]
     for code in codes:

@@ -144,7 +144,7 @@ def test_effective_sigma_w2_is_the_variance_of_the_drawn_weights(init, shape):
 def test_choices_everywhere_derive_from_the_registries():
     """The API's config schema (which the UI's selects are built from), the phase
     route and the CLI offer exactly the registries' names."""
-    from backproplab.api.routes.theory import phase_diagram
+    from backproplab.api.routes.theory import PhaseRequest
     from backproplab.api.schemas import RunConfig
     from backproplab.cli import build_parser
     from backproplab.model import NORM_NAMES
@@ -153,7 +153,7 @@ def test_choices_everywhere_derive_from_the_registries():
     assert props["activation"]["enum"] == list(ACTIVATION_NAMES)
     assert props["init"]["enum"] == list(INIT_NAMES)
     assert props["norm"]["enum"] == list(NORM_NAMES)
-    annotation = phase_diagram.__annotations__["activation"]
+    annotation = PhaseRequest.model_fields["activation"].annotation
     assert list(typing.get_args(annotation)) == list(ACTIVATION_NAMES)
     run = next(a for a in build_parser()._subparsers._group_actions[0].choices.values()
                if any(o.dest == "activation" for o in a._actions))

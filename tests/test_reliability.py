@@ -30,7 +30,7 @@ FIXTURE_OK = [HealthCheck.function_scoped_fixture]
 
 @pytest.fixture(scope="module")
 def client():
-    app = create_app(Settings(max_jobs=64, compute_budget=2e7))
+    app = create_app(Settings(compute_budget=2e7))
     with TestClient(app) as c:
         yield c
         app.state.manager.shutdown()
@@ -82,7 +82,7 @@ def test_any_websocket_message_gets_a_frame_and_the_socket_lives(client, message
 
 
 def test_tight_open_close_loop_leaves_the_server_healthy():
-    with make_server(max_jobs=4) as server:
+    with make_server() as server:
         async def go():
             for i in range(150):
                 async with websockets.connect(server.ws_url) as ws:
@@ -97,11 +97,15 @@ def test_tight_open_close_loop_leaves_the_server_healthy():
 
         asyncio.run(asyncio.wait_for(go(), 120))
         for _ in range(100):
-            if server.manager.slots.in_use == 0:
+            if server.manager.active == 0:
                 break
             threading.Event().wait(0.02)
-        assert server.manager.slots.in_use == 0
-        assert len([t for t in threading.enumerate() if t.name.startswith("job-")]) == 0
+        assert server.manager.active == 0 and server.manager.ledger.sessions == 0
+        assert server.manager.ledger.bytes == 0
+        pool = server.manager.scheduler.threads  # a fixed pool, whatever the runs
+        assert len(pool) == server.manager.settings.workers + 1
+        assert all(t.is_alive() for t in pool)
+        assert not [t for t in threading.enumerate() if t.name.startswith("job-")]
 
 
 def test_diverging_run_streams_exports_imports_and_reports():
@@ -134,6 +138,7 @@ def test_every_limit_is_a_documented_setting_with_a_safe_default():
     s = Settings()
     for name, field in Settings.model_fields.items():
         assert field.description, name
-    assert s.max_jobs >= 1 and s.max_message_bytes <= 1 << 20
+    assert s.max_sessions >= 64 and s.max_message_bytes <= 1 << 20
+    assert s.max_run_bytes < s.max_total_bytes
     assert s.compute_budget < math.inf and s.frame_rate <= 60
     assert "*" not in s.allowed_hosts

@@ -1,5 +1,5 @@
-"""A run's job slot is free before its end is announced: a client that starts the
-next run on `done` (or on a finished status) is never refused, even with one slot."""
+"""A run's place is free before its end is announced: a client that starts the next
+run on `done` (or on a finished status) is never refused, even with one session."""
 
 import json
 import time
@@ -22,18 +22,18 @@ def until(ws, kind: str) -> dict:
 
 
 def test_next_live_run_on_done_is_never_refused():
-    with TestClient(create_app(Settings(max_jobs=1))) as client, \
+    with TestClient(create_app(Settings(max_sessions=1))) as client, \
             client.websocket_connect("/api/live") as a, \
             client.websocket_connect("/api/live") as b:
         for _ in range(15):
             for ws in (a, b):  # alternate: the other connection's run just ended
                 ws.send_text(json.dumps({"type": "start", "config": TINY}))
                 assert until(ws, "done")["type"] == "done"
-                assert client.app.state.manager.slots.in_use == 0
+                assert client.app.state.manager.ledger.sessions == 0
 
 
 def test_next_headless_run_on_finished_status_is_never_refused():
-    with TestClient(create_app(Settings(max_jobs=1))) as client:
+    with TestClient(create_app(Settings(max_sessions=1))) as client:
         for _ in range(15):
             started = client.post("/api/runs", json=TINY)
             assert started.status_code == 202, started.text

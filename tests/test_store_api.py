@@ -20,7 +20,7 @@ OVERFLOW = {"activation": "tanh", "depth": 300, "width": 32, "init": "normal", "
 
 @pytest.fixture
 def client(tmp_path):
-    with TestClient(create_app(Settings(max_jobs=4, data_dir=str(tmp_path)))) as c:
+    with TestClient(create_app(Settings(max_sessions=4, data_dir=str(tmp_path)))) as c:
         yield c
 
 
@@ -150,7 +150,7 @@ def test_a_run_stopped_before_its_first_step_leaves_nothing(client):
         time.sleep(0.02)
     assert client.get("/api/runs").json()["total"] == 1
     job.stop()
-    job.thread.join(10)
+    job.join(10)
     assert job.status == "cancelled" and job.steps_recorded == 0
     assert client.get(f"/api/runs/{job.id}").status_code == 404
     assert client.get("/api/runs").json()["total"] == 0
@@ -165,7 +165,7 @@ def test_a_long_transaction_elsewhere_blocks_neither_the_loop_nor_readers(tmp_pa
     import sqlite3
     import threading
 
-    with make_server(max_jobs=2, frame_rate=20, data_dir=str(tmp_path)) as server:
+    with make_server(max_sessions=2, frame_rate=20, data_dir=str(tmp_path)) as server:
         store = server.manager.store
         held = threading.Event()
 

@@ -36,7 +36,7 @@ class Served:
 
     def __init__(self, data_dir):
         self.port = free_port()
-        env = {**os.environ, "BACKPROPLAB_DATA_DIR": str(data_dir), "BACKPROPLAB_MAX_JOBS": "4",
+        env = {**os.environ, "BACKPROPLAB_DATA_DIR": str(data_dir), "BACKPROPLAB_MAX_SESSIONS": "4",
                "BACKPROPLAB_FRAME_RATE": "50"}
         self.proc = subprocess.Popen([sys.executable, "-m", "backproplab.cli", "serve",
                                       "--host", "127.0.0.1", "--port", str(self.port)],

@@ -49,7 +49,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     record = dict(data.get("record") or {})
     for key, value in vars(args).items():
         if value is None or key in ("config", "out", "command", "func", "quiet", "name",
-                                    "no_store"):
+                                    "no_store", "no_limits"):
             continue
         if key.startswith("record__"):
             record[key[len("record__"):]] = value
@@ -91,8 +91,10 @@ def _open_store(data_dir: str | None = None):
     return store_for(settings)
 
 
-def _train(spec, config: dict, on_step, store, name: str | None) -> tuple[dict, str | None]:
-    """Train headless; with a store, every recorded step is stored as it is produced."""
+def _train(spec, config: dict, on_step, store, name: str | None,
+           steps: list[dict]) -> tuple[dict, str | None]:
+    """Train headless, filling `steps`; with a store, every recorded step is stored as
+    it is produced (a Ctrl-C leaves the run `stopped` with the steps it had)."""
     from .engines import iter_steps, make_engine, theory_for
     from .engines.runner import SCHEMA, environment
     from .runs.manager import with_overflow_marker
@@ -101,7 +103,6 @@ def _train(spec, config: dict, on_step, store, name: str | None) -> tuple[dict, 
     env = environment(engine)
     run_id = store.create(config, "headless", name=name, environment=env) if store else None
     theory = None
-    steps: list[dict] = []
     diverged = False
     try:
         theory = theory_for(spec)
@@ -123,7 +124,21 @@ def _train(spec, config: dict, on_step, store, name: str | None) -> tuple[dict, 
             "steps": steps}, run_id
 
 
+def _over_limit(cost, args: argparse.Namespace) -> str | None:
+    """The memory limit the server applies, on by default (--no-limits lifts it)."""
+    from .runs.budget import OverBudget
+    from .settings import Settings
+
+    if args.no_limits:
+        return None
+    limit = Settings().max_run_bytes
+    if cost.bytes <= limit:
+        return None
+    return f"{OverBudget(cost, limit, 'BACKPROPLAB_MAX_RUN_BYTES')}; --no-limits lifts it"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from .runs.budget import run_cost
     from .runs.codec import encode
 
     try:
@@ -132,7 +147,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"invalid config: {exc}", file=sys.stderr)
         return 2
     spec = config.to_spec()
+    if (refusal := _over_limit(run_cost(spec), args)) is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     bar = Progress(max(spec.steps, 1), sys.stderr.isatty() and not args.quiet)
+    steps: list[dict] = []
 
     def on_step(record: dict) -> None:
         bad = record.get("overflow")
@@ -142,11 +161,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     store = None if args.no_store else _open_store()
     try:
-        record, run_id = _train(spec, config.model_dump(), on_step, store, args.name)
+        record, run_id = _train(spec, config.model_dump(), on_step, store, args.name, steps)
     except ValueError as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: stop, and keep what was recorded
+        bar.close()
+        from .engines import SCHEMA
+
+        partial = {"schema": SCHEMA, "config": config.model_dump(), "environment": None,
+                   "theory": None, "steps": steps}
+        Path(args.out).write_bytes(encode(partial))
+        print(f"interrupted: wrote {args.out} with the {len(steps)} steps recorded so far",
+              file=sys.stderr)
+        return 130
     finally:
         if store:
             store.close()
@@ -230,9 +259,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .runs.budget import phase_cost
     from .runs.codec import encode
     from .theory import phase
 
+    cost = phase_cost(args.grid, args.depth, args.width, args.batch, not args.analytic_only)
+    if (refusal := _over_limit(cost, args)) is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     w2 = np.linspace(args.w2_min, args.w2_max, args.grid)
     b2 = np.linspace(args.b2_min, args.b2_max, args.grid)
     result = {"analytic": phase.analytic(args.activation, w2, b2, args.depth)}
@@ -319,9 +353,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import webbrowser
 
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
+    # connections are limited by the app (HTTP and WebSockets apart), not by uvicorn's
+    # --limit-concurrency, which counts idle WebSockets against page requests
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
-                ws_max_size=settings.max_message_bytes, timeout_graceful_shutdown=3,
-                limit_concurrency=settings.max_connections)
+                ws_max_size=settings.max_message_bytes, timeout_graceful_shutdown=3)
     return 0
 
 
@@ -351,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--name", help="a name for the stored run (named runs are never pruned)")
     run_p.add_argument("--no-store", action="store_true",
                        help="do not keep the run in the run store (BACKPROPLAB_DATA_DIR)")
+    run_p.add_argument("--no-limits", action="store_true",
+                       help="lift the memory limit (BACKPROPLAB_MAX_RUN_BYTES)")
     _config_flags(run_p)
     run_p.set_defaults(func=cmd_run)
 
@@ -367,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seed", type=int, default=0)
     sweep.add_argument("--device", default="auto")
     sweep.add_argument("--analytic-only", action="store_true")
+    sweep.add_argument("--no-limits", action="store_true",
+                       help="lift the memory limit (BACKPROPLAB_MAX_RUN_BYTES)")
     sweep.add_argument("--out", default="phase.json")
     sweep.add_argument("--html", help="also write an interactive HTML figure")
     sweep.add_argument("--png", help="also write a PNG (needs kaleido)")
@@ -426,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnavailable as exc:  # a clear sentence, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before a run started (or in another command)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

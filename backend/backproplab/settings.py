@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .runs.budget import default_sessions, machine_memory
 from .runs.store import default_data_dir
 
 
@@ -17,21 +18,39 @@ def _cores() -> int:
 
 
 class Settings(BaseSettings):
-    """Safe defaults; override with e.g. BACKPROPLAB_MAX_JOBS=4."""
+    """Safe defaults, sized from the machine; override with e.g. BACKPROPLAB_WORKERS=4."""
 
     model_config = SettingsConfigDict(env_prefix="BACKPROPLAB_")
 
-    max_jobs: int = Field(default_factory=lambda: max(1, _cores()), ge=1, le=256,
-                          description="training jobs running at once, all clients together")
+    max_sessions: int = Field(default_factory=lambda: default_sessions(machine_memory()),
+                              ge=1, le=100_000,
+                              description="live and headless runs admitted at once; over it: "
+                                          "HTTP 429, WebSocket close 1013 with a retry time")
+    workers: int = Field(default_factory=_cores, ge=1, le=256,
+                         description="threads that take turns running the admitted runs' "
+                                     "steps (plus one kept for small, interactive runs)")
+    max_run_bytes: int = Field(default_factory=lambda: machine_memory() // 8, ge=1 << 20,
+                               description="estimated peak memory of one run, phase diagram "
+                                           "or spectrum; over it: HTTP 422 / an error frame")
+    max_total_bytes: int = Field(default_factory=lambda: machine_memory() // 2, ge=1 << 20,
+                                 description="sum of the estimates over all admitted work; "
+                                             "over it: wait and retry (429 / 1013)")
     torch_threads: int = Field(default_factory=lambda: 1, ge=1, le=256,
-                               description="torch threads per job (jobs × threads ≤ cores)")
+                               description="torch threads per job (workers × threads ≤ cores)")
     compute_budget: float = Field(2e11, gt=0, description="max depth·width²·batch·steps")
-    max_steps_seconds: float = Field(600.0, gt=0, description="wall-clock cap per run")
+    max_steps_seconds: float = Field(600.0, gt=0,
+                                     description="compute time a run may use (its own steps)")
+    max_request_seconds: float = Field(60.0, gt=0,
+                                       description="wall-clock cap of a phase diagram or "
+                                                   "Jacobian comparison request")
     frame_rate: float = Field(20.0, gt=0, le=240, description="step frames per second per client")
     max_message_bytes: int = Field(65536, ge=1024, description="largest WebSocket message")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024,
                                 description="largest HTTP request body (imports)")
-    max_connections: int = Field(200, ge=1, description="uvicorn --limit-concurrency")
+    max_connections: int = Field(200, ge=1,
+                                 description="HTTP requests in progress at once (503 over it); "
+                                             "WebSockets are counted apart")
+    max_websockets: int = Field(1000, ge=1, description="open WebSockets (1013 over it)")
     max_watched_runs: int = Field(16, ge=1, description="watched runs (pushed by "
                                                        "backproplab.watch) kept in memory")
     data_dir: str = Field(default_factory=default_data_dir,
@@ -42,9 +61,9 @@ class Settings(BaseSettings):
         "normal", description="SQLite synchronous: normal survives a killed process, "
                               "full also a power cut (an fsync per step)")
     send_timeout: float = Field(10.0, gt=0,
-                                description="close a socket whose send blocks this long")
+                                description="drop a client that reads nothing this long")
     allowed_origins: list[str] = Field(default_factory=list,
-                                       description="extra WebSocket origins (same origin always)")
+                                       description="extra origins (same origin always)")
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost", "::1", "testserver"],
         description='Host headers accepted, against DNS rebinding ("*" accepts any)')

@@ -15,15 +15,45 @@ export class Transport {
     this.ws = ws;
     ws.onopen = () => {
       this.retry = 0;
+      clearInterval(this.ticker);
       this.onStatus('connected');
       for (const m of this.queue.splice(0)) ws.send(m);
     };
-    ws.onmessage = (event) => this.onMessage(JSON.parse(event.data));
+    ws.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === 'error' && message.code === 'busy') this.busy = message;
+      this.onMessage(message);
+    };
     ws.onclose = (event) => {
-      this.onStatus(event.code === 1013 ? 'server busy — retrying' : 'disconnected — retrying');
-      const delay = Math.min(5000, 250 * 2 ** this.retry++);
+      // 1013: the server is full. Its error frame (or the close reason) says what and
+      // why; the page says it in words and counts down to the retry the server asked for.
+      const busy = event.code === 1013 ? this.busy : null;
+      this.busy = null;
+      let delay = Math.min(5000, 250 * 2 ** this.retry++);
+      let why = 'the connection to the server was lost';
+      if (event.code === 1013) {
+        delay = 1000 * (busy && busy.retry_after ? busy.retry_after : 5);
+        why = busy ? busy.message.replace(/; retrying in .*$/, '')
+          : `the server is full (${event.reason || 'no reason given'})`;
+      } else if (event.code === 1008 && event.reason) {
+        why = `the server closed the connection: ${event.reason}`;
+      }
+      this.countdown(why, delay);
       setTimeout(() => this.connect(), delay);
     };
+  }
+
+  /** "<why> — trying again in N s", updated every second until the retry. */
+  countdown(why, delay) {
+    clearInterval(this.ticker);
+    const until = Date.now() + delay;
+    const show = () => {
+      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      this.onStatus(left > 0 ? `${why} — trying again in ${left} s` : `${why} — trying again now`);
+      if (left <= 0) clearInterval(this.ticker);
+    };
+    show();
+    this.ticker = setInterval(show, 1000);
   }
 
   send(message) {

@@ -10,13 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response
 
 from .. import __version__
 from ..runs.manager import RunManager
 from ..runs.watched import WatchedRuns
 from ..settings import Settings
 from ..watch.secret import ensure_secret
+from . import offload
 from .live_protocol import PROTOCOL
 from .responses import StrictJSONResponse
 from .routes import (
@@ -31,7 +32,16 @@ from .routes import (
     theory,
     watch,
 )
-from .security import BodyLimit, SecurityHeaders
+from .security import BodyLimit, ConnectionLimits, SameOrigin, SecurityHeaders
+
+
+class SourceFreeStatic(StaticFiles):
+    """The front end's files, never the Python package they ship in."""
+
+    async def get_response(self, path: str, scope) -> Response:
+        if path.endswith((".py", ".pyc")) or "__pycache__" in path:
+            return StrictJSONResponse({"detail": "Not Found"}, status_code=404)
+        return await super().get_response(path, scope)
 
 
 def frontend_dir() -> Path:
@@ -70,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         yield
         manager.shutdown()  # cancel every job on shutdown
+        offload.shutdown()
 
     app = FastAPI(title="backproplab", version=__version__, lifespan=lifespan,
                   default_response_class=StrictJSONResponse, docs_url=None, redoc_url=None,
@@ -87,9 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         # the path of each bad field and why; never the (possibly huge) input echoed back
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
-                   "type": e.get("type", "")} for e in exc.errors()]
-        return StrictJSONResponse({"detail": errors}, status_code=422)
+        return StrictJSONResponse({"detail": offload.error_list(exc.errors())},
+                                  status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
@@ -114,8 +124,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(static / "docs.html")
 
     app.mount("/vendor/swagger", StaticFiles(directory=swagger_ui_dir()), name="swagger")
-    app.mount("/static", StaticFiles(directory=static), name="static")
+    app.mount("/static", SourceFreeStatic(directory=static), name="static")
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SameOrigin, extra=settings.allowed_origins)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    # outermost: it sees the server's own `send` (the WebSocket's transport)
+    app.add_middleware(ConnectionLimits, max_http=settings.max_connections,
+                       max_ws=settings.max_websockets)
     return app

@@ -27,7 +27,7 @@ def get_settings(conn: HTTPConnection) -> Settings:
 
 
 def get_manager(conn: HTTPConnection) -> RunManager:
-    """The server's one run manager: job slots, stored runs."""
+    """The server's one run manager: admission, scheduling, stored runs."""
     return conn.app.state.manager
 
 

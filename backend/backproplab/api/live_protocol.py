@@ -58,9 +58,12 @@ counts), `delta_sample` (a few components of δ(l)).
 
 Error codes: `bad_json` (not JSON), `bad_message` (not an object with a `type`, or a
 `start`/`update` without a `config` object), `unknown_type`, `invalid_config` (the
-first invalid field, in `field`), `no_run`, `busy` (every job slot is taken; close
-1013 follows), `too_large` (close 1009 follows), `run_failed` (the run stopped with a
-reason, e.g. the wall-clock limit), `internal` (a server fault; no traceback is sent).
+first invalid field, in `field`), `no_run`, `busy` (the server holds its limit of runs
+or of memory for them; the frame's `retry_after` gives the seconds to wait; close
+1013 follows), `too_large` (a message over the size limit, close 1009 follows; or a
+run whose estimated memory is over `BACKPROPLAB_MAX_RUN_BYTES`, named with the figure
+and the limit: the connection stays open), `run_failed` (the run stopped with a
+reason, e.g. its compute-time limit), `internal` (a server fault; no traceback is sent).
 
 Step frames are throttled to `BACKPROPLAB_FRAME_RATE` per second per connection: when
 the client or the throttle is behind, only the newest waiting step is sent (the
@@ -73,12 +76,12 @@ Close codes:
 | code | when |
 |---|---|
 | 1000 | normal close by the client |
-| 1008 | policy: a send blocked for `BACKPROPLAB_SEND_TIMEOUT` s (the client stopped reading) |
-| | or the `Origin` is not allowed (the handshake is refused: browsers see 1006, a 403) |
+| 1008 | policy: the `Origin` is not allowed (the handshake is refused: browsers see 1006, a 403) |
+| | (a client that reads nothing for `BACKPROPLAB_SEND_TIMEOUT` s is cut off: 1006) |
 | 1009 | a message over `BACKPROPLAB_MAX_MESSAGE_BYTES`, after an `error` `too_large` |
 | | (uvicorn's own limit, set to the same size, may close without the frame) |
 | 1012 | the server shuts down or restarts (sent by uvicorn); reconnect |
-| 1013 | try again later: every job slot is busy, after an `error` `busy`; retry with backoff |
+| 1013 | the server is full, after an `error` `busy`; reason "server full; retry in N s" |
 
-Closing the connection cancels its run and frees its job slot.
+Closing the connection cancels its run and gives back its place and memory.
 """

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..model.spec import ACTIVATION_NAMES, INIT_NAMES, NORM_NAMES, RecordSpec, RunSpec
 
@@ -15,6 +22,13 @@ Activation = Literal[ACTIVATION_NAMES]  # the registries of backproplab.model
 Init = Literal[INIT_NAMES]
 Norm = Literal[NORM_NAMES]
 Gain = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+
+
+def _not_a_boolean(value, info: ValidationInfo):
+    """JSON true/false is not a number: `depth: true` is an error, not depth 1."""
+    if isinstance(value, bool) and info.field_name not in ("residual", "per_example"):
+        raise ValueError("expected a number, not true/false")
+    return value
 
 
 class RecordConfig(BaseModel):
@@ -30,6 +44,7 @@ class RecordConfig(BaseModel):
                                description="singular values kept when the width is large")
     per_example: bool = Field(False, description="per layer, the distribution of "
                                                  "per-example gradient norms ‖∇W(l)‖")
+    _numbers = field_validator("*", mode="before")(_not_a_boolean)
 
 
 class RunConfig(BaseModel):
@@ -75,6 +90,7 @@ class RunConfig(BaseModel):
     steps: int = Field(200, ge=0, le=100_000, description="0: analyse at initialization")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     record: RecordConfig = Field(default_factory=RecordConfig)
+    _numbers = field_validator("*", mode="before")(_not_a_boolean)
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> RunConfig:

@@ -10,6 +10,7 @@ values by randomized subspace iteration on JᵀJ, using only products with block
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from ..model.spec import RunSpec
 
 EXACT_MAX_WIDTH = 256
 ITERATIONS = 12
+CHECK_ROWS = 128
 
 
 def _layer_maps(xp: Any, spec: RunSpec, weights: list, zs: list, example: int = 0):
@@ -40,20 +42,37 @@ def _nonfinite(xp: Any, m: Any) -> bool:
     return not bool(xp.host(xp.sum(xp.to_float(~xp.isfinite(m)))) == 0)
 
 
-def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int) -> np.ndarray:
-    """Singular values of J, largest first (all of them, or the top k)."""
+def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int,
+                    check: Callable[[], None] | None = None) -> np.ndarray:
+    """Singular values of J, largest first (all of them, or the top k). `check()` is
+    called after every product on a chunk of rows, so a cancelled run stops
+    mid-spectrum."""
+    check = check or (lambda: None)
     maps = _layer_maps(xp, spec, weights, zs)
     like = zs[0]
     width = spec.width
 
+    def by_rows(f, rows):
+        # the block's rows are independent: products on chunks of rows keep each
+        # uninterruptible piece of BLAS work short, so a cancel is seen within ms
+        if rows.shape[0] <= CHECK_ROWS:
+            out = f(rows)
+            check()
+            return out
+        parts = []
+        for start in range(0, rows.shape[0], CHECK_ROWS):
+            parts.append(f(rows[start:start + CHECK_ROWS]))
+            check()
+        return xp.concat(parts, 0)
+
     def apply(rows):  # Qᵀ ↦ (J Q)ᵀ
         for forward, _ in maps:
-            rows = forward(rows)
+            rows = by_rows(forward, rows)
         return rows
 
     def apply_t(rows):  # Pᵀ ↦ (Jᵀ P)ᵀ
         for _, backward in reversed(maps):
-            rows = backward(rows)
+            rows = by_rows(backward, rows)
         return rows
 
     def svd(m, count):
@@ -70,5 +89,6 @@ def singular_values(xp: Any, spec: RunSpec, weights: list, zs: list, topk: int) 
         M = apply_t(apply(Q.T)).T
         if _nonfinite(xp, M):
             return np.full(k, np.nan)
+        check()
         Q = xp.qr(M)
     return svd(apply(Q.T), k)

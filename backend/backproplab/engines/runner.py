@@ -52,10 +52,10 @@ def environment(engine: Engine) -> dict[str, Any]:
     env = {"python": platform.python_version(), "numpy": np.__version__,
            "platform": platform.platform(), "engine": engine.spec.engine,
            "device": engine.device_name, "dtype": engine.spec.dtype}
-    try:
-        import torch
+    try:  # the installed version, without importing torch (seconds) for a NumPy run
+        from importlib.metadata import version
 
-        env["torch"] = torch.__version__
+        env["torch"] = version("torch")
     except ImportError:
         env["torch"] = None
     if engine.spec.engine == "jax":
@@ -100,17 +100,20 @@ def step_record(engine: Engine, step: int, result: StepResult, elapsed: float,
         record["jacobian_sv"] = [float(v) for v in result.spectrum]
     elif jacobian:
         with engine.full_precision():
-            sv = singular_values(xp, spec, engine.weights, result.zs, spec.record.jacobian_topk)
+            sv = singular_values(xp, spec, engine.weights, result.zs, spec.record.jacobian_topk,
+                                 check=engine.check_cancel)
         record["jacobian_sv"] = [float(v) for v in sv]
     return record
 
 
 def iter_steps(spec: RunSpec, cancel: threading.Event | None = None,
                engine: Engine | None = None,
-               before_step: Callable[[int], bool] | None = None) -> Iterator[dict[str, Any]]:
+               before_step: Callable[[int], bool] | None = None,
+               every_step: bool = False) -> Iterator[dict[str, Any] | None]:
     """Train and yield the record of every recorded step. Checks `cancel` between
     steps and layers; `before_step(step)` may block (pause) and returns True to
-    record that step whatever `record.every` says (single-stepping)."""
+    record that step whatever `record.every` says (single-stepping). `every_step`:
+    also yield None after a step that is not recorded (a scheduler's turn ends)."""
     engine = engine or make_engine(spec)
     engine.cancel = cancel
     wanted = set(recorded_steps(spec))
@@ -132,6 +135,8 @@ def iter_steps(spec: RunSpec, cancel: threading.Event | None = None,
                                      jacobian)
         if probe:
             yield record
+        elif every_step:
+            yield None
 
 
 def first_nonfinite(record: dict[str, Any]) -> int | None:

@@ -1,6 +1,6 @@
 """Phase diagrams over (σ_w², σ_b²): analytic χ₁ and predicted gradient ratio,
-and the same measured by building random networks for every grid point at once
-(one batched matrix product per layer for the whole grid): the network's structure
+and the same measured by building random networks for every grid point (one
+batched matrix product per layer for a whole row of the grid): the network's structure
 (model.network) over batched kernels, in torch where it is installed, else NumPy."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import contextlib
 import functools
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,17 +26,23 @@ def grid_axes(w2_range=(0.5, 4.0), b2_range=(0.0, 0.5), size=(32, 32)):
     return (np.linspace(*w2_range, size[0]), np.linspace(*b2_range, size[1]))
 
 
+def _never() -> None:
+    return None
+
+
 def analytic(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
-             q_in: float = 1.0) -> dict[str, Any]:
+             q_in: float = 1.0, check: Callable[[], None] = _never) -> dict[str, Any]:
     """χ₁ at the fixed point and log10 of the predicted ‖δ(1)‖²/‖δ(L)‖², on the
     grid (rows: σ_b², columns: σ_w²), with the χ₁ = 1 line. Every grid point at
-    once, with the Gaussian expectations read from per-activation tables."""
+    once, with the Gaussian expectations read from per-activation tables. `check()`
+    runs after every layer; it raises to stop the computation."""
     W2, B2 = np.meshgrid(np.asarray(sigma_w2s, float), np.asarray(sigma_b2s, float))
     q = np.full(W2.shape, q_in, dtype=np.float64)
     log_ratio = np.zeros(W2.shape)
     # ‖δ(l-1)‖² = ‖δ(l)‖² σ_w² E[φ'²](q(l-1)): sum the logs of the factors along the path
     for layer in range(depth):
         q = _length_step(act, q, W2, B2)
+        check()
         if layer < depth - 1:
             with np.errstate(divide="ignore"):
                 log_ratio += np.log10(_chi1(act, W2, q))
@@ -163,26 +170,32 @@ def _torch_or_none(device: str | None):
 
 def measured(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int, width: int,
              batch: int, seed: int = 0, device: str | None = None,
-             dtype: str = "float32") -> dict[str, Any]:
-    """Measure ‖δ(l)‖ at initialization for every grid point at once.
+             dtype: str = "float32", check: Callable[[], None] = _never) -> dict[str, Any]:
+    """Measure ‖δ(l)‖ at initialization for every grid point.
 
-    All G grid points are one batch of networks: weights (G, W, W) per layer,
-    z = h Wᵀ + b by one batched matmul; then δ is pulled back with one batched
-    matmul per layer, from a random cotangent at the last hidden layer."""
+    The G points of one grid row are one batch of networks: weights (G, W, W) per
+    layer, z = h Wᵀ + b by one batched matmul; then δ is pulled back with one
+    batched matmul per layer, from a random cotangent at the last hidden layer.
+    One row at a time (seeded by the row), so memory is that of one row whatever
+    the grid; `check()` runs after every layer."""
     W2, B2 = np.meshgrid(sigma_w2s, sigma_b2s)
-    sw = np.sqrt(W2.ravel())
-    sb = np.sqrt(B2.ravel())
     torch, dev = _torch_or_none(device)
     start = time.perf_counter()
-    if torch is not None:
-        with cuda_matmul_precision(torch, False) if dev.type == "cuda" else \
-                contextlib.nullcontext():
-            log_profile = _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed,
-                                         dtype)
-        backend = f"torch/{dev.type}"
-    else:
-        log_profile = _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype)
-        backend = "numpy"
+    rows = []
+    for row in range(W2.shape[0]):
+        sw, sb = np.sqrt(W2[row]), np.sqrt(B2[row])
+        row_seed = int(np.random.SeedSequence([seed, row]).generate_state(1)[0])
+        if torch is not None:
+            with cuda_matmul_precision(torch, False) if dev.type == "cuda" else \
+                    contextlib.nullcontext():
+                rows.append(_measure_torch(torch, dev, act, sw, sb, depth, width, batch,
+                                           row_seed, dtype, check))
+        else:
+            rows.append(_measure_numpy(act, sw, sb, depth, width, batch, row_seed, dtype,
+                                       check))
+    log_profile = np.concatenate(rows, axis=0)
+    sw = np.sqrt(W2.ravel())
+    backend = f"torch/{dev.type}" if torch is not None else "numpy"
     elapsed = time.perf_counter() - start
     # per-layer factor of ‖δ‖²: least-squares slope of ln ‖δ(l)‖² over depth
     layers = np.arange(depth)
@@ -200,22 +213,24 @@ def measured(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
 
 
 def _delta_profile(net: list, k: network.Kernels, h, weights: list, biases: list, g,
-                   squared_norm) -> list:
+                   squared_norm, check: Callable[[], None] = _never) -> list:
     """ln ‖δ(l)‖² per layer, input side first: the forward pass over the grid's networks,
     then δ pulled back from the cotangent g at the last hidden layer."""
     values = []
     for layer, W, b in zip(net, weights, biases, strict=True):
         values.append(network.layer_forward(layer, k, h, W, b))
         h = values[-1].a_out
+        check()
     norms = []
     for layer, W, v in zip(reversed(net), reversed(weights), reversed(values), strict=True):
         delta = network.layer_delta(layer, k, g, v)  # δ(l) = g(l) ⊙ φ'(z(l))
         norms.append(squared_norm(delta))
         g = network.layer_input_grad(layer, k, delta, g, W)  # g(l-1) = W(l)ᵀ δ(l)
+        check()
     return norms[::-1]
 
 
-def _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype):
+def _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype, check=_never):
     tdtype = getattr(torch, dtype)
     gen = torch.Generator(device=dev).manual_seed(seed)
     G = len(sw)
@@ -236,11 +251,11 @@ def _measure_torch(torch, dev, act, sw, sb, depth, width, batch, seed, dtype):
                                       dtype=tdtype) * sb_t)
         g = torch.randn(G, batch, width, generator=gen, device=dev, dtype=tdtype)
         norms = _delta_profile(net, k, h, weights, biases, g,
-                               lambda d: (d.double() ** 2).sum(dim=(1, 2)))
+                               lambda d: (d.double() ** 2).sum(dim=(1, 2)), check)
         return torch.log(torch.stack(norms, dim=1)).cpu().numpy()
 
 
-def _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype):
+def _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype, check=_never):
     rng = np.random.default_rng(seed)
     G = len(sw)
     dt = np.dtype(dtype)
@@ -255,7 +270,7 @@ def _measure_numpy(act, sw, sb, depth, width, batch, seed, dtype):
         biases.append(rng.standard_normal((G, 1, width), dtype=dt) * sb.astype(dt)[:, None, None])
     g = rng.standard_normal((G, batch, width), dtype=dt)
     norms = _delta_profile(net, k, h, weights, biases, g,
-                           lambda d: np.sum(d.astype(np.float64) ** 2, axis=(1, 2)))
+                           lambda d: np.sum(d.astype(np.float64) ** 2, axis=(1, 2)), check)
     with np.errstate(divide="ignore"):
         return np.log(np.stack(norms, axis=1))
 

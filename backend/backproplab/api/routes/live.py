@@ -1,9 +1,10 @@
 """WS /api/live: start/update/pause/resume/step/stop in, run/step/done/error out.
 
 A receive loop and a send loop run side by side: a disconnect ends the receive
-loop, which cancels the job and waits for its thread; the sender throttles
+loop, which cancels the job and waits for it to end; the sender throttles
 ordinary frames to the configured rate and sends kept frames (run, first step,
-overflow, done, error) at once."""
+overflow, done, error) at once. A client that reads nothing for the send timeout
+is cut off at the transport (a close frame would wait behind the unread data)."""
 
 from __future__ import annotations
 
@@ -11,34 +12,30 @@ import asyncio
 import contextlib
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
+import anyio
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from ...runs.budget import OverBudget
 from ...runs.codec import encode_str
 from ...runs.manager import FrameSink, Job, Refused, RunManager
 from ..deps import ManagerDep
 from ..schemas import validate_config
+from ..security import abort_connection, origin_matches
 
 router = APIRouter(tags=["live"])
 
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
-BIG_FRAME = 32_768  # step frames estimated above this many bytes are encoded off the loop
 
 
 def origin_allowed(ws: WebSocket, extra: list[str]) -> bool:
-    """Same origin (scheme-less host:port match) or an allow-listed origin; no Origin
+    """Same origin (scheme and host:port) or an allow-listed origin; no Origin
     header means a non-browser client, which CORS-style checks do not cover anyway."""
-    origin = ws.headers.get("origin")
-    if origin is None:
-        return True
-    if origin in extra:
-        return True
-    return urlsplit(origin).netloc == ws.headers.get("host", "")
+    return origin_matches(ws.scope, ws.headers.get("origin"), extra)
 
 
 class LiveSession:
@@ -54,14 +51,21 @@ class LiveSession:
                       keep=True)
 
     async def run(self) -> None:
-        sender = asyncio.create_task(self._send_loop())
-        try:
-            await self._receive_loop()
+        try:  # whichever ends first (client left, client too slow) ends the session
+            async with anyio.create_task_group() as tg:
+                async def send_then_end() -> None:
+                    await self._send_loop()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(send_then_end)
+                await self._receive_loop()
+                tg.cancel_scope.cancel()
         finally:
             self.closed = True
-            sender.cancel()
             if self.job is not None:
-                await self.manager.stop(self.job)
+                self.manager.cancel(self.job)
+                with anyio.CancelScope(shield=True):  # wait for it to end, even if cancelled
+                    await self.manager.stop(self.job)
 
     async def _receive_loop(self) -> None:
         limit = self.settings.max_message_bytes
@@ -73,9 +77,10 @@ class LiveSession:
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", "replace")
             if len(raw) > limit:
-                self.error("too_large", f"message of {len(raw)} bytes is over the limit of "
-                                        f"{limit} (setting BACKPROPLAB_MAX_MESSAGE_BYTES)")
-                await self._flush_and_close(CLOSE_TOO_BIG, "message too big")
+                await self._flush_and_close(CLOSE_TOO_BIG, "message too big", {
+                    "type": "error", "code": "too_large", "field": None,
+                    "message": f"message of {len(raw)} bytes is over the limit of {limit} "
+                               f"(setting BACKPROPLAB_MAX_MESSAGE_BYTES)"})
                 return
             try:
                 msg = orjson.loads(raw)
@@ -101,7 +106,7 @@ class LiveSession:
             self.error("unknown_type", f"unknown message type {kind!r}; expected start, "
                                        f"update, pause, resume, step, stop or ping", "type")
             return False
-        if self.job is None or not self.job.thread.is_alive():
+        if self.job is None or not self.job.is_alive():
             self.error("no_run", f"'{kind}' needs a running run: send 'start' first")
             return False
         if kind == "pause":
@@ -128,30 +133,41 @@ class LiveSession:
             self.error("invalid_config", f"{field or 'config'}: {first['msg']}", field)
             return False
         if self.job is not None:
-            await self.manager.stop(self.job)  # cancel the old run, wait for its thread
+            await self.manager.stop(self.job)  # cancel the old run, wait for it to end
             self.sink.take()  # drop frames of the old run that were not sent yet
         try:
             self.job = self.manager.start(cfg.to_spec(), self.sink, cfg.model_dump(),
                                           paused=paused)
+        except OverBudget as exc:
+            self.job = None
+            self.error("too_large", str(exc))
+            return False
         except Refused as exc:
             self.job = None
-            self.error("busy", str(exc))
-            await self._flush_and_close(CLOSE_TRY_AGAIN, "server busy")
+            # the frame says what and why, the close reason (at most 123 bytes) when
+            await self._flush_and_close(CLOSE_TRY_AGAIN, f"server full; retry in "
+                                                         f"{exc.retry_after:g} s", {
+                "type": "error", "code": "busy", "message": str(exc), "field": None,
+                "retry_after": exc.retry_after})
             return True
         return False
 
-    async def _flush_and_close(self, code: int, reason: str) -> None:
-        for frame in self.sink.take():
+    async def _flush_and_close(self, code: int, reason: str, last: dict | None = None) -> None:
+        """Send what waits (and `last`) from here, then close: the sender may be
+        cancelled the moment the connection ends."""
+        self.closed = True
+        for frame in self.sink.take() + ([last] if last else []):
             await self._send(frame)
         await self.ws.close(code=code, reason=reason)
 
     async def _send(self, frame: dict) -> None:
-        text = getattr(frame, "text", None)  # a step frame the job encoded for the store
+        if self.sink.overflowed:
+            raise TimeoutError("kept frames piled up: the client reads nothing")
+        # step frames come encoded from the job's thread (a StepFrame, the store's
+        # bytes); the rest are small
+        text = getattr(frame, "text", None)
         if text is None:
-            if frame.get("type") == "step" and len(frame.get("layers", ())) * 900 > BIG_FRAME:
-                text = await asyncio.to_thread(encode_str, frame)
-            else:
-                text = encode_str(frame)
+            text = encode_str(frame)
         await asyncio.wait_for(self.ws.send_text(text), self.settings.send_timeout)
 
     async def _send_loop(self) -> None:
@@ -181,10 +197,11 @@ class LiveSession:
                     for frame in sink.take():
                         await self._send(frame)
                     last = time.monotonic()
-        except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
-            if not self.closed:  # a send that blocked too long: drop the slow client
-                with contextlib.suppress(Exception):
-                    await self.ws.close(code=CLOSE_POLICY, reason="client too slow")
+        except TimeoutError:
+            if not self.closed:  # a send that blocked too long: drop the slow client now,
+                abort_connection(self.ws.scope)  # not behind the data it does not read
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
 
 
 @router.websocket("/api/live")

@@ -3,23 +3,22 @@ delete); runs compared; import of a run record (stored too)."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import Response
 
 from ...engines.runner import SCHEMA
 from ...report import compare_report_html, report_html
+from ...runs.budget import OverBudget
 from ...runs.codec import encode
 from ...runs.compare import MAX_COMPARED, compare
-from ...runs.jsonl import RecordFormatError, parse_record
-from ...runs.manager import Refused
+from ...runs.manager import STORED_STATUS, Refused
 from ...runs.store import NotFound, RunStore
-from ..deps import ConfigBody, ManagerDep, RecordBody, SettingsDep, StoreDep, as_422, run_config
+from .. import offload
+from ..deps import ConfigBody, ManagerDep, SettingsDep, StoreDep, run_config
 from ..models import Comparison, Message, RunEdit, RunList, RunState, RunStatus, RunSummary, Source
-from ..records import RunRecord, validate_record
+from ..records import RunRecord
 from ..responses import StrictJSONResponse
 
 router = APIRouter(tags=["runs"])
@@ -52,14 +51,19 @@ def compared(store: RunStore, ids: str, points: int = 300) -> dict[str, Any]:
 
 
 @router.post("/api/runs", status_code=202, response_model=RunStatus,
-             responses={429: {"model": Message, "description": "every job slot is busy"}})
+             responses={429: {"model": Message, "description": "the server is full: retry "
+                                                            "after Retry-After seconds"}})
 def start_run(config: ConfigBody, manager: ManagerDep, settings: SettingsDep) -> RunStatus:
-    """Start a headless run (429 when every job slot is busy); it is stored as it goes."""
+    """Start a headless run, stored as it goes (422 when it could never fit in memory,
+    429 with Retry-After while the server is full)."""
     cfg = run_config(config, settings)
     try:
         job = manager.start_headless(cfg.to_spec(), cfg.model_dump())
+    except OverBudget as exc:
+        raise HTTPException(422, str(exc)) from None
     except Refused as exc:
-        raise HTTPException(429, str(exc)) from None
+        raise HTTPException(429, str(exc),
+                            headers={"retry-after": f"{exc.retry_after:.0f}"}) from None
     return RunStatus(id=job.id, status="running", steps_recorded=0)
 
 
@@ -158,58 +162,55 @@ def edit_run(run_id: str, edit: RunEdit, store: StoreDep) -> StrictJSONResponse:
     return StrictJSONResponse(store.rename(run_id, **edit.model_dump(exclude_unset=True)))
 
 
-@router.delete("/api/runs/{run_id}", status_code=204,
-               responses={**NOT_FOUND, 409: {"model": Message, "description": "running"}})
-def delete_run(run_id: str, store: StoreDep, manager: ManagerDep) -> Response:
-    """Delete a stored run and its steps (409 while it runs: stop it first)."""
-    if stored(store, run_id)["status"] == "running" and manager.get(run_id) is not None:
-        raise HTTPException(409, f"run {run_id!r} is running; stop it first")
+@router.delete("/api/runs/{run_id}", response_model=RunStatus,
+               responses={**NOT_FOUND, 204: {"description": "deleted with its steps"}})
+async def delete_run(run_id: str, store: StoreDep, manager: ManagerDep) -> Response:
+    """A run still going is stopped (200: its status; its record so far is kept); a
+    finished one is deleted with its steps (204)."""
+    job = manager.get(run_id)
+    if job is not None:
+        await manager.stop(job)
+        return StrictJSONResponse(RunStatus(
+            id=job.id, status=STORED_STATUS.get(job.status, job.status),
+            steps_recorded=job.steps_recorded, error=job.error).model_dump())
     try:
-        store.delete(run_id)
+        await run_in_threadpool(store.delete, run_id)
     except NotFound:
-        raise HTTPException(404, f"no stored run {run_id!r}") from None
+        raise HTTPException(404, f"no stored run {run_id[:64]!r}") from None
     return Response(status_code=204)
 
 
-@router.post("/api/report", response_class=HTMLResponse)
-def report_record(record: RecordBody) -> HTMLResponse:
-    """The same report for an uploaded (e.g. imported) run record."""
-    try:
-        normalized = validate_record(record)
-    except ValidationError as exc:
-        raise as_422(exc) from None
-    if not normalized["steps"]:
-        raise HTTPException(422, "the record has no steps")
-    return HTMLResponse(report_html(normalized), headers={
+RECORD_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/RunRecord"}}}}}
+
+
+@router.post("/api/report", response_class=HTMLResponse, openapi_extra=RECORD_BODY)
+async def report_record(request: Request) -> Response:
+    """The same report for an uploaded (e.g. imported) run record (parsed and validated
+    off the event loop, large records in a separate process)."""
+    status, body = await offload.off_loop(offload.report_bytes, await request.body())
+    if status != 200:
+        return Response(body, status_code=status, media_type="application/json")
+    return HTMLResponse(body, headers={
         "content-disposition": 'attachment; filename="backproplab-report.html"'})
 
 
-def import_body(body: bytes, store: RunStore, keep: bool) -> StrictJSONResponse:
-    """One JSON document or JSON lines, validated and normalized (a 422 in words), and
-    stored unless `keep` is false (a watched model's record with source "watched")."""
-    try:
-        normalized = validate_record(parse_record(body))
-    except RecordFormatError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except ValidationError as exc:
-        raise as_422(exc) from None
-    if not keep:
-        return StrictJSONResponse(normalized)
-    watched = (normalized.get("config") or {}).get("source") == "watched"
-    run_id = store.put_record(normalized, "watched" if watched else "imported")
-    return StrictJSONResponse(normalized, headers={"x-run-id": run_id,
-                                                   "location": f"/api/runs/{run_id}"})
-
-
 @router.post("/api/runs/import", response_model=RunRecord, response_class=StrictJSONResponse,
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": {"$ref": "#/components/schemas/RunRecord"}}}}})
+             openapi_extra=RECORD_BODY)
 async def import_run(request: Request, store: StoreDep,
                      keep: Annotated[bool, Query(alias="store",
                                                  description="false: validate only")] = True
-                     ) -> StrictJSONResponse:
+                     ) -> Response:
     """Validate an uploaded run record (422 names the bad field), store it (source
     "imported", or "watched"; its id in the `x-run-id` header) and return it normalized:
     one JSON document, or the JSON lines backproplab.watch writes (even cut short by a
-    killed script); a watched model's record comes back in its own schema."""
-    return await run_in_threadpool(import_body, await request.body(), store, keep)
+    killed script); a watched model's record comes back in its own schema. Parsed and
+    validated off the event loop, large records in a separate process."""
+    status, body, rows = await offload.off_loop(offload.import_rows, await request.body())
+    if status != 200 or not keep:
+        return Response(body, status_code=status, media_type="application/json")
+    watched = (rows["head"].get("config") or {}).get("source") == "watched"
+    run_id = await run_in_threadpool(store.put_prepared, rows,
+                                     "watched" if watched else "imported")
+    return Response(body, media_type="application/json",
+                    headers={"x-run-id": run_id, "location": f"/api/runs/{run_id}"})

@@ -3,11 +3,14 @@ pass, and the forward-vs-reverse cost of a full Jacobian."""
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...engines.inspect import backprop_walk, jacobian_modes
 from ...model.spec import RunSpec
+from ...runs.budget import OverBudget, jacobian_modes_cost
+from ...runs.manager import Refused
+from ..deps import ManagerDep
 from ..models import JacobianModes, TapeInspection
 from ..responses import StrictJSONResponse
 from ..schemas import Activation, Init
@@ -48,14 +51,23 @@ class JacobianConfig(BaseModel):
              response_class=StrictJSONResponse)
 def inspect(config: InspectConfig) -> StrictJSONResponse:
     """Graph, every backward step with its cotangents, the δ recurrence per hidden
-    layer with its numbers, the gradients, and one forward-mode pass."""
+    layer with its numbers, the gradients, and one forward-mode pass (a network of
+    at most 5 × 6 units: its cost is bounded by the fields' limits)."""
     spec = RunSpec(**config.model_dump(exclude={"tangent_input"}), steps=0)
     return StrictJSONResponse(backprop_walk(spec, config.tangent_input))
 
 
 @router.post("/api/tape/jacobian-modes", response_model=JacobianModes,
              response_class=StrictJSONResponse)
-def jacobian(config: JacobianConfig) -> StrictJSONResponse:
-    """Full Jacobian by n forward passes and by m reverse passes: counts and timings."""
+def jacobian(config: JacobianConfig, manager: ManagerDep) -> StrictJSONResponse:
+    """Full Jacobian by n forward passes and by m reverse passes: counts and timings
+    (its memory is admitted like a run's: 429 while the server's bound is taken)."""
     spec = RunSpec(**config.model_dump(), dataset="gaussian", steps=0)
-    return StrictJSONResponse(jacobian_modes(spec))
+    cost = jacobian_modes_cost(config.depth, config.width, config.input_dim)
+    try:
+        with manager.ledger.reserve(cost):
+            return StrictJSONResponse(jacobian_modes(spec))
+    except OverBudget as exc:
+        raise HTTPException(422, str(exc)) from None
+    except Refused as exc:
+        raise HTTPException(429, str(exc), headers={"retry-after": "5"}) from None

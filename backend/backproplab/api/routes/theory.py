@@ -1,22 +1,29 @@
 """Mean-field predictions for a config, and phase diagrams."""
 
-from typing import Literal
+import asyncio
+import contextlib
+import threading
+import time
+from typing import Annotated
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
 
-from ...engines import theory_for
-from ...model.activations import ACTIVATION_NAMES
+from ...engines import Cancelled, theory_for
+from ...runs.budget import OverBudget, phase_cost
+from ...runs.manager import Refused, RunManager
+from ...settings import Settings
 from ...theory import phase
-from ..deps import SettingsDep, run_config
+from ..deps import ManagerDep, SettingsDep, run_config
 from ..models import PhaseDiagram
 from ..records import Theory
 from ..responses import StrictJSONResponse
-from ..schemas import RunConfig
+from ..schemas import Activation, RunConfig
 
 router = APIRouter(tags=["theory"])
-
-MAX_PHASE_WORK = 2e9  # grid points · width² · depth for a measured diagram
 
 
 def config_query_parameters() -> list[dict]:
@@ -39,29 +46,97 @@ def theory(request: Request, settings: SettingsDep) -> StrictJSONResponse:
     return StrictJSONResponse(theory_for(cfg.to_spec()))
 
 
+MAX_PHASE_WORK = 3.2e10  # grid points · width² · depth · batch for a measured diagram
+_HEAVY = anyio.CapacityLimiter(2)  # phase diagrams computed at once (each one thread)
+
+
+class PhaseRequest(BaseModel):
+    """A phase diagram over (σ_w², σ_b²); `measured` also builds the networks."""
+
+    model_config = ConfigDict(extra="forbid")
+    activation: Activation = "tanh"
+    depth: int = Field(20, ge=1, le=1000)
+    grid: int = Field(24, ge=2, le=64)
+    w2_min: float = Field(0.25, gt=0, le=20)
+    w2_max: float = Field(4.0, gt=0, le=20)
+    b2_min: float = Field(0.0, ge=0, le=5)
+    b2_max: float = Field(0.5, ge=0, le=5)
+    measured: bool = False
+    width: int = Field(128, ge=2, le=1024)
+    batch: int = Field(16, ge=1, le=128)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
 @router.get("/api/phase", response_model=PhaseDiagram, response_class=StrictJSONResponse)
-def phase_diagram(
-    activation: Literal[ACTIVATION_NAMES] = "tanh",
-    depth: int = Query(20, ge=1, le=1000),
-    grid: int = Query(24, ge=2, le=64),
-    w2_min: float = Query(0.25, gt=0, le=20), w2_max: float = Query(4.0, gt=0, le=20),
-    b2_min: float = Query(0.0, ge=0, le=5), b2_max: float = Query(0.5, ge=0, le=5),
-    measured: bool = False,
-    width: int = Query(128, ge=2, le=1024), batch: int = Query(16, ge=1, le=128),
-    seed: int = Query(0, ge=0),
-) -> StrictJSONResponse:
+async def phase_diagram(request: Request, query: Annotated[PhaseRequest, Query()],
+                        settings: SettingsDep, manager: ManagerDep) -> Response:
     """χ₁ over (σ_w², σ_b²) with the critical line; `measured=true` also builds the
-    networks and measures them (all grid points in one batched pass)."""
-    if w2_min >= w2_max or b2_min > b2_max:
+    networks and measures them (one grid row at a time). Stops when the client leaves."""
+    return await _phase(request, query, settings, manager)
+
+
+@router.post("/api/phase", response_model=PhaseDiagram, response_class=StrictJSONResponse)
+async def phase_diagram_post(request: Request, body: PhaseRequest, settings: SettingsDep,
+                             manager: ManagerDep) -> Response:
+    """The same, with the parameters as a JSON body."""
+    return await _phase(request, body, settings, manager)
+
+
+async def _phase(request: Request, p: PhaseRequest, settings: Settings,
+                 manager: RunManager) -> Response:
+    if p.w2_min >= p.w2_max or p.b2_min > p.b2_max:
         raise HTTPException(422, "ranges must be increasing: w2_min < w2_max, b2_min <= b2_max")
-    work = grid * grid * width * width * depth
-    if measured and work > MAX_PHASE_WORK:
-        raise HTTPException(422, f"measured diagram too large: grid²·width²·depth = "
+    work = p.grid * p.grid * p.width * p.width * p.depth * p.batch
+    if p.measured and work > MAX_PHASE_WORK:
+        raise HTTPException(422, f"measured diagram too large: grid²·width²·depth·batch = "
                                  f"{work:.3g} > {MAX_PHASE_WORK:.3g}")
-    out = {"analytic": phase.analytic_grid(activation, (w2_min, w2_max), (b2_min, b2_max),
-                                           grid, depth)}  # cached: repeats cost nothing
-    if measured:
-        w2 = np.linspace(w2_min, w2_max, grid)
-        b2 = np.linspace(b2_min, b2_max, grid)
-        out["measured"] = phase.measured(activation, w2, b2, depth, width, batch, seed=seed)
-    return StrictJSONResponse(out)
+    ledger = manager.ledger
+    cost = phase_cost(p.grid, p.depth, p.width, p.batch, p.measured)
+    cancel = threading.Event()
+    deadline = time.monotonic() + settings.max_request_seconds
+
+    def check() -> None:
+        if cancel.is_set():
+            raise Cancelled()
+        if time.monotonic() > deadline:
+            raise TimeoutError()
+
+    def compute() -> dict:
+        w2 = np.linspace(p.w2_min, p.w2_max, p.grid)
+        b2 = np.linspace(p.b2_min, p.b2_max, p.grid)
+        out = {"analytic": phase.analytic_grid(  # cached: repeats cost nothing
+            p.activation, (p.w2_min, p.w2_max), (p.b2_min, p.b2_max), p.grid, p.depth)}
+        if p.measured:
+            out["measured"] = phase.measured(p.activation, w2, b2, p.depth, p.width, p.batch,
+                                             seed=p.seed, check=check)
+        return out
+
+    try:
+        with ledger.reserve(cost):
+            return StrictJSONResponse(await until_disconnected(request, compute, cancel))
+    except OverBudget as exc:
+        raise HTTPException(422, str(exc)) from None
+    except Refused as exc:
+        raise HTTPException(429, str(exc), headers={"retry-after": "5"}) from None
+    except TimeoutError:
+        raise HTTPException(503, f"the phase diagram took longer than "
+                                 f"{settings.max_request_seconds:g} s (setting "
+                                 f"BACKPROPLAB_MAX_REQUEST_SECONDS); ask for a smaller grid "
+                                 f"or depth") from None
+    except Cancelled:
+        return Response(status_code=499)  # the client has gone; nobody reads this
+
+
+async def until_disconnected(request: Request, compute, cancel: threading.Event):
+    """Run `compute` in a worker thread; if the client disconnects meanwhile, set
+    `cancel` (compute checks it between layers) and wait for the thread to end."""
+    task = asyncio.ensure_future(anyio.to_thread.run_sync(compute, limiter=_HEAVY))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.05)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            cancel.set()
+            with contextlib.suppress(Exception):
+                await task
+            raise Cancelled()
