@@ -269,10 +269,11 @@ def test_log_loss_axis_labels_are_values(page, server):
 
 def test_spectrum_lines_are_labelled_and_its_axis_title_fits(page, server):
     open_lab(page, server, SMALL + "&record.jacobian_every=5")
-    page.wait_for_function("() => (document.getElementById('plot-spectrum').data || []).length"
-                           " > 1", timeout=15000)
+    page.wait_for_function("() => (document.getElementById('plot-spectrum').data || [])"
+                           ".some((t) => t.name === 'predicted mean')", timeout=15000)  # theory
     names = page.evaluate("() => document.getElementById('plot-spectrum').data.map(t => t.name)")
     assert "measured mean λ" in names and "predicted mean" in names
+    page.locator("#plot-spectrum .xtitle").wait_for(state="visible", timeout=5000)
     title = page.locator("#plot-spectrum .xtitle").bounding_box()
     plot = page.locator("#plot-spectrum").bounding_box()
     assert title["x"] >= plot["x"] and title["x"] + title["width"] <= plot["x"] + plot["width"]

@@ -92,7 +92,7 @@ def test_analytic_grid_is_fast_for_every_activation():
         figures[act] = time.perf_counter() - start
     print("analytic 24x24, depth 20 (s):", {k: round(v, 4) for k, v in figures.items()})
     assert max(figures.values()) < 0.5
-    phase.analytic_grid.cache_clear()
+    phase.clear_grid_cache()
     phase.analytic_grid("tanh", (0.25, 4.0), (0.0, 0.5), 24, 20)
     start = time.perf_counter()
     again = phase.analytic_grid("tanh", (0.25, 4.0), (0.0, 0.5), 24, 20)

@@ -7,9 +7,11 @@ export const PRESETS = {
   // growth. σ_w = 3.5 keeps tanh out of its flat tails, where φ′ underflows to 0 in
   // float32 (at σ_w = 20, δ vanished at small widths instead). The width is part of the
   // story: at width 16 finite-width fluctuations slow the growth below overflow.
+  // at initialization: ‖δ‖ grows geometrically towards the input, then overflows (one
+  // step: the update that follows would turn every weight NaN and hide the growth)
   'exploding (tanh, σ_w = 3.5, depth 300)': { activation: 'tanh', depth: 300, width: 128,
     init: 'normal', sigma_w: 3.5, sigma_b: 0, residual: false, norm: 'none', dtype: 'float32',
-    clip: null },
+    clip: null, steps: 1 },
   // a learning rate of 2 kills units; clipping the step keeps the loss finite, so the
   // dead fraction can be watched growing instead of the run diverging to NaN
   'dead ReLUs (large learning rate)': { activation: 'relu', depth: 20, init: 'he_normal',

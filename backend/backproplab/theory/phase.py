@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -55,12 +57,33 @@ def analytic(act: str, sigma_w2s: np.ndarray, sigma_b2s: np.ndarray, depth: int,
             "log10_grad_ratio": log_ratio.tolist(), "critical_line": line}
 
 
-@functools.lru_cache(maxsize=32)
 def analytic_grid(act: str, w2_range: tuple[float, float], b2_range: tuple[float, float],
-                  grid: int, depth: int) -> dict[str, Any]:
+                  grid: int, depth: int, check: Callable[[], None] = _never) -> dict[str, Any]:
     """`analytic` on a grid × grid linspace, cached: a repeated request (every page
-    load, every depth change back and forth) costs nothing. Treat it as read-only."""
-    return analytic(act, np.linspace(*w2_range, grid), np.linspace(*b2_range, grid), depth)
+    load, every depth change back and forth) costs nothing. Treat it as read-only.
+    `check` (not part of the key) can stop a computation that is not cached yet."""
+    key = (act, tuple(w2_range), tuple(b2_range), grid, depth)
+    with _GRID_LOCK:
+        if key in _GRIDS:
+            _GRIDS.move_to_end(key)
+            return _GRIDS[key]
+    out = analytic(act, np.linspace(*w2_range, grid), np.linspace(*b2_range, grid), depth,
+                   check=check)
+    with _GRID_LOCK:
+        _GRIDS[key] = out
+        while len(_GRIDS) > GRID_CACHE_SIZE:
+            _GRIDS.popitem(last=False)
+    return out
+
+
+def clear_grid_cache() -> None:
+    with _GRID_LOCK:
+        _GRIDS.clear()
+
+
+GRID_CACHE_SIZE = 32
+_GRIDS: OrderedDict = OrderedDict()
+_GRID_LOCK = threading.Lock()
 
 
 def _length_step(act, q, w2, b2):

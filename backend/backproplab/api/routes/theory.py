@@ -105,7 +105,8 @@ async def _phase(request: Request, p: PhaseRequest, settings: Settings,
         w2 = np.linspace(p.w2_min, p.w2_max, p.grid)
         b2 = np.linspace(p.b2_min, p.b2_max, p.grid)
         out = {"analytic": phase.analytic_grid(  # cached: repeats cost nothing
-            p.activation, (p.w2_min, p.w2_max), (p.b2_min, p.b2_max), p.grid, p.depth)}
+            p.activation, (p.w2_min, p.w2_max), (p.b2_min, p.b2_max), p.grid, p.depth,
+            check=check)}
         if p.measured:
             out["measured"] = phase.measured(p.activation, w2, b2, p.depth, p.width, p.batch,
                                              seed=p.seed, check=check)
