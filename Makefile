@@ -42,7 +42,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
 	cd benchmarks && for b in tape_vs_torch jacobian_modes probe_overhead phase_sweep \
-	  stream_latency load watch_overhead store; do ../$(PY) $$b.py || exit 1; done
+	  stream_latency load watch_overhead store compiled memory experiments classroom \
+	  api_export; do ../$(PY) $$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
