@@ -69,6 +69,7 @@ function onMessage(msg) {
       break;
     case 'error':
       if (state.source !== 'live') return; // e.g. a 'stop' that arrived after the run ended
+      if (msg.code === 'busy') return; // a full server: the transport says why and retries
       state.status = 'error';
       state.error = msg.message || msg.code || 'the server could not run this configuration';
       changed('status');
