@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import uvicorn
@@ -61,3 +63,38 @@ def live_server():
 
 def make_server(port: int = 0, **settings):
     return ServerThread(Settings(**settings), port=port)
+
+
+# --- Chromium (Debian's, driven by Python Playwright; never `playwright install`) ---
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@contextmanager
+def open_page(browser, console_errors: bool = True, **context_options):
+    """A page in a fresh 1400×1000 context. `page.errors` collects uncaught exceptions
+    (and, with console_errors, console errors); `page.requests` every URL requested."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, **context_options)
+    page = context.new_page()
+    page.errors, page.requests = [], []
+    if console_errors:
+        page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("request", lambda r: page.requests.append(r.url))
+    try:
+        yield page
+    finally:
+        context.close()

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import websockets
 
-from conftest import make_server, strict_loads
+from conftest import make_server, open_page, strict_loads
 
 SMALL = {"depth": 3, "width": 8, "steps": 5, "batch_size": 8}
 LONG = {"depth": 4, "width": 16, "steps": 100000, "batch_size": 8}
@@ -658,32 +658,19 @@ def test_paused_runs_hold_no_worker():
 
 # --- the page, when the server is full ---------------------------------------------------
 @pytest.mark.browser
-def test_a_full_server_is_explained_in_words_and_the_page_retries():
-    import shutil
-
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    with make_server(max_sessions=1) as server, sync_playwright() as p:
+def test_a_full_server_is_explained_in_words_and_the_page_retries(browser):
+    with make_server(max_sessions=1) as server, open_page(browser, console_errors=False) as page:
         taken = httpx.post(f"{server.url}/api/runs", json=LONG).json()["id"]
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox",
-                                                                    "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{server.url}/#depth=3&width=8&steps=2000&batch_size=8")
-            page.wait_for_function("() => document.getElementById('conn').textContent"
-                                   ".includes('trying again in')", timeout=30000)
-            text = page.locator("#conn").text_content()
-            assert "the server is running 1 runs, its limit (setting " \
-                   "BACKPROPLAB_MAX_SESSIONS) — trying again in" in text, text
-            seconds = int(text.rsplit("in ", 1)[1].split()[0])
-            assert 1 <= seconds <= 5
-            httpx.delete(f"{server.url}/api/runs/{taken}")  # a place comes free
-            page.wait_for_function("() => document.getElementById('plot-flow').data?.[0]"
-                                   "?.x?.length > 0", timeout=30000)
-            assert "trying again" not in page.locator("#conn").text_content()
-            assert errors == []
-        finally:
-            browser.close()
+        page.goto(f"{server.url}/#depth=3&width=8&steps=2000&batch_size=8")
+        page.wait_for_function("() => document.getElementById('conn').textContent"
+                               ".includes('trying again in')", timeout=30000)
+        text = page.locator("#conn").text_content()
+        assert "the server is running 1 run, its limit (setting " \
+               "BACKPROPLAB_MAX_SESSIONS) — trying again in" in text, text
+        seconds = int(text.rsplit("in ", 1)[1].split()[0])
+        assert 1 <= seconds <= 5
+        httpx.delete(f"{server.url}/api/runs/{taken}")  # a place comes free
+        page.wait_for_function("() => document.getElementById('plot-flow').data?.[0]"
+                               "?.x?.length > 0", timeout=30000)
+        assert "trying again" not in page.locator("#conn").text_content()
+        assert page.errors == []

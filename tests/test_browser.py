@@ -1,15 +1,13 @@
 """The page in Debian's Chromium, driven by Playwright (never `playwright install`)."""
 
 import json
-import shutil
 from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import make_server
+from conftest import make_server, open_page
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SMALL = "depth=6&width=16&steps=20&batch_size=8"
 OUTPUT_OF = "el => el.parentElement.querySelector('input.exact').value"
 PLOT_DATA = ("() => ['plot-flow', 'plot-loss', 'plot-heatmap'].map(id => JSON.stringify("
@@ -22,28 +20,10 @@ def server():
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    page = context.new_page()
-    page.errors, page.requests = [], []
-    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    page.on("request", lambda r: page.requests.append(r.url))
-    yield page
-    context.close()
+    with open_page(browser, accept_downloads=True) as page:
+        yield page
 
 
 def flow_points(page):

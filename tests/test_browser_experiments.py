@@ -2,16 +2,14 @@
 the progress bar moves, and the PASS/FAIL and measured numbers shown are the API's."""
 
 import math
-import shutil
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from conftest import make_server
+from conftest import make_server, open_page
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -20,28 +18,10 @@ def server():
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.errors, page.requests = [], []
-    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    page.on("request", lambda r: page.requests.append(r.url))
-    yield page
-    context.close()
+    with open_page(browser) as page:
+        yield page
 
 
 def shown(value: float) -> str:

@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from conftest import make_server, strict_loads
-from test_browser import CHROMIUM
+from conftest import make_server, open_page, strict_loads
 
 pytestmark = pytest.mark.browser
 NET = "depth=10&width=8&batch_size=4&dtype=float64&checkpoint=sqrt"
@@ -19,26 +18,10 @@ def server():
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    yield page
-    context.close()
+    with open_page(browser, console_errors=False) as page:
+        yield page
 
 
 UNITS = {"GB": 1e9, "MB": 1e6, "kB": 1e3, "bytes": 1}

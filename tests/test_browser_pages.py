@@ -3,19 +3,14 @@ whatever display its own CSS gives it, and the page shown is the one in the URL.
 
 import pytest
 
-from conftest import make_server
-from test_browser import CHROMIUM
+from conftest import make_server, open_page
 
 pytestmark = pytest.mark.browser
 PAGES = ("lab", "cost", "runs", "watch", "experiments")
 
 
-def test_each_page_leaves_the_screen_when_another_is_opened():
-    from playwright.sync_api import sync_playwright
-
-    with make_server(frame_rate=30) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def test_each_page_leaves_the_screen_when_another_is_opened(browser):
+    with make_server(frame_rate=30) as server, open_page(browser) as page:
         page.goto(f"{server.url}/#depth=3&width=8&steps=5&page=watch")
         page.wait_for_selector("#page-watch", state="visible")
         for name in PAGES:
@@ -26,4 +21,3 @@ def test_each_page_leaves_the_screen_when_another_is_opened():
             assert shown == [name], f"after opening {name}, on screen: {shown}"
             assert page.locator(f"#pages button[data-page='{name}']").get_attribute(
                 "aria-current") == "page"
-        browser.close()

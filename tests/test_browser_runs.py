@@ -1,16 +1,14 @@
 """The Runs page in Debian's Chromium: the history, rename, delete, open, and two runs
 compared (drawn values against the stored ones, differing config fields shown)."""
 
-import shutil
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import make_server, strict_loads
+from conftest import make_server, open_page, strict_loads
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 XAVIER = {"depth": 8, "width": 16, "steps": 6, "batch_size": 8, "activation": "relu",
           "init": "xavier_normal"}
 HE = {**XAVIER, "init": "he_normal", "lr": 0.02}
@@ -22,27 +20,10 @@ def server():
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    page = context.new_page()
-    page.errors = []
-    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    yield page
-    context.close()
+    with open_page(browser, accept_downloads=True) as page:
+        yield page
 
 
 def headless_run(server, config):

@@ -1,32 +1,19 @@
 """/docs as a person reads it in Debian's Chromium: the live protocol's tables and the
 named response schemas are on the page."""
 
-import shutil
-
 import pytest
 
-from conftest import make_server
+from conftest import make_server, open_page
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def docs_page():
-    from playwright.sync_api import sync_playwright
-
-    with make_server(max_sessions=1) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.errors = []
-        page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-        page.on("pageerror", lambda e: page.errors.append(str(e)))
+def docs_page(browser):
+    with make_server(max_sessions=1) as server, open_page(browser) as page:
         page.goto(f"{server.url}/docs")
         page.wait_for_selector(".opblock-summary-path", timeout=15000)
         yield page
-        browser.close()
 
 
 def test_docs_show_the_live_protocol_as_tables(docs_page):

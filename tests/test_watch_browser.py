@@ -6,7 +6,6 @@ module; the first non-finite value is named in words."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,11 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import make_server
+from conftest import make_server, open_page
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 PUSH = textwrap.dedent("""
     import json, sys, torch, backproplab
@@ -65,28 +63,10 @@ def push(server, mode="ok"):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.errors, page.requests = [], []
-    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    page.on("request", lambda r: page.requests.append(r.url))
-    yield page
-    context.close()
+    with open_page(browser) as page:
+        yield page
 
 
 def shown_table(page):

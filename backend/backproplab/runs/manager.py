@@ -103,7 +103,8 @@ class Ledger:
                              hint=_shrink_hint(cost))
         with self._lock:
             if session and self.sessions >= self.max_sessions:
-                raise Refused(f"the server is running {self.sessions} runs, its limit "
+                runs = "1 run" if self.sessions == 1 else f"{self.sessions} runs"
+                raise Refused(f"the server is running {runs}, its limit "
                               f"(setting BACKPROPLAB_MAX_SESSIONS); retrying in "
                               f"{RETRY_SECONDS} s")
             if self.bytes + cost.bytes > self.max_total:
