@@ -47,8 +47,13 @@ class ServerThread:
         return self
 
     def __exit__(self, *exc):
+        # uvicorn finishes the requests in flight first (a compile or memory measurement
+        # can take a while on a loaded machine): a thread left running into the
+        # interpreter's exit would abort it from inside XLA or torch
         self.server.should_exit = True
-        self.thread.join(10)
+        self.thread.join(180)
+        if self.thread.is_alive():
+            raise RuntimeError("the test server did not stop within 180 s")
 
     @property
     def manager(self):
