@@ -1,6 +1,6 @@
 // View 4: loss (log scale) and accuracy over steps.
 import { COLORS, fmt, plottable } from '../format.js';
-import { layout, react, throttled } from './common.js';
+import { layout, react, stepAxis, throttled } from './common.js';
 
 /** Log-axis ticks at 1, 2, 5 × 10^k inside the data's range, each labelled with its
  *  full value (Plotly's own minor ticks read "4, 3, 2": a loss of 4, not 0.4). */
@@ -23,8 +23,10 @@ export function logTicks(values) {
 }
 
 export class LossView {
-  constructor(el) {
+  /** title: the panel's heading, which names what the plot draws (or null). */
+  constructor(el, title = null) {
     this.el = el;
+    this.title = title;
     this.draw = throttled((steps) => this._draw(steps), 100);
   }
 
@@ -36,14 +38,19 @@ export class LossView {
     const data = [{ x, y: steps.map((s) => plottable(s.loss)), name: 'loss',
       mode: steps.length < 50 ? 'lines+markers' : 'lines', marker: { size: 5 },
       connectgaps: false, line: { color: COLORS.blue } }];
-    if (steps.some((s) => s.accuracy != null)) {
+    const accuracy = steps.some((s) => s.accuracy != null); // a classification loss
+    if (accuracy) {
       data.push({ x, y: steps.map((s) => plottable(s.accuracy)), name: 'accuracy', yaxis: 'y2',
         mode: 'lines', line: { color: COLORS.green, dash: 'dot' } });
     }
+    if (this.title) this.title.textContent = accuracy ? 'Loss and accuracy' : 'Loss';
     react(this.el, data, layout({
-      xaxis: { title: { text: 'step' } },
+      showlegend: accuracy,
+      margin: { l: 56, r: accuracy ? 56 : 16, t: 8, b: 40 },
+      xaxis: { title: { text: 'step' }, ...stepAxis(steps) },
       yaxis: { type: 'log', title: { text: 'loss' }, ...logTicks(data[0].y) },
-      yaxis2: { overlaying: 'y', side: 'right', range: [0, 1], title: { text: 'accuracy' } },
+      ...(accuracy ? { yaxis2: { overlaying: 'y', side: 'right', range: [0, 1],
+        title: { text: 'accuracy' } } } : {}),
     }));
   }
 }
