@@ -440,3 +440,37 @@ def test_the_modes_bars_show_the_servers_times_as_durations(page, server):
     body = page.evaluate("() => document.body.innerText + [...document.querySelectorAll("
                          "'svg text')].map(t => t.textContent).join(' ')")
     assert not re.search(r"\de\+[0-3]\b", body), re.findall(r"\S*\de\+[0-3]\S*", body)
+
+
+# --- the Runs page's comparison reads as the Lab does ------------------------------------------
+
+def headless_run(server, config):
+    from backproplab.api.schemas import validate_config
+
+    checked = validate_config(config)
+    job = server.manager.start_headless(checked.to_spec(), checked.model_dump())
+    job.join(60)
+    assert server.manager.store.get(job.id)["status"] == "done"
+    return job.id
+
+
+def test_compared_log_axes_label_their_ticks_with_values(page, server):
+    small = {"depth": 8, "width": 16, "steps": 30, "batch_size": 8, "activation": "tanh"}
+    ids = [headless_run(server, {**small, "init": "normal", "sigma_w": 3.0}),
+           headless_run(server, {**small, "init": "xavier_normal"})]
+    page.goto(f"{server.url}/#page=runs&runs.compare={','.join(ids)}")
+    page.wait_for_function("() => (document.getElementById('compare-loss-plot')?.data || [])"
+                           ".length === 2", timeout=20000)
+    page.wait_for_timeout(300)
+    compared = page.evaluate(
+        f"async () => (await fetch('/api/runs/compare?ids={','.join(ids)}')).json()")
+    for plot, values in (
+            ("compare-loss-plot", [v for r in compared["runs"] for v in r["series"]["loss"]]),
+            ("compare-flow-plot", [v for r in compared["runs"] for v in r["last"]["delta_norm"]])):
+        finite = [v for v in values if isinstance(v, float) and v > 0]
+        labels = page.locator(f"#{plot} g.ytick text").all_text_contents()
+        assert len(labels) >= 2, (plot, labels)
+        for text in labels:  # the value at its tick (not a minor tick's "5" or "2")
+            value = float(text.replace("−", "-"))
+            assert min(finite) / 3 <= value <= max(finite) * 3, (plot, text)
+    assert page.evaluate(LAYOUT_PROBLEMS, "#page-runs") == []

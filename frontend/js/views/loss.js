@@ -1,5 +1,5 @@
 // View 4: loss (log scale) and accuracy over steps.
-import { COLORS, fmt, plottable } from '../format.js';
+import { COLORS, plottable } from '../format.js';
 import { layout, react, stepAxis, throttled } from './common.js';
 
 /** Log-axis ticks at 1, 2, 5 × 10^k inside the data's range, each labelled with its
@@ -19,7 +19,13 @@ export function logTicks(values) {
     }
   }
   if (ticks.length < 2) return { exponentformat: 'power' };
-  return { tickvals: ticks, ticktext: ticks.map((v) => fmt(v, 2)), tickmode: 'array' };
+  return { tickvals: ticks, ticktext: ticks.map(tickLabel), tickmode: 'array' };
+}
+
+/** A tick's value as short as it reads: 0.01, 0.15, 100, 2000; 1e+5 and 2e-5 beyond. */
+function tickLabel(v) {
+  const a = Math.abs(v);
+  return a >= 1e5 || a < 1e-3 ? v.toExponential() : String(v);
 }
 
 export class LossView {
