@@ -394,6 +394,25 @@ def test_the_loss_panel_is_titled_by_what_it_draws(page, server):
     assert page.evaluate(LAYOUT_PROBLEMS, "#view-loss") == []
 
 
+def round_ticks(labels):
+    """Tick labels that are round numbers (two significant digits at most), evenly spaced."""
+    values = [float(t.replace("−", "-")) for t in labels]
+    steps = {round(b - a, 9) for a, b in zip(values, values[1:], strict=False)}
+    return all(float(f"{v:.2g}") == v for v in values) and len(steps) == 1
+
+
+def test_right_hand_axes_have_round_ticks_of_their_own(page, server):
+    open_lab(page, server, SMALL + "&loss=cross_entropy")
+    page.wait_for_function("() => window.backproplab.state.status === 'done'", timeout=20000)
+    page.wait_for_timeout(600)
+    accuracy = page.locator("#plot-loss g.y2tick text").all_text_contents()
+    assert accuracy == ["0", "0.25", "0.5", "0.75", "1"], accuracy
+    std = page.locator("#plot-activations g.y3tick text").all_text_contents()
+    assert len(std) >= 3 and round_ticks(std), std
+    top = page.evaluate("() => document.getElementById('plot-activations').layout.yaxis3.range[1]")
+    assert float(std[-1]) <= top  # every label on the axis is inside its range
+
+
 def test_a_single_step_run_has_whole_step_ticks(page, server):
     open_lab(page, server, SMALL.replace("steps=20", "steps=1"))
     page.wait_for_function("() => window.backproplab.state.status === 'done'", timeout=20000)
