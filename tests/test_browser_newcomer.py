@@ -493,3 +493,17 @@ def test_compared_log_axes_label_their_ticks_with_values(page, server):
             value = float(text.replace("−", "-"))
             assert min(finite) / 3 <= value <= max(finite) * 3, (plot, text)
     assert page.evaluate(LAYOUT_PROBLEMS, "#page-runs") == []
+
+
+@pytest.mark.parametrize("lo,hi", [(5.5, 7.5), (0.05, 0.3), (0.9, 2.2), (1e-3, 1e4), (40, 41)])
+def test_a_log_axis_labels_at_least_two_values_inside_the_data(page, server, lo, hi):
+    page.goto(f"{server.url}/static/favicon.svg")
+    ticks = page.evaluate("async ([lo, hi]) => (await import('/static/js/views/loss.js'))"
+                          ".logTicks([lo, (lo + hi) / 2, hi])", [lo, hi])
+    if "tickvals" not in ticks:  # too narrow for round ticks: Plotly's own, plain numbers
+        assert hi / lo < 1.1 and ticks == {"exponentformat": "power"}
+        return
+    inside = [v for v in ticks["tickvals"] if lo <= v <= hi]
+    assert len(inside) >= 2, ticks
+    for value, text in zip(ticks["tickvals"], ticks["ticktext"], strict=True):
+        assert float(text) == value  # each label is its tick's value

@@ -10,15 +10,27 @@ export function logTicks(values) {
   const lo = Math.min(...finite);
   const hi = Math.max(...finite);
   const decades = Math.log10(hi / lo);
-  const mantissas = decades > 3 ? [1] : decades > 1 ? [1, 2, 5] : [1, 1.5, 2, 3, 5, 7];
-  const ticks = [];
-  for (let e = Math.floor(Math.log10(lo)) - 1; e <= Math.ceil(Math.log10(hi)); e += 1) {
-    for (const m of mantissas) {
-      const v = m * 10 ** e;
-      if (v >= lo / 1.5 && v <= hi * 1.5) ticks.push(Number(v.toPrecision(3)));
+  const ladder = [[1], [1, 2, 5], [1, 1.5, 2, 3, 5, 7], [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9],
+    [1, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2, 2.2, 2.5, 2.8, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7,
+      7.5, 8, 8.5, 9, 9.5]];
+  const start = decades > 3 ? 0 : decades > 1 ? 1 : 2;
+  const within = (mantissas, slack) => {
+    const out = [];
+    for (let e = Math.floor(Math.log10(lo)) - 1; e <= Math.ceil(Math.log10(hi)); e += 1) {
+      for (const m of mantissas) {
+        const v = Number((m * 10 ** e).toPrecision(3));
+        if (v >= lo / slack && v <= hi * slack) out.push(v);
+      }
     }
-  }
-  if (ticks.length < 2) return { exponentformat: 'power' };
+    return out;
+  };
+  // finer mantissas while fewer than two ticks fall inside the data (a loss between 5.5
+  // and 7.5 had one label, "7")
+  let level = start;
+  while (level < ladder.length - 1 && within(ladder[level], 1).length < 2) level += 1;
+  // narrower still (6.6 to 6.7): Plotly's own ticks, plain numbers at that zoom
+  if (within(ladder[level], 1).length < 2) return { exponentformat: 'power' };
+  const ticks = within(ladder[level], 1.5);
   return { tickvals: ticks, ticktext: ticks.map(tickLabel), tickmode: 'array' };
 }
 
