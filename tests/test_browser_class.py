@@ -275,8 +275,10 @@ def test_spectrum_lines_are_labelled_and_its_axis_title_fits(page, server):
     names = page.evaluate("() => document.getElementById('plot-spectrum').data.map(t => t.name)")
     assert "measured mean λ" in names and "predicted mean" in names
     page.locator("#plot-spectrum .xtitle").wait_for(state="visible", timeout=5000)
-    title = page.locator("#plot-spectrum .xtitle").bounding_box()
-    plot = page.locator("#plot-spectrum").bounding_box()
+    # both boxes in one evaluation: a frame redraws the title between two separate calls
+    title, plot = page.evaluate("""() => [document.querySelector('#plot-spectrum .xtitle'),
+        document.getElementById('plot-spectrum')].map(el => { const r = el.getBoundingClientRect();
+        return {x: r.x, y: r.y, width: r.width, height: r.height}; })""")
     assert title["x"] >= plot["x"] and title["x"] + title["width"] <= plot["x"] + plot["width"]
     assert title["y"] + title["height"] <= plot["y"] + plot["height"]
 
