@@ -26,7 +26,41 @@ export function fmt(v, digits = 3) {
   if (x === -Infinity) return '−∞';
   if (x === 0) return '0';
   const a = Math.abs(x);
-  return a >= 1e4 || a < 1e-3 ? x.toExponential(digits - 1) : x.toPrecision(digits);
+  if (a >= 1e4 || a < 1e-3) return x.toExponential(digits - 1);
+  const shown = x.toPrecision(digits);
+  // toPrecision(3) writes 1120 as "1.12e+3": below 10⁴ a plain number reads better
+  return shown.includes('e') ? String(Number(shown)) : shown;
+}
+
+/** A duration given in seconds, as a person reads it: "0.42 ms", "4.14 ms", "812 ms",
+ *  then "1.12 s" (never "1.12e+3 ms"), "12.3 s", "2 min 5 s", "1 h 3 min"; ∞ and NaN
+ *  spelled out. The one place the front end turns a time into text. */
+export function duration(seconds) {
+  const s = num(seconds);
+  if (!Number.isFinite(s)) return fmt(s);
+  const round = (v) => String(Number(v.toPrecision(3)));
+  const a = Math.abs(s);
+  if (a === 0) return '0 s';
+  if (a < 0.9995) return `${round(s * 1e3)} ms`;
+  if (a < 59.95) return `${round(s)} s`;
+  const sign = s < 0 ? '−' : '';
+  const whole = Math.round(a);
+  if (whole < 3600) return `${sign}${Math.floor(whole / 60)} min ${whole % 60} s`;
+  const minutes = Math.round(a / 60);
+  return `${sign}${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+/** Where the runs of an experiment were executed, in words ({backend, workers,
+ *  address} from the server's `execution`). */
+export function executedWhere(execution) {
+  const e = execution || {};
+  if (e.backend === 'in-process') return "in the server's own process";
+  if (e.backend === 'pool') {
+    const n = e.workers;
+    return n ? `on a pool of ${n} worker process${n === 1 ? '' : 'es'}` : 'on a process pool';
+  }
+  if (e.backend === 'ray') return e.address ? `on the Ray cluster at ${e.address}` : 'on Ray';
+  return e.backend ? `on ${e.backend}` : 'somewhere the server did not name';
 }
 
 /** First layer whose δ or ∇W norm is not finite, or null (a null value is one the

@@ -2,7 +2,7 @@
 import { allowedDtypes, buildControls } from './controls.js';
 import { firstOverflow, fmt, jsonErrorAt, num } from './format.js';
 import { Pages } from './pages.js';
-import { PRESETS } from './presets.js';
+import { PRESETS, matchingPreset, presetConfig } from './presets.js';
 import { changed, fromHash, pushStep, resetRun, shownStep, state, subscribe, toHash }
   from './store.js';
 import { Transport } from './transport.js';
@@ -18,7 +18,8 @@ import { StepperView } from './views/stepper.js';
 const $ = (id) => document.getElementById(id);
 let transport;
 let controls;
-let paused = false;
+let paused = false; // the Lab's runs wait for Play or Step (a new run too: see startRun)
+let afterReset = false; // the paused run shown was restarted by Reset (the status says so)
 
 function defaultsFrom(schema) {
   const out = {};
@@ -101,18 +102,35 @@ function startRun(kind = 'update') {
   state.runId = null;
   state.error = null;
   resetRun();
-  paused = false;
-  transport.send({ type: kind, config: state.config });
+  // a paused Lab stays paused: the new run is built, its first step (the network at
+  // initialization) is shown, and it waits there for Play or Step
+  transport.send({ type: kind, config: state.config, paused });
+  if (paused) transport.send({ type: 'step' });
   state.status = 'starting';
   changed('status');
 }
 
+/** The preset menu names the preset whose experiment the controls hold, or "custom". */
+function showPreset() {
+  $('preset').value = matchingPreset(state.config, state.defaults);
+}
+
+/** The status line: what the run is doing now, in words. */
+function statusText(st) {
+  if (st.status === 'error') return `error: ${st.error}`;
+  if (!paused || !['running', 'starting'].includes(st.status)) return st.status;
+  const at = st.latest ? `paused at step ${st.latest.step}` : 'paused';
+  return `${at}${afterReset ? ' (Reset: back to initialization)' : ''} — Play resumes, `
+    + 'Step takes one step';
+}
+
 let updateTimer = null;
-function configChanged(path, value, how = {}) {
+function configChanged(path, value) {
   const [head, sub] = path.split('.');
   if (sub) state.config.record = { ...state.config.record, [sub]: value };
   else state.config[head] = value;
-  if (!how.preset) $('preset').value = ''; // the controls no longer tell the preset's story
+  showPreset(); // the preset's name while the controls still tell its story
+  afterReset = false;
   if (head === 'engine') {
     const allowed = allowedDtypes(state.info, value);
     if (!allowed.includes(state.config.dtype)) state.config.dtype = allowed[0];
@@ -153,7 +171,7 @@ function refreshSide() {
 // --- views ------------------------------------------------------------------------
 const flow = new FlowView($('plot-flow'));
 const heatmap = new HeatmapView($('plot-heatmap'));
-const loss = new LossView($('plot-loss'));
+const loss = new LossView($('plot-loss'), $('loss-title'));
 const activations = new ActivationsView($('plot-activations'));
 const spectrum = new SpectrumView($('plot-spectrum'), (k) => {
   state.config.record = { ...state.config.record, jacobian_every: k };
@@ -210,9 +228,8 @@ function render(st, parts) {
       badge.textContent = `gradients overflowed at step ${st.overflow.step}, layer ${st.overflow.layer}`;
     }
   }
+  if (parts.has('status') || (paused && parts.has('steps'))) $('conn').textContent = statusText(st);
   if (parts.has('status')) {
-    const status = st.status === 'running' && paused ? 'paused' : st.status;
-    $('conn').textContent = st.status === 'error' ? `error: ${st.error}` : status;
     // the plots no longer show this configuration's run: say so, and clear them
     document.querySelector('.views').classList.toggle('stale', st.status === 'error');
     $('stale-note').hidden = st.status !== 'error';
@@ -293,6 +310,7 @@ function showRecord(record) {
   state.runId = null;
   state.config = record.config;
   controls.set(state.config);
+  showPreset();
   history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
   state.theory = record.theory;
   state.steps = [];
@@ -364,29 +382,36 @@ async function boot() {
   const preset = $('preset');
   preset.append(new Option('custom', ''));
   for (const name of Object.keys(PRESETS)) preset.append(new Option(name, name));
+  showPreset();
   preset.addEventListener('change', () => {
     const p = PRESETS[preset.value];
     if (!p) return;
-    state.config = { ...structuredClone(state.defaults), ...structuredClone(p),
-      record: { ...state.defaults.record, ...(p.record || {}) } };
+    state.config = presetConfig(state.defaults, p);
     controls.set(state.config);
-    configChanged('seed', state.config.seed, { preset: true });
+    configChanged('seed', state.config.seed);
   });
 
+  const live = () => ['running', 'starting'].includes(state.status);
   $('play').addEventListener('click', () => {
-    if (paused && state.status === 'running') {
+    afterReset = false;
+    if (paused && live()) {
       transport.send({ type: 'resume' });
       paused = false;
       changed('status');
-    } else if (state.status !== 'running') startRun('start');
+    } else if (!live()) {
+      paused = false;
+      startRun('start');
+    }
   });
   $('pause').addEventListener('click', () => {
+    if (!live()) return; // nothing runs: there is nothing to pause
     transport.send({ type: 'pause' });
     paused = true;
     changed('status');
   });
   $('step').addEventListener('click', () => {
-    if (state.status !== 'running') {
+    afterReset = false;
+    if (!live()) {
       resetRun();
       transport.send({ type: 'start', config: state.config, paused: true });
       state.status = 'running';
@@ -395,7 +420,10 @@ async function boot() {
     transport.send({ type: 'step' });
     changed('status');
   });
-  $('reset').addEventListener('click', () => startRun('update'));
+  $('reset').addEventListener('click', () => {
+    startRun('update'); // paused, the new run stays paused at step 0
+    afterReset = paused;
+  });
   $('export').addEventListener('click', () => exportRun().catch((e) => {
     $('conn').textContent = e.message;
   }));
@@ -450,6 +478,7 @@ async function boot() {
     if (JSON.stringify(parsed.config) === JSON.stringify(state.config)) return;
     state.config = parsed.config;
     controls.set(state.config);
+    showPreset();
     startRun('update');
     refreshSide();
   });

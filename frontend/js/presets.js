@@ -31,3 +31,25 @@ export const PRESETS = {
     sigma_w: 3, sigma_b: 0, clip: 1, delta_clip: null, lr: 0.5, residual: false,
     norm: 'none' },
 };
+
+/** A preset's whole config: the defaults with the preset's fields over them. */
+export function presetConfig(defaults, preset) {
+  return { ...structuredClone(defaults), ...structuredClone(preset),
+    record: { ...(defaults.record || {}), ...(preset.record || {}) } };
+}
+
+/** The name of the preset whose experiment this config is, or '' (custom). What is
+ *  recorded (the `record` fields: how often, the Jacobian's spectrum) is not part of the
+ *  experiment: turning on the spectrum keeps the preset's name. */
+export function matchingPreset(config, defaults) {
+  const same = (a, b) => a === b || (a == null && b == null)
+    || (typeof a === 'number' && typeof b === 'number' && Math.abs(a - b) <= 1e-12 * Math.abs(b));
+  for (const [name, preset] of Object.entries(PRESETS)) {
+    const full = presetConfig(defaults, preset);
+    const keys = Object.keys(defaults).filter((k) => k !== 'record');
+    if (keys.every((k) => same(config[k] === undefined ? defaults[k] : config[k], full[k]))) {
+      return name;
+    }
+  }
+  return '';
+}

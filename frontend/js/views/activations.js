@@ -38,7 +38,9 @@ export class ActivationsView {
       xaxis: { domain: [0, 0.5], title: { text: 'layer' } },
       yaxis: { range: [0, 1.02], title: { text: 'fraction of units' } },
       // std a(l) is not a fraction: its own labelled axis and range, on the right
+      // round ticks of its own, not synced to the fraction axis' grid (0.529, 0.423, …)
       yaxis3: { overlaying: 'y', side: 'right', anchor: 'x', showgrid: false,
+        tickmode: 'auto', nticks: 6,
         rangemode: 'tozero', range: [0, stdTop(layers)], title: { text: 'std a(l)',
           font: { color: COLORS.sky } }, tickfont: { color: COLORS.sky } },
       xaxis2: { domain: [0.76, 1], anchor: 'y2', title: { text: `a(${chosen.index})` } },

@@ -33,3 +33,13 @@ export function throttled(fn, ms) {
     }
   };
 }
+
+/** Steps as ticks: whole numbers only (a run of one step has no step −0.5). */
+export function stepAxis(steps) {
+  const xs = steps.map((s) => s.step);
+  const span = xs.length ? Math.max(...xs) - Math.min(...xs) : 0;
+  if (span >= 8) return {};
+  // one step: Plotly would span −1..1 around it; half a step either side shows only it
+  const one = span === 0 ? { range: [xs[0] - 0.5, xs[0] + 0.5] } : {};
+  return { tickmode: 'linear', tick0: 0, dtick: 1, ...one };
+}

@@ -1,5 +1,5 @@
 // View 6: χ₁ over (σ_w², σ_b²) with the critical line and the current config; click to set.
-import { COLORS, num } from '../format.js';
+import { COLORS, fmt, num } from '../format.js';
 import { layout, react } from './common.js';
 
 export class PhaseView {
@@ -7,6 +7,11 @@ export class PhaseView {
     this.el = el;
     this.onPick = onPick;
     this.bound = false;
+    this.where = document.createElement('p'); // where the star is when it is off the grid
+    this.where.className = 'note';
+    this.where.id = 'phase-where';
+    this.where.hidden = true;
+    el.after(this.where);
   }
 
   render(state) {
@@ -25,14 +30,27 @@ export class PhaseView {
       { x: line.map((p) => num(p.sigma_w2)), y: line.map((p) => num(p.sigma_b2)),
         mode: 'lines', name: 'χ₁ = 1 (order ↔ chaos)', line: { color: COLORS.black, width: 3 } },
     ];
+    const xr = [a.sigma_w2[0], a.sigma_w2[a.sigma_w2.length - 1]];
+    const yr = [a.sigma_b2[0], a.sigma_b2[a.sigma_b2.length - 1]];
     if (state.theory) {
-      data.push({ x: [num(state.theory.sigma_w2)], y: [num(state.theory.sigma_b2)],
-        mode: 'markers', name: 'this network', marker: { color: COLORS.yellow, size: 14,
-          symbol: 'star', line: { color: '#000', width: 1.5 } } });
+      const w2 = num(state.theory.sigma_w2);
+      const b2 = num(state.theory.sigma_b2);
+      // a network outside the drawn grid sits on its edge, and the legend says so (a star
+      // off the plot with a legend entry reads as "the star is missing")
+      const clamp = (v, [lo, hi]) => Math.min(Math.max(v, lo), hi);
+      const outside = w2 < xr[0] || w2 > xr[1] || b2 < yr[0] || b2 > yr[1];
+      this.where.hidden = !outside;
+      this.where.textContent = outside ? `This network (σ_w² = ${fmt(w2)}, σ_b² = ${fmt(b2)}) `
+        + 'lies outside the diagram: its star sits on the nearest edge.' : '';
+      data.push({ x: [clamp(w2, xr)], y: [clamp(b2, yr)], cliponaxis: false,
+        mode: 'markers', name: 'this network', // a longer name wraps the legend over the plot
+        marker: { color: COLORS.yellow, size: 14, symbol: 'star',
+          line: { color: '#000', width: 1.5 } },
+        hovertemplate: `σ_w²=${fmt(w2)} σ_b²=${fmt(b2)}<extra>this network</extra>` });
     }
     react(this.el, data, layout({
-      xaxis: { title: { text: 'σ_w²' }, range: [a.sigma_w2[0], a.sigma_w2[a.sigma_w2.length - 1]] },
-      yaxis: { title: { text: 'σ_b²' }, range: [a.sigma_b2[0], a.sigma_b2[a.sigma_b2.length - 1]] },
+      xaxis: { title: { text: 'σ_w²' }, range: xr },
+      yaxis: { title: { text: 'σ_b²' }, range: yr },
     })).then(() => {
       if (this.bound) return;
       this.bound = true;

@@ -23,6 +23,13 @@ export class SpectrumView {
     this.button.textContent = 'Measure the spectrum every 10 steps';
     this.button.addEventListener('click', () => onEnable(10));
     el.parentElement.insertBefore(this.button, el);
+    // why the panel is empty, as text that wraps in the panel (a Plotly annotation is one
+    // line, cut off at both ends of a narrow plot)
+    this.note = document.createElement('p');
+    this.note.className = 'note empty-note';
+    this.note.id = 'spectrum-note';
+    this.note.setAttribute('aria-live', 'polite');
+    el.parentElement.insertBefore(this.note, el);
   }
 
   render(state, step) {
@@ -30,11 +37,12 @@ export class SpectrumView {
       : [...state.steps].reverse().find((s) => s.jacobian_sv);
     const off = !(state.config.record && state.config.record.jacobian_every > 0);
     this.button.hidden = !off;
+    this.note.hidden = Boolean(withSv);
+    this.el.hidden = !withSv;
     if (!withSv) {
-      const text = off ? 'The spectrum is off: press the button above, or set “Jacobian '
-        + 'every k steps” under Recording' : 'waiting for the first Jacobian…';
-      react(this.el, [], layout({ annotations: [{ text, showarrow: false, xref: 'paper',
-        yref: 'paper', x: 0.5, y: 0.5 }], xaxis: { visible: false }, yaxis: { visible: false } }));
+      this.note.textContent = off ? 'The spectrum is off: press the button above, or set '
+        + '“Jacobian every k steps” under Recording.' : 'Waiting for the first Jacobian…';
+      window.Plotly.purge(this.el);
       return;
     }
     const lam = withSv.jacobian_sv.map((s) => num(s) ** 2).filter((v) => Number.isFinite(v) && v > 0);

@@ -1,7 +1,7 @@
 // Compiled vs eager: GET /api/compile for the Lab's current network; a table of what
 // XLA did (jaxpr equations, HLO before/after, fusions, bytes), step times as bars,
 // and the server's one sentence on the backward pass. Fetches only while shown.
-import { fmt } from '../../format.js';
+import { duration, fmt } from '../../format.js';
 import { layout, react } from '../../views/common.js';
 
 // the config fields that describe the network and its step (engine and device: the
@@ -57,7 +57,7 @@ function renderTimes(plot, report) {
   const longest = Math.max(...bars.map((b) => b[1]));
   react(plot, [{
     type: 'bar', orientation: 'h', y: bars.map((b) => b[0]), x: bars.map((b) => b[1]),
-    text: bars.map((b) => `${fmt(b[1])} ms`), textposition: 'outside', cliponaxis: false,
+    text: bars.map((b) => duration(b[1] / 1e3)), textposition: 'outside', cliponaxis: false,
     marker: { color: ['#0072B2', '#D55E00', '#009E73'].slice(0, bars.length) },
     hovertemplate: '%{y}: %{x:.3g} ms<extra></extra>',
   }], layout({ margin: { l: 110, r: 16, t: 8, b: 40 }, showlegend: false,
@@ -103,7 +103,7 @@ export function mountCompiled(article, host) {
       article.dataset.ready = 'true';
       status.classList.remove('error');
       status.textContent = `JAX ${got.jax} on the ${got.device.toUpperCase()}, ${got.dtype}: `
-        + `compiled in ${fmt(got.compile_s)} s`;
+        + `compiled in ${duration(got.compile_s)}`;
       renderTable(table, got);
       sentence.textContent = got.summary;
       if (visible) renderTimes(plot, got);

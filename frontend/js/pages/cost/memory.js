@@ -3,7 +3,7 @@
 // meter (solid) and torch autograd's (dashed), the fitted slopes, this network's
 // point; a table of slopes and recomputation; microbatches (same gradient, less
 // memory). Fetches only while shown.
-import { COLORS, fmt, num, plottable } from '../../format.js';
+import { COLORS, duration, fmt, num, plottable } from '../../format.js';
 import { layout, react } from '../../views/common.js';
 
 const SKIP = new Set(['record']);
@@ -89,7 +89,7 @@ function renderStrategies(table, report) {
     if (torch) cells.push(['torch-slope', s.torch ? fmt(s.torch.slope) : '—']);
     cells.push(['peak', bytes(s.peak_bytes[last])],
       ['extra', `${fmt(s.extra_forward[last])} × a forward pass`],
-      ['time', `${fmt(num(s.time_s[last]) * 1e3)} ms`]);
+      ['time', duration(s.time_s[last])]);
     for (const [key, text] of cells) {
       const td = cell('td', text, 'num');
       td.dataset.key = key;

@@ -1,7 +1,7 @@
 // Experiments: the classic papers reproduced. Pick one, run it (quick size by default)
 // with a progress bar, see its figures beside the paper's numbers with PASS/FAIL, and
 // download the HTML report. State in the URL: experiments.name, experiments.quick.
-import { fmt, num } from '../../format.js';
+import { duration, executedWhere, fmt, num } from '../../format.js';
 
 const POLL_MS = 250;
 
@@ -90,6 +90,9 @@ export function mount(root, host) {
     const running = status.status === 'running' || status.status === 'queued';
     cancel.hidden = !running;
     run.disabled = running;
+    // the top status line follows the job to its end (it said "started" ever after)
+    const word = { done: 'finished', error: 'failed' }[status.status] || status.status;
+    host.status(`experiment ${selected} ${word}: ${status.done} of ${status.total} runs done`);
   }
 
   function renderChecks(list_) {
@@ -127,8 +130,8 @@ export function mount(root, host) {
     if (!job || job.id !== id) return;
     const passed = result.checks.filter((c) => c.pass).length;
     verdict.textContent = `${passed} of ${result.checks.length} checks pass · `
-      + `${result.runs.length} runs on ${result.execution.backend} in `
-      + `${num(result.execution.seconds).toFixed(1)} s`;
+      + `${result.runs.length} runs, ${executedWhere(result.execution)}, in `
+      + `${duration(result.execution.seconds)}`;
     verdict.className = `exp-verdict ${result.passed ? 'pass' : 'fail'}`;
     renderChecks(result.checks);
     renderFigures(result.figures);
@@ -166,7 +169,6 @@ export function mount(root, host) {
       job = await host.transport.post(`/api/experiments/${selected}/jobs`,
         { quick: quick.checked });
       showProgress(job);
-      host.status(`experiment ${selected} started`);
       poll();
     } catch (e) {
       run.disabled = false;

@@ -5,7 +5,7 @@ import { fmt, num, plottable } from '../../format.js';
 import { layout, react } from '../../views/common.js';
 import { FlowView } from '../../views/flow.js';
 import { HeatmapView } from '../../views/heatmap.js';
-import { LossView } from '../../views/loss.js';
+import { LossView, logTicks } from '../../views/loss.js';
 import { RUN_COLORS, h, runLabel } from './dom.js';
 
 /** A config value exactly as stored (0.01 stays 0.01); null as a dash. */
@@ -146,12 +146,16 @@ export class CompareView {
     });
     react(flow, flowTraces, layout({
       xaxis: { title: { text: 'layer (input side → output)' }, zeroline: false },
-      yaxis: { type: 'log', title: { text: '‖δ(l)‖' }, exponentformat: 'power' } }));
-    react(loss, data.runs.map((run, i) => ({ x: run.series.step,
+      yaxis: { type: 'log', title: { text: '‖δ(l)‖' },
+        ...logTicks(flowTraces.filter((t) => t.mode !== 'markers').flatMap((t) => t.y)) } }));
+    const lossTraces = data.runs.map((run, i) => ({ x: run.series.step,
       y: run.series.loss.map(plottable), name: runLabel(run), mode: 'lines',
-      connectgaps: false, line: { color: RUN_COLORS[i % RUN_COLORS.length] } })), layout({
+      connectgaps: false, line: { color: RUN_COLORS[i % RUN_COLORS.length] } }));
+    react(loss, lossTraces, layout({
       xaxis: { title: { text: 'step' } },
-      yaxis: { type: 'log', title: { text: 'loss' }, exponentformat: 'power' } }));
+      // ticks labelled with their values (Plotly's minor ticks read "5, 2": a loss of 5?)
+      yaxis: { type: 'log', title: { text: 'loss' }, ...logTicks(lossTraces.flatMap((t) => t.y)) },
+    }));
   }
 
   sideBySide(data) {

@@ -113,14 +113,14 @@ export class HistoryView {
       h('td', { text: describe(run.config) }),
       h('td', { class: 'num', text: s.final_loss === undefined ? '—' : fmt(s.final_loss, 4) }),
       h('td', { class: bad ? 'overflowed' : '', text: bad ? `step ${bad.step}, layer ${bad.layer}` : '—' }),
-      h('td', { class: 'actions' },
+      h('td', {}, h('div', { class: 'actions' }, // a flex row inside the cell: the cell stays one
         h('button', { type: 'button', class: 'run-open', onclick: () => this.open(run) }, 'Open'),
         h('a', { class: 'button run-export', href: `/api/runs/${encodeURIComponent(run.id)}/export`,
           download: `backproplab-${run.id}.json` }, 'Export'),
         run.steps ? h('a', { class: 'button run-report',
           href: `/api/runs/${encodeURIComponent(run.id)}/report`,
           download: `backproplab-${run.id}.html` }, 'Report') : null,
-        del));
+        del)));
   }
 
   updateButton() {
