@@ -6,14 +6,12 @@ panel titled by what it draws, and durations written as a person writes them."""
 
 import math
 import re
-import shutil
 
 import pytest
 
-from conftest import make_server
+from conftest import make_server, open_page
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SMALL = "depth=6&width=16&steps=20&batch_size=8"
 READY = "() => window.backproplab?.state.schema && (document.getElementById('plot-flow').data" \
         " || []).length > 0"
@@ -101,26 +99,10 @@ def server():
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    yield page
-    context.close()
+    with open_page(browser, console_errors=False) as page:
+        yield page
 
 
 def js_fmt(value: float, digits: int = 3) -> str:
