@@ -39,13 +39,12 @@ def summary(entry: dict[str, Any]) -> dict[str, Any]:
             "created": entry["created"], "updated": entry["updated"]}
 
 
-def _first_nonfinite(config: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+def _first_nonfinite(found: dict[str, Any]) -> dict[str, Any]:
     """The watcher's first non-finite value as the store's summary figure: its own
-    fields and `layer`, the module's index (the Runs page marks that layer)."""
-    names = [m["name"] for m in config.get("modules") or ()]
-    layer = names.index(found["module"]) if found.get("module") in names else None
-    return {"step": found["step"], "layer": layer, "module": found.get("module"),
-            "in": found["in"], "what": found["what"]}
+    fields and `layer`, the words the Runs page and `backproplab runs` show after
+    "layer": the module's name, or "loss" when only the loss was."""
+    return {"step": found["step"], "layer": found.get("module") or "loss",
+            "module": found.get("module"), "in": found["in"], "what": found["what"]}
 
 
 class WatchedRuns:
@@ -89,7 +88,7 @@ class WatchedRuns:
         found = next((s["first_nonfinite"] for s in steps if s.get("first_nonfinite")), None)
         if found is not None and "in" not in (entry["summary"].get("first_nonfinite") or {}):
             self.store.merge_summary(run_id, {"first_nonfinite":
-                                              _first_nonfinite(entry["config"], found)})
+                                              _first_nonfinite(found)})
         return count
 
     def end(self, run_id: str, first_nonfinite: dict[str, Any] | None) -> int | None:
@@ -99,7 +98,7 @@ class WatchedRuns:
             return None
         if first_nonfinite and "in" not in (entry["summary"].get("first_nonfinite") or {}):
             self.store.merge_summary(run_id, {"first_nonfinite":
-                                              _first_nonfinite(entry["config"], first_nonfinite)})
+                                              _first_nonfinite(first_nonfinite)})
         if entry["status"] in ("running", "interrupted"):
             self.store.finish(run_id, "done")
         return entry["steps"]
