@@ -276,9 +276,9 @@ def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: l
     modules = len(names)
     table = packed[:modules * width].reshape(modules, width)
     rows = table.tolist()
+    hists = table[:, len(FLOAT_COLUMNS):].astype(np.int64).tolist()  # ints, at once
     layers = []
     c = {k: j for j, k in enumerate(FLOAT_COLUMNS)}
-    base = len(FLOAT_COLUMNS)
     for index, i in enumerate(order):
         r = rows[i]
         forward = cap.a_sample[i] is not None
@@ -298,9 +298,9 @@ def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: l
             else None,
             "dead_frac": r[c["dead_frac"]] if cap.a_max[i] is not None else None,
             "a_hist": {"lo": r[c["a_lo"]], "hi": r[c["a_hi"]],
-                       "counts": [int(v) for v in r[base:base + bins]]} if forward else None,
+                       "counts": hists[i][:bins]} if forward else None,
             "delta_log_hist": {"lo": r[c["d_lo"]], "hi": r[c["d_hi"]],
-                               "counts": [int(v) for v in r[base + bins:base + 2 * bins]],
+                               "counts": hists[i][bins:],
                                "zero": int(r[c["d_zero"]]),
                                "nonfinite": int(r[c["d_nonfinite"]])} if backward else None,
         }
