@@ -247,15 +247,15 @@ def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, devi
 PARAM_GROUPS = ("grad_w", "grad_b", "weight", "update", "sampled_w")
 
 
-def param_norms(torch: Any, hot: list[tuple], cold: list[tuple], modules: int, dtype: Any,
+def param_norms(torch: Any, taken: list[tuple], cold: list[tuple], modules: int, dtype: Any,
                 device: Any) -> list:
     """Per module ‖∇W‖, ‖∇b‖, ‖W‖ (weights: every parameter not named like a bias),
     and ‖ΔW‖, ‖W‖ over the weights' sampled entries, in PARAM_GROUPS order, each the
-    root of a sum of squares over the module's tensors: `hot` (segment, 0-d norm
-    taken by the post-accumulate-grad hook while the gradient was in cache), `cold`
-    (segment, tensor) normed here in one fused call; segment = group·modules + module."""
-    norms = [n for _, n in hot]
-    seg = [g for g, _ in hot]
+    root of a sum of squares over the module's tensors: `taken` (segment, a 0-d norm
+    taken before: ‖W‖ before the update), `cold` (segment, tensor) normed here in one
+    fused call; segment = group·modules + module."""
+    norms = [n for _, n in taken]
+    seg = [g for g, _ in taken]
     if cold:
         norms += torch._foreach_norm([t for _, t in cold])
         seg += [g for g, _ in cold]

@@ -189,7 +189,7 @@ class Watcher:
         gradient as it is at the optimizer step (unscaled, clipped, synchronized), each
         weight's norm from before the update."""
         cap, modules = self.capture, len(self.watched)
-        hot, cold = [], []
+        taken, cold = [], []
         has_w, has_b = [], []
         for i, (ws, bs) in enumerate(zip(self.plan.weights, self.plan.biases, strict=True)):
             for group, params, has in ((0, ws, has_w), (1, bs, has_b)):
@@ -203,9 +203,9 @@ class Watcher:
         k = 0
         for i, ws in enumerate(self.plan.weights):
             for _ in ws:
-                hot.append((2 * modules + i, self.prior_norms[k]))
+                taken.append((2 * modules + i, self.prior_norms[k]))
                 k += 1
-        return hot, cold, {"grad_w": has_w, "grad_b": has_b}
+        return taken, cold, {"grad_w": has_w, "grad_b": has_b}
 
     def _record(self, s: int, loss: Any, grad_norm: Any, accuracy: Any) -> dict:
         import torch
@@ -221,7 +221,7 @@ class Watcher:
             seen = set(cap.order)
             self.order = list(cap.order) + [i for i in range(len(self.watched))
                                             if i not in seen]
-        hot, cold, has = self._norm_inputs()
+        taken, cold, has = self._norm_inputs()
         modules = len(self.watched)
         has["update"] = [False] * modules
         if self.snapshot is not None:  # taken before this step's optimizer update
@@ -244,7 +244,7 @@ class Watcher:
                   and cap.scale is not None else math.nan,
                   grad_norm if grad_norm is not None else math.nan,
                   self.pending_loss if self.pending_loss is not None else -1.0]
-        norms = reduce.param_norms(torch, hot, cold, modules, self.acc, self.device)
+        norms = reduce.param_norms(torch, taken, cold, modules, self.acc, self.device)
         packed = reduce.device_summary(cap, self.plan, norms, extras, self.device, self.acc)
         names = [w.name for w in self.watched]
         kinds = [w.kind for w in self.watched]
