@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 
 import numpy as np
@@ -185,6 +186,36 @@ def measure(kind: str, repeats: int, with_wandb: bool) -> list[list]:
     return rows
 
 
+def cpu_time(kind: str, blocks: int) -> list[list]:
+    """plain, watch(every=1) and watch(every=10) by this thread's CPU time
+    (time.thread_time: what the other processes of a shared machine take is not
+    counted), `blocks` interleaved blocks of 10 steps; ratios paired block by block."""
+    torch.manual_seed(0)
+    base = mlp() if kind == "mlp" else cnn()
+    x, y = batches(kind)
+    tmp = tempfile.mkdtemp(prefix="backproplab-bench-")
+    fns, closers = {"plain": plain(Variant(base, x, y))}, []
+    for every in (1, 10):
+        fn, w = watched(Variant(base, x, y), every, os.path.join(tmp, f"cpu{every}.jsonl"))
+        fns[f"watch(every={every})"] = fn
+        closers.append(w.close)
+    for fn in fns.values():
+        for _ in range(10):
+            fn()
+    ms: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(blocks):
+        for name, fn in fns.items():
+            t0 = time.thread_time()
+            for _ in range(10):
+                fn()
+            ms[name].append((time.thread_time() - t0) * 100)
+    for close in closers:
+        close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return [[kind, name, float(np.median(ms[name])),
+             paired_ratio(ms, name, "plain") if name != "plain" else 1.0] for name in fns]
+
+
 def in_namespace() -> bool:
     return os.environ.get(NETNS_FLAG) == "1"
 
@@ -193,6 +224,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-wandb", action="store_true")
+    parser.add_argument("--cpu-blocks", type=int, default=20,
+                        help="blocks of 10 steps for the CPU-time table (0: none)")
     args = parser.parse_args()
     with_wandb = not args.no_wandb
     if with_wandb and not in_namespace():
@@ -221,6 +254,11 @@ def main() -> None:
           f"torch {torch.__version__}, numpy {np.__version__}, 1 torch thread")
     print("mlp: depth 20, width 256, batch 128; cnn: 4 conv layers, 1×28×28, batch 32\n")
     print(table(["model", "per step", "ms", "× plain"], rows))
+    if args.cpu_blocks:
+        cpu = [row for kind in ("mlp", "cnn") for row in cpu_time(kind, args.cpu_blocks)]
+        print(f"\nthread CPU time, {args.cpu_blocks} interleaved blocks of 10 steps, "
+              f"load average {os.getloadavg()[0]:.1f}\n")
+        print(table(["model", "per step", "CPU ms", "× plain"], cpu))
 
 
 if __name__ == "__main__":

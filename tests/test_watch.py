@@ -107,12 +107,13 @@ def test_every_module_matches_autograd_in_float64():
             weights, biases = split(modules[layer["name"]])
             if weights:
                 assert close(layer["grad_w_norm"], group_norm(weights))
-                after = math.sqrt(sum(float(p.norm()) ** 2 for p in weights))
-                assert close(layer["weight_norm"], after)
                 names_w = [n for n, p in ref.named_parameters() if any(p is q for q in weights)]
+                # ‖W‖ before the optimizer's update, as the Lab's weight_norm
+                prior = math.sqrt(sum(float(before[n].norm()) ** 2 for n in names_w))
+                assert close(layer["weight_norm"], prior)
                 delta = math.sqrt(sum(float((dict(ref.named_parameters())[n] - before[n])
                                             .norm()) ** 2 for n in names_w))
-                assert close(layer["update_ratio"], delta / after)
+                assert close(layer["update_ratio"], delta / prior)
             else:
                 assert layer["grad_w_norm"] is None and layer["weight_norm"] is None
             if biases:
@@ -421,3 +422,30 @@ def test_bad_arguments_are_clear_errors():
         backproplab.watch(m, modules=["nope"])
     with pytest.raises(TypeError, match="nn.Module"):
         backproplab.watch(object())
+
+
+def test_update_ratio_of_a_large_weight_over_its_strided_sample():
+    """A weight of more than 1024 entries: ‖ΔW‖/‖W‖ over every 3rd entry (the stride
+    n // 1024 = 3, coprime with the 64 columns, so every column is visited), W taken
+    before the update; the same after the optimizer replaces the weight's storage."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 48).double(), nn.Tanh(), nn.Linear(48, 2).double())
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    w = backproplab.watch(m)
+    x, y = torch.randn(16, 64, dtype=torch.float64), torch.randint(0, 2, (16,))
+    for replace in (False, True):
+        before = m[0].weight.detach().clone()
+        nn.functional.cross_entropy(m(x), y).backward()
+        opt.step()
+        if replace:  # an optimizer that rebinds .data instead of updating in place
+            m[0].weight.data = m[0].weight.data.clone()
+        rec = w.step()
+        opt.zero_grad()
+        idx = torch.arange(1024) * 3
+        assert len({int(i) % 64 for i in idx}) == 64
+        after = m[0].weight.detach().reshape(-1)[idx]
+        expected = float((after - before.reshape(-1)[idx]).norm() / before.reshape(-1)[idx].norm())
+        first = rec["layers"][0]
+        assert close(first["update_ratio"], expected)
+        assert close(first["weight_norm"], float(before.norm()))
+    w.close()

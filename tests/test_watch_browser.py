@@ -142,3 +142,30 @@ def test_a_watched_file_imported_in_the_lab_opens_in_the_watch_page(page, server
     assert [r[0] for r in rows] == ["0", "1", "2"]
     assert float(rows[1][2]) == pytest.approx(last["layers"][1]["delta_norm"], rel=5e-3)
     assert page.errors == []
+
+
+def test_the_runs_page_lists_and_opens_a_pushed_run(page, server):
+    import httpx
+
+    pushed = push(server)
+    run = httpx.get(f"{server.url}/api/watch/runs").json()["runs"][0]
+    assert run["name"] == "three blocks" and run["status"] == "finished"
+    page.goto(f"{server.url}/#page=runs")
+    row = page.locator(f"tr[data-run='{run['id']}']")
+    row.wait_for(timeout=15000)
+    cells = row.locator("td")
+    assert cells.nth(2).text_content() == "watched"
+    assert cells.nth(3).text_content() == "done"
+    assert cells.nth(5).text_content() == "4"
+    assert cells.nth(6).text_content() == f"Sequential: {run['modules']} modules, " \
+                                          f"{run['parameters']} parameters"
+    row.locator(".run-open").click()
+    page.wait_for_function("() => document.getElementById('watch-title')?.textContent"
+                           " === 'three blocks' && document.getElementById('watch-step')"
+                           "?.textContent === '3'", timeout=15000)
+    assert "page=watch" in page.url
+    rows = shown_table(page)
+    assert [r[0] for r in rows] == [layer["name"] for layer in pushed["layers"]]
+    for row_, layer in zip(rows, pushed["layers"], strict=True):
+        assert float(row_[2]) == pytest.approx(layer["delta_norm"], rel=5e-3)
+    assert page.errors == []

@@ -255,3 +255,103 @@ def test_watch_imports_no_web_package_and_backproplab_needs_no_torch(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "no torch: blocked: torch" in proc.stdout
+
+
+def same(mine, theirs) -> bool:
+    """A step as the watcher returned it and as the server gives it back: every value
+    equal (NaN to NaN), the fields the watcher left out null there."""
+    if isinstance(mine, dict):
+        return isinstance(theirs, dict) and all(same(v, theirs.get(k)) for k, v in mine.items()) \
+            and all(theirs[k] is None for k in theirs.keys() - mine.keys())
+    if isinstance(mine, list):
+        return len(mine) == len(theirs) and all(map(same, mine, theirs))
+    if isinstance(mine, float) and not math.isfinite(mine):  # strict JSON's words
+        return theirs == ("NaN" if math.isnan(mine) else "Infinity" if mine > 0
+                          else "-Infinity")
+    return mine == theirs
+
+
+def wait_sent(w, count):
+    deadline = time.time() + 20
+    while w.pusher.sent < count and time.time() < deadline:
+        time.sleep(0.05)
+    assert w.pusher.sent == count
+
+
+def test_a_pushed_run_survives_the_server_killed_and_restarted(tmp_path, secret_file):
+    from test_store_server import Served
+
+    data = tmp_path / "store"
+    server = Served(data)
+    try:
+        m = tiny()
+        with backproplab.watch(m, server=server.url, name="kept") as w:
+            kept = [r for r in train(w, m, 5, blow_up_at=4) if r]
+            wait_sent(w, 5)
+        m2 = tiny()
+        cut = backproplab.watch(m2, server=server.url, name="cut")
+        pushed = train(cut, m2, 3)
+        wait_sent(cut, 3)
+        cut_id = cut.pusher.run_id
+    finally:
+        server.stop(signal.SIGKILL)  # nothing after the last answered push is owed
+    cut.close()  # the server is gone: the end is not delivered
+    server = Served(data)
+    try:
+        client = server.client
+        runs = client.get("/api/watch/runs").json()["runs"]
+        assert [(r["name"], r["status"], r["steps"]) for r in runs] == \
+            [("cut", "interrupted", 3), ("kept", "finished", 5)]
+        assert runs[1]["first_nonfinite"] == w.first_nonfinite
+        assert w.first_nonfinite == {"step": 4, "module": "2", "in": "backward", "what": "delta"}
+        for run, records in ((runs[1], kept), (runs[0], pushed)):
+            body = strict_loads(client.get(f"/api/watch/runs/{run['id']}").text)
+            assert len(body["steps"]) == len(records)
+            assert all(map(same, records, body["steps"]))
+            # the Runs page's routes have it as any stored run
+            record = strict_loads(client.get(f"/api/runs/{run['id']}").text)["record"]
+            assert record["config"]["source"] == "watched" and record["theory"] is None
+            assert all(map(same, records, record["steps"]))
+        assert {r["id"] for r in client.get("/api/runs", params={"source": "watched"})
+                .json()["runs"]} == {r["id"] for r in runs}
+        export = strict_loads(client.get(f"/api/watch/runs/{runs[1]['id']}/export").text)
+        assert export["first_nonfinite"] == runs[1]["first_nonfinite"]
+        assert all(map(same, kept, export["steps"]))
+        # the script, still pushing after the restart, makes its run live again
+        more = {**pushed[-1], "step": 3}
+        headers = {HEADER: read_secret(), "content-type": "application/json"}
+        from backproplab.runs.codec import encode
+        r = client.post(f"/api/watch/runs/{cut_id}/steps", headers=headers,
+                        content=b'{"steps":[' + encode(more) + b"]}")
+        assert r.status_code == 200 and r.json()["steps"] == 4
+        assert client.get("/api/watch/runs").json()["runs"][0]["status"] == "live"
+        assert client.post(f"/api/watch/runs/{cut_id}/end", headers=headers,
+                           content=b"{}").status_code == 200
+        assert client.get("/api/watch/runs").json()["runs"][0]["status"] == "finished"
+        # a finished run takes no more steps; pushing still needs the secret
+        r = client.post(f"/api/watch/runs/{cut_id}/steps", headers=headers,
+                        content=b'{"steps":[' + encode(more) + b"]}")
+        assert r.status_code == 409 and "finished" in r.json()["detail"]
+        r = client.post(f"/api/watch/runs/{cut_id}/steps", content=b'{"steps":[]}',
+                        headers={"content-type": "application/json"})
+        assert r.status_code == 403
+    finally:
+        server.stop()
+
+
+def test_a_watched_run_is_bounded_in_steps(secret_file):
+    from backproplab.runs.store import RunStore
+    from backproplab.runs.watched import Refused, WatchedRuns
+
+    m = tiny()
+    w = backproplab.watch(m)
+    steps = [s for s in train(w, m, 3) if s]
+    w.close()
+    runs = WatchedRuns(RunStore(), max_steps=2)
+    run_id = runs.create({"schema": "backproplab.run/1", "config": w.record()["config"],
+                          "environment": None})
+    assert runs.append(run_id, steps[:2]) == 2
+    with pytest.raises(Refused, match="the most one run may hold is 2"):
+        runs.append(run_id, steps[2:])
+    assert runs.since(run_id, -1, 10)["steps"][1]["step"] == 1
+    assert runs.append("nope", steps) is None

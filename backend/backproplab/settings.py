@@ -52,7 +52,8 @@ class Settings(BaseSettings):
                                              "WebSockets are counted apart")
     max_websockets: int = Field(1000, ge=1, description="open WebSockets (1013 over it)")
     max_watched_runs: int = Field(16, ge=1, description="watched runs (pushed by "
-                                                       "backproplab.watch) kept in memory")
+                                                       "backproplab.watch) the Watch page "
+                                                       "lists, newest first")
     data_dir: str = Field(default_factory=default_data_dir,
                           description='where the run store lives (":memory:" keeps nothing)')
     max_store_bytes: int = Field(2 * 1024**3, ge=1024 * 1024,

@@ -516,6 +516,10 @@ const pageHost = {
     return pages.show(name, params);
   },
   openRecord(record) {
+    if (record.config && record.config.source === 'watched') { // a model of your own
+      state.watchedImport = record;
+      return this.go('watch', {});
+    }
     showRecord(record);
     return this.go('lab');
   },

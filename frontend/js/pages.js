@@ -8,7 +8,8 @@
 //   host.state                the one store (read only: pages keep their own state)
 //   host.setParams(obj)       replace this page's part of the URL hash
 //   host.go(name, params)     open another page
-//   host.openRecord(record)   show a stored or imported run record in the Lab
+//   host.openRecord(record)   show a stored or imported run record in the Lab (a watched
+//                             model's on the Watch page)
 //   host.status(text)         the status line in the top bar
 export const PAGES = [
   { name: 'lab', title: 'Lab' },

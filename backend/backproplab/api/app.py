@@ -89,7 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi_version = "3.0.3"
     app.state.settings = settings
     app.state.manager = manager
-    app.state.watched = WatchedRuns(max_runs=settings.max_watched_runs)  # pushed by watch()
+    # pushed by watch(), kept in the run store; one watched run may take a quarter of it
+    app.state.watched = WatchedRuns(manager.store, max_runs=settings.max_watched_runs,
+                                    max_run_bytes=settings.max_store_bytes // 4)
     app.state.watch_secret = ensure_secret()  # created at start if missing (0600)
     for module in (health, info, runs, theory, tape, compile, memory, live, watch,
                    experiments):

@@ -422,6 +422,23 @@ class RunStore:
         self.finish(run_id, status)
         return run_id
 
+    def merge_summary(self, run_id: str, values: dict[str, Any]) -> None:
+        """Set keys of the run's summary figures (a watched run's first non-finite value
+        as its watcher found it); later steps fold over them."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT summary FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                raise NotFound(run_id)
+            conn.execute("UPDATE runs SET summary=? WHERE id=?",
+                         (encode(decode(row["summary"]) | values), run_id))
+
+    def resume(self, run_id: str) -> None:
+        """An `interrupted` run written again (a watched model's script still pushing
+        after the server restarted) is `running` again, owned by this process."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE runs SET status='running', error=NULL, owner=? "
+                         "WHERE id=? AND status='interrupted'", (_PROCESS, run_id))
+
     def mark_interrupted(self) -> int:
         """Runs left `running` by a process that is gone become `interrupted`."""
         with self._read() as conn:
@@ -534,6 +551,15 @@ class RunStore:
             for row in rows:
                 yield row["body"]
             n = rows[-1]["n"] + 1
+
+    def steps_after(self, run_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` steps whose step number is over `after`, in order."""
+        seq = self._head(run_id)[0]
+        with self._read() as conn:
+            rows = conn.execute("SELECT body FROM (SELECT n, body FROM steps WHERE run=? "
+                                "AND step>? ORDER BY n DESC LIMIT ?) ORDER BY n",
+                                (seq, after, limit)).fetchall()
+        return [decode(row["body"]) for row in rows]
 
     def export_chunks(self, run_id: str) -> Iterator[bytes]:
         """The run record {schema, config, environment, theory, steps} as strict JSON,

@@ -9,7 +9,9 @@ that follows can change them; the tensor hook, registered before such an op, rec
 
 Tensor hook (δ arrives): ‖δ‖ and a subsample of δ. Post-accumulate-grad hook on each
 parameter: a reference to its gradient (read once, at the optimizer step, so several
-backward calls report the accumulated gradient).
+backward calls report the accumulated gradient; a norm taken here, while the gradient
+is in cache, cost more in the hook than it saved at the step, and would miss what
+the scaler, clipping or DDP do to the gradient afterwards).
 
 Nothing here leaves the device and nothing is reduced across modules: each hook
 launches two or three small kernels; `reduce` does the rest once per step."""
@@ -135,3 +137,22 @@ def grad_hook(watcher: Any):
         watcher.capture.grads[id(param)] = param.grad
 
     return hook
+
+
+def weight_sample(p: Any) -> tuple[Any, int]:
+    """≤ SAMPLE entries of weight p spread over it: a view at a fixed stride coprime
+    with its rows' length (so every column is visited), or the whole weight; (None,
+    n) for a weight that is not contiguous (then sampled with an index)."""
+    import math
+
+    n = p.numel()
+    flat = p.detach()
+    if n <= SAMPLE:
+        return flat.reshape(-1) if p.is_contiguous() else None, n
+    if not p.is_contiguous():
+        return None, n
+    step = n // SAMPLE
+    row = p.shape[-1] if p.dim() else 1
+    while step > 1 and math.gcd(step, row) != 1:
+        step -= 1
+    return flat.view(-1)[::step][:SAMPLE], SAMPLE

@@ -6,13 +6,15 @@ Exact over the whole batch: ‖δ‖ = ‖∂L/∂(output)‖ (over several call
 one step, the norm of all its outputs' δ together), the output mean, gradient and
 weight norms, dead units. Over a fixed random subsample of ≤1024 values per module
 (capture.SAMPLE): the output standard deviation, the saturated fraction and both
-histograms; over ≤1024 fixed entries of each weight: the update ratio ‖ΔW‖/‖W‖ (exact
-for smaller weights), so that no copy of the weights is kept."""
+histograms; over ≤1024 entries of each weight, spread over it at a fixed stride: the
+update ratio ‖ΔW‖/‖W‖ (exact for smaller weights), so that no copy of the weights is
+kept. Weight norms and the update ratio's ‖W‖ are taken before the optimizer's
+update, as the Lab's are."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,7 @@ class Plan:
     biases: list[list]
     others: list
     bins: int
+    buffers: Buffers = field(default_factory=lambda: Buffers())
 
 
 def _saturated(torch: Any, A: Any, real: Any, n: Any, codes: list[float]) -> Any:
@@ -86,38 +89,70 @@ def _dead(torch: Any, maxima_by_module: list, modules: int, dtype: Any, device: 
     return dead / _segments(torch, ("sizes", modules, layout), device, sizes).to(dtype)
 
 
-def _histograms(torch: Any, values: Any, bins: int):
+def _histograms(torch: Any, values: Any, bins: int, buffers: Buffers):
     """Per-row histograms of the finite entries (NaN, ±Inf and padding, passed as NaN,
     are left out): lo, hi (M,), counts (M, bins); uniform bins on [lo, hi], the largest
-    value in the last bin; no data-dependent branch (no host sync). nan_to_num does
-    the masking: far cheaper than isfinite and where on the CPU."""
+    value in the last bin; no data-dependent branch (no host sync). Works in place on
+    `values` (overwritten) and on buffers kept from step to step: fresh temporaries of
+    this size are fresh pages from the allocator on every step, whose faults cost more
+    than the arithmetic."""
     rows, inf = values.shape[0], math.inf
-    lo = torch.nan_to_num(values, nan=inf, posinf=inf, neginf=inf).amin(1)
-    hi = torch.nan_to_num(values, nan=-inf, posinf=-inf, neginf=-inf).amax(1)
+    values.nan_to_num_(nan=-inf, posinf=-inf, neginf=-inf)  # non-finite: −∞
+    hi = values.amax(1)
+    values.nan_to_num_(nan=inf, posinf=inf, neginf=inf)  # non-finite: +∞ (only −∞ were)
+    lo = values.amin(1)
     some = hi >= lo  # False for a row without a finite value (lo = inf, hi = -inf)
     lo, hi = torch.where(some, lo, 0.0), torch.where(some, hi, 0.0)
     scale = bins / torch.clamp(hi - lo, min=1e-12)
     # finite entries land in [0, bins]; the others (and ∞·0 when hi − lo overflows) at −1
-    pos = torch.nan_to_num((values - lo[:, None]) * scale[:, None], nan=-1.0, posinf=-1.0,
-                           neginf=-1.0)
-    idx = torch.clamp(torch.floor(pos), max=bins - 1).long() + 1  # 0: left out
-    idx = idx + _arange(torch, rows, values.device)[:, None] * (bins + 1)
+    values.sub_(lo[:, None]).mul_(scale[:, None])
+    values.nan_to_num_(nan=-1.0, posinf=-1.0, neginf=-1.0)
+    # bin b of row r at r·(bins + 1) + b + 1; left out at r·(bins + 1)
+    values.floor_().clamp_(max=bins - 1).add_(buffers.offsets(rows, bins, values))
+    idx = buffers.get("bins", values.shape, torch.int32, values.device)
+    idx.copy_(values)
     counts = torch.bincount(idx.reshape(-1), minlength=rows * (bins + 1))
     return lo, hi, counts.reshape(rows, bins + 1)[:, 1:]
 
 
-def _stack(torch: Any, samples: list, dtype: Any, device: Any) -> Any:
+class Buffers:
+    """Tensors kept from one recorded step to the next (the stacked samples, the
+    histogram bins), reallocated only when the number of modules changes."""
+
+    def __init__(self):
+        self.found: dict = {}
+
+    def get(self, name: str, shape: tuple, dtype: Any, device: Any) -> Any:
+        import torch
+
+        key = (name, tuple(shape), dtype, str(device))
+        t = self.found.get(key)
+        if t is None:
+            t = self.found[key] = torch.empty(shape, dtype=dtype, device=device)
+        return t
+
+    def offsets(self, rows: int, bins: int, like: Any) -> Any:
+        key = ("offsets", rows, bins, like.dtype, str(like.device))
+        t = self.found.get(key)
+        if t is None:
+            import torch
+
+            t = self.found[key] = (torch.arange(rows, dtype=like.dtype, device=like.device)
+                                   * (bins + 1) + 1)[:, None]
+        return t
+
+
+def _stack(torch: Any, samples: list, out: Any) -> Any:
+    """The modules' samples as the rows of `out` (zeros for a module without one)."""
     zeros = None
     rows = []
     for s in samples:
         if s is None:
             if zeros is None:
-                zeros = torch.zeros(SAMPLE, dtype=dtype, device=device)
+                zeros = torch.zeros(SAMPLE, dtype=out.dtype, device=out.device)
             s = zeros
-        rows.append(s)
-    if all(r.dtype == dtype for r in rows):
-        return torch.stack(rows)
-    return torch.stack([r.to(dtype) for r in rows])
+        rows.append(s if s.dtype == out.dtype else s.to(out.dtype))
+    return torch.stack(rows, out=out)
 
 
 _SEGMENTS: dict = {}
@@ -150,15 +185,19 @@ def _segment_sum(torch: Any, parts: list[list], dtype: Any, device: Any, square:
     return torch.zeros(len(parts), dtype=dtype, device=device).index_add_(0, seg, values)
 
 
-def device_summary(cap: StepCapture, plan: Plan, grads: list[list], updates: list[list],
-                   sampled: list[list], extras: list, device: Any, dtype: Any) -> np.ndarray:
+def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, device: Any,
+                   dtype: Any) -> np.ndarray:
     """The packed statistics on the host: (M, len(FLOAT_COLUMNS) + 2·bins) then the
-    extras (0-d tensors or floats) flattened after them."""
+    extras (0-d tensors or floats) flattened after them; `norms`: the parameter
+    columns (see param_norms)."""
     import torch
 
-    modules, bins = len(plan.weights), plan.bins
-    A = _stack(torch, cap.a_sample, dtype, device)
-    D = _stack(torch, cap.d_sample, dtype, device)
+    modules, bins, buffers = len(plan.weights), plan.bins, plan.buffers
+    # rows 0..M−1: the outputs' samples, M..2M−1: log10 |δ| (the histograms' input)
+    values = buffers.get("values", (2 * modules, SAMPLE), dtype, device)
+    A = _stack(torch, cap.a_sample, values[:modules])
+    D = _stack(torch, cap.d_sample, buffers.get("delta", (modules, SAMPLE), dtype, device))
+    scratch = buffers.get("scratch", (modules, SAMPLE), dtype, device)
     # the per-module counts in one host-to-device copy
     counts_in = torch.tensor([cap.a_count, cap.d_count, [max(c, 1) for c in cap.a_count],
                               [max(c, 1) for c in cap.out_numel]], dtype=dtype).to(device)
@@ -168,27 +207,27 @@ def device_summary(cap: StepCapture, plan: Plan, grads: list[list], updates: lis
     if any(c != SAMPLE for c in cap.a_count) or any(c != SAMPLE for c in cap.d_count):
         k = _arange(torch, SAMPLE, device)[None, :]
         real_a, real_d = k < counts_in[0][:, None], k < counts_in[1][:, None]
-    # moments of the subsample, the exact mean from the whole outputs' sums
+    # moments of the subsample (two passes, in place), the exact mean from the sums
     if real_a is None:  # (var_mean is several times slower on the CPU)
-        centred = A - A.mean(1)[:, None]
-        std = torch.sqrt((centred * centred).mean(1))
+        torch.sub(A, A.mean(1)[:, None], out=scratch)
+        std = torch.sqrt(scratch.mul_(scratch).mean(1))
     else:
-        mean_s = torch.where(real_a, A, 0.0).sum(1) / n_a
-        std = torch.sqrt(torch.where(real_a, (A - mean_s[:, None]) ** 2, 0.0).sum(1) / n_a)
+        pad_a = ~real_a
+        mean_s = scratch.copy_(A).masked_fill_(pad_a, 0.0).sum(1) / n_a
+        torch.sub(A, mean_s[:, None], out=scratch)
+        std = torch.sqrt(scratch.mul_(scratch).masked_fill_(pad_a, 0.0).sum(1) / n_a)
     a_mean = _segment_sum(torch, cap.out_sums, dtype, device, square=False) / numel
     saturated = _saturated(torch, A, real_a, n_a, plan.saturation)
     delta_norm = torch.sqrt(_segment_sum(torch, cap.delta_norms, dtype, device, square=True))
     dead = _dead(torch, cap.a_max, modules, dtype, device)
-    logs = torch.log10(torch.abs(D))  # 0 → −inf: counted apart, out of the histogram
-    values = torch.cat([A, logs])
-    if real_a is not None:  # padding: left out of the histograms
-        values = values.masked_fill(~torch.cat([real_a, real_d]), math.nan)
-    lo, hi, counts = _histograms(torch, values, bins)
     zero = D == 0
     d_zero = (zero if real_d is None else zero & real_d).sum(1)
+    torch.abs(D, out=values[modules:]).log10_()  # 0 → −inf: counted apart (d_zero)
+    if real_a is not None:  # padding: left out of the histograms
+        values.masked_fill_(~torch.cat([real_a, real_d]), math.nan)
+    lo, hi, counts = _histograms(torch, values, bins, buffers)
     # NaN and ±Inf among the sampled δ: what is neither in a bin nor zero
     d_nonfinite = counts_in[1] - counts[modules:].sum(1) - d_zero
-    norms = _param_norms(torch, grads, updates, sampled, plan, dtype, device)
     columns = torch.stack([a_mean, std, saturated, dead, delta_norm, *norms,
                            lo[:modules], hi[:modules], lo[modules:], hi[modules:],
                            d_zero.to(dtype), d_nonfinite.to(dtype)], 1)
@@ -205,25 +244,26 @@ def device_summary(cap: StepCapture, plan: Plan, grads: list[list], updates: lis
     return np.concatenate([packed[:table.numel()], np.asarray(tail, dtype=np.float64)])
 
 
-def _param_norms(torch: Any, grads: list[list], updates: list[list], sampled: list[list],
-                 plan: Plan, dtype: Any, device: Any) -> list:
-    """‖∇W‖, ‖∇b‖, ‖W‖ per module (weights: every parameter not named like a bias), and
-    ‖ΔW‖ and ‖W‖ over the weights' sampled entries, from one fused norm over every
-    tensor; grads = (weight grads, bias grads) per module."""
-    modules = len(plan.weights)
-    tensors, seg = [], []
-    groups = (grads[0], grads[1], plan.weights, updates, sampled)
-    for group, lists in enumerate(groups):
-        for i, ts in enumerate(lists):
-            for t in ts:
-                tensors.append(t.detach())
-                seg.append(group * modules + i)
-    out = torch.zeros(len(groups) * modules, dtype=dtype, device=device)
-    if tensors:
-        norms = torch._foreach_norm(tensors)
+PARAM_GROUPS = ("grad_w", "grad_b", "weight", "update", "sampled_w")
+
+
+def param_norms(torch: Any, taken: list[tuple], cold: list[tuple], modules: int, dtype: Any,
+                device: Any) -> list:
+    """Per module ‖∇W‖, ‖∇b‖, ‖W‖ (weights: every parameter not named like a bias),
+    and ‖ΔW‖, ‖W‖ over the weights' sampled entries, in PARAM_GROUPS order, each the
+    root of a sum of squares over the module's tensors: `taken` (segment, a 0-d norm
+    taken before: ‖W‖ before the update), `cold` (segment, tensor) normed here in one
+    fused call; segment = group·modules + module."""
+    norms = [n for _, n in taken]
+    seg = [g for g, _ in taken]
+    if cold:
+        norms += torch._foreach_norm([t for _, t in cold])
+        seg += [g for g, _ in cold]
+    out = torch.zeros(len(PARAM_GROUPS) * modules, dtype=dtype, device=device)
+    if norms:
         values = torch.stack([n if n.dtype == dtype else n.to(dtype) for n in norms])
         out.index_add_(0, _segments(torch, tuple(seg), device), values * values)
-    return list(torch.sqrt(out).reshape(len(groups), modules))
+    return list(torch.sqrt(out).reshape(len(PARAM_GROUPS), modules))
 
 
 def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: list[int],
@@ -236,9 +276,9 @@ def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: l
     modules = len(names)
     table = packed[:modules * width].reshape(modules, width)
     rows = table.tolist()
+    hists = table[:, len(FLOAT_COLUMNS):].astype(np.int64).tolist()  # ints, at once
     layers = []
     c = {k: j for j, k in enumerate(FLOAT_COLUMNS)}
-    base = len(FLOAT_COLUMNS)
     for index, i in enumerate(order):
         r = rows[i]
         forward = cap.a_sample[i] is not None
@@ -258,9 +298,9 @@ def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: l
             else None,
             "dead_frac": r[c["dead_frac"]] if cap.a_max[i] is not None else None,
             "a_hist": {"lo": r[c["a_lo"]], "hi": r[c["a_hi"]],
-                       "counts": [int(v) for v in r[base:base + bins]]} if forward else None,
+                       "counts": hists[i][:bins]} if forward else None,
             "delta_log_hist": {"lo": r[c["d_lo"]], "hi": r[c["d_hi"]],
-                               "counts": [int(v) for v in r[base + bins:base + 2 * bins]],
+                               "counts": hists[i][bins:],
                                "zero": int(r[c["d_zero"]]),
                                "nonfinite": int(r[c["d_nonfinite"]])} if backward else None,
         }

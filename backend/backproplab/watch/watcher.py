@@ -66,7 +66,8 @@ class Watcher:
         self.order: list[int] | None = None
         self.update_ratio = update_ratio
         self.snapshot: list | None = None
-        self.weight_index: list | None = None
+        self.weight_samples: list | None = None
+        self.prior_norms: list | None = None  # ‖W‖ of each weight before the update
         self.pending_loss = None  # device flag: first unrecorded step with a bad loss
         self.file = record.LineFile(out) if out is not None else None
         self.pusher = None
@@ -100,19 +101,40 @@ class Watcher:
         self.handles = []
 
     def _take_snapshot(self) -> None:
-        """Fixed entries of the weights before the next optimizer update, for the update
-        ratio ‖ΔW‖/‖W‖ over them (≤1024 per weight: no copy of the weights is kept)."""
-        if not self.update_ratio:
-            return
+        """Before the next optimizer update: the norm of every watched weight (the
+        record's ‖W‖ is before the update, as the Lab's), and fixed entries of each for
+        the update ratio ‖ΔW‖/‖W‖ over them (≤1024 per weight: no copy is kept)."""
         import torch
 
-        if self.weight_index is None:
-            self.weight_index = [self.sample_index.get(p.numel(), p.device)
-                                 for ws in self.plan.weights for p in ws]
-            self.weight_index = [idx[:count] for idx, count in self.weight_index]
+        weights = [p.detach() for p in self._flat_weights()]
         with torch.no_grad():
-            self.snapshot = [torch.take(p.detach(), idx) for p, idx in
-                             zip(self._flat_weights(), self.weight_index, strict=True)]
+            self.prior_norms = torch._foreach_norm(weights) if weights else []
+        if not self.update_ratio:
+            return
+        if self.weight_samples is None:
+            self.weight_samples = []
+            for p in self._flat_weights():
+                self.weight_samples.append(self._weight_sample(p))
+        with torch.no_grad():
+            sampled = self._sampled_weights()
+            self.snapshot = torch._foreach_mul(sampled, 1.0) if sampled else []
+
+    def _weight_sample(self, p: Any) -> tuple:
+        view, count = capture.weight_sample(p)
+        idx = None if view is not None else self.sample_index.get(p.numel(), p.device)[0][:count]
+        return p, view, idx, p.data_ptr()
+
+    def _sampled_weights(self) -> list:
+        """The sampled entries as they are now: the views see the optimizer's in-place
+        update; a weight whose storage was replaced is sampled anew."""
+        import torch
+
+        out = []
+        for k, (p, view, idx, ptr) in enumerate(self.weight_samples):
+            if view is not None and p.data_ptr() != ptr:
+                p, view, idx, ptr = self.weight_samples[k] = self._weight_sample(p)
+            out.append(view if view is not None else torch.take(p.detach(), idx))
+        return out
 
     def _flat_weights(self) -> list:
         return [p for ws in self.plan.weights for p in ws]
@@ -162,16 +184,28 @@ class Watcher:
         bad = ~torch.isfinite(loss.detach()).all() & (self.pending_loss < 0)
         self.pending_loss = torch.where(bad, float(s), self.pending_loss)
 
-    def _grads(self) -> tuple[list[list], dict]:
-        cap = self.capture
-        wg, bg, has_w, has_b = [], [], [], []
-        for ws, bs in zip(self.plan.weights, self.plan.biases, strict=True):
-            for params, out, has in ((ws, wg, has_w), (bs, bg, has_b)):
-                gs = [g for g in (p.grad if p.grad is not None else cap.grads.get(id(p))
-                                  for p in params) if g is not None]
-                out.append(gs)
-                has.append(bool(gs))
-        return [wg, bg], {"grad_w": has_w, "grad_b": has_b}
+    def _norm_inputs(self) -> tuple[list, list, dict]:
+        """(segment, norm) and (segment, tensor) for reduce.param_norms: each watched
+        gradient as it is at the optimizer step (unscaled, clipped, synchronized), each
+        weight's norm from before the update."""
+        cap, modules = self.capture, len(self.watched)
+        taken, cold = [], []
+        has_w, has_b = [], []
+        for i, (ws, bs) in enumerate(zip(self.plan.weights, self.plan.biases, strict=True)):
+            for group, params, has in ((0, ws, has_w), (1, bs, has_b)):
+                seen = False
+                for p in params:
+                    g = p.grad if p.grad is not None else cap.grads.get(id(p))
+                    if g is not None:
+                        cold.append((group * modules + i, g.detach()))
+                        seen = True
+                has.append(seen)
+        k = 0
+        for i, ws in enumerate(self.plan.weights):
+            for _ in ws:
+                taken.append((2 * modules + i, self.prior_norms[k]))
+                k += 1
+        return taken, cold, {"grad_w": has_w, "grad_b": has_b}
 
     def _record(self, s: int, loss: Any, grad_norm: Any, accuracy: Any) -> dict:
         import torch
@@ -187,18 +221,18 @@ class Watcher:
             seen = set(cap.order)
             self.order = list(cap.order) + [i for i in range(len(self.watched))
                                             if i not in seen]
-        grads, has = self._grads()
-        updates: list[list] = [[] for _ in self.watched]
-        sampled: list[list] = [[] for _ in self.watched]
-        has["update"] = [False] * len(self.watched)
+        taken, cold, has = self._norm_inputs()
+        modules = len(self.watched)
+        has["update"] = [False] * modules
         if self.snapshot is not None:  # taken before this step's optimizer update
             with torch.no_grad():
-                after = [torch.take(p.detach(), idx) for p, idx in
-                         zip(self._flat_weights(), self.weight_index, strict=True)]
+                after = self._sampled_weights()
                 diffs = torch._foreach_sub(after, self.snapshot) if after else []
             pos = 0
             for i, ws in enumerate(self.plan.weights):
-                updates[i], sampled[i] = diffs[pos:pos + len(ws)], after[pos:pos + len(ws)]
+                for k in range(pos, pos + len(ws)):
+                    cold.append((3 * modules + i, diffs[k]))
+                    cold.append((4 * modules + i, self.snapshot[k]))
                 pos += len(ws)
                 has["update"][i] = bool(ws) and has["grad_w"][i]
         other_grads = [p.grad for p in self.plan.others if p.grad is not None]
@@ -210,8 +244,8 @@ class Watcher:
                   and cap.scale is not None else math.nan,
                   grad_norm if grad_norm is not None else math.nan,
                   self.pending_loss if self.pending_loss is not None else -1.0]
-        packed = reduce.device_summary(cap, self.plan, grads, updates, sampled, extras,
-                                       self.device, self.acc)
+        norms = reduce.param_norms(torch, taken, cold, modules, self.acc, self.device)
+        packed = reduce.device_summary(cap, self.plan, norms, extras, self.device, self.acc)
         names = [w.name for w in self.watched]
         kinds = [w.kind for w in self.watched]
         layers, tail, finite = reduce.host_layers(packed, names, kinds, self.order, self.plan,

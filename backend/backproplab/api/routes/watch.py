@@ -1,6 +1,7 @@
 """Watched runs: a training script's `backproplab.watch(..., server=...)` creates a run
-and appends steps (with the server's secret in the X-Backproplab-Secret header); the
-Watch page lists them and polls the one it follows for its new steps."""
+and appends steps (with the server's secret in the X-Backproplab-Secret header), each
+batch committed to the run store before the answer; the Watch page lists them and
+polls the one it follows for its new steps; the Runs page has them too."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from ...runs.watched import WatchedRun
-from ..deps import SettingsDep, WatchedDep, WatchSecretDep, as_422
+from ...runs.codec import encode
+from ...runs.watched import Refused
+from ..deps import WatchedDep, WatchSecretDep, as_422
 from ..responses import StrictJSONResponse
 from ..watched_records import FirstNonfinite, WatchedConfig, WatchedStep, check_layers, dump_step
 
@@ -55,10 +58,9 @@ class End(BaseModel):
     steps_seen: int | None = None
 
 
-def found(run: WatchedRun | None, run_id: str, settings: SettingsDep) -> WatchedRun:
+def found(run: dict | None, run_id: str) -> dict:
     if run is None:
-        raise HTTPException(404, f"no watched run {run_id!r} (the server keeps the newest "
-                                 f"{settings.max_watched_runs})")
+        raise HTTPException(404, f"no watched run {run_id!r} in the run store")
     return run
 
 
@@ -69,53 +71,58 @@ def create(watched: WatchedDep, _: Pusher, head: dict = Body(...)) -> Created:
         parsed = Head.model_validate(head)
     except ValidationError as exc:
         raise as_422(exc) from None
-    return Created(id=watched.create(parsed.model_dump(by_alias=True)).id)
+    return Created(id=watched.create(parsed.model_dump(by_alias=True)))
 
 
 @router.post("/api/watch/runs/{run_id}/steps", response_model=Appended)
-def append(watched: WatchedDep, settings: SettingsDep, run_id: str, _: Pusher,
-           body: dict = Body(...)) -> Appended:
-    """Append recorded steps (validated; one layer per module of the run's config)."""
-    run = found(watched.get(run_id), run_id, settings)
+def append(watched: WatchedDep, run_id: str, _: Pusher, body: dict = Body(...)) -> Appended:
+    """Append recorded steps (validated; one layer per module of the run's config),
+    stored before the answer; 409 once the run has finished or is over its bounds."""
+    run = found(watched.get(run_id), run_id)
     try:
         steps = Steps.model_validate(body).steps
-        check_layers(WatchedConfig.model_validate(run.head["config"]), steps)
+        check_layers(WatchedConfig.model_validate(run["config"]), steps)
     except ValidationError as exc:
         raise as_422(exc) from None
-    run = watched.append(run_id, [dump_step(s) for s in steps])
-    return Appended(id=run_id, steps=run.received)
+    try:
+        count = watched.append(run_id, [dump_step(s) for s in steps])
+    except Refused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return Appended(id=run_id, steps=found(count, run_id))
 
 
 @router.post("/api/watch/runs/{run_id}/end", response_model=Appended)
-def end(watched: WatchedDep, settings: SettingsDep, run_id: str, _: Pusher,
-        body: End) -> Appended:
+def end(watched: WatchedDep, run_id: str, _: Pusher, body: End) -> Appended:
     """The training script closed its watcher: the run is finished."""
-    found(watched.get(run_id), run_id, settings)
     first = body.first_nonfinite.model_dump(by_alias=True) if body.first_nonfinite else None
-    return Appended(id=run_id, steps=watched.end(run_id, first).received)
+    return Appended(id=run_id, steps=found(watched.end(run_id, first), run_id))
 
 
 @router.get("/api/watch/runs", response_class=StrictJSONResponse)
 def list_runs(watched: WatchedDep) -> StrictJSONResponse:
-    """Watched runs, newest first, live and finished: name, status, steps, first non-finite."""
+    """Watched runs, newest first, live, finished and interrupted: name, status, steps,
+    first non-finite."""
     return StrictJSONResponse({"runs": watched.list()})
 
 
 @router.get("/api/watch/runs/{run_id}", response_class=StrictJSONResponse)
-def follow(watched: WatchedDep, settings: SettingsDep, run_id: str,
-           after: int = Query(-1, ge=-1),
+def follow(watched: WatchedDep, run_id: str, after: int = Query(-1, ge=-1),
            limit: int = Query(600, ge=1, le=10_000)) -> StrictJSONResponse:
     """The run's summary and config, and its steps after step `after` (the newest `limit`):
     the Watch page polls this with the last step it has."""
-    newer = watched.since(run_id, after, limit)
-    if newer is None:
-        found(None, run_id, settings)
-    return StrictJSONResponse(newer)
+    return StrictJSONResponse(found(watched.since(run_id, after, limit), run_id))
 
 
-@router.get("/api/watch/runs/{run_id}/export", response_class=StrictJSONResponse)
-def export(watched: WatchedDep, settings: SettingsDep, run_id: str) -> StrictJSONResponse:
-    """The run record as the server holds it (history thinned beyond 10,000 steps)."""
-    run = found(watched.get(run_id), run_id, settings)
-    return StrictJSONResponse(run.record(), headers={
-        "content-disposition": f'attachment; filename="backproplab-{run.id}.json"'})
+@router.get("/api/watch/runs/{run_id}/export")
+def export(watched: WatchedDep, run_id: str) -> StreamingResponse:
+    """The whole run record, streamed from the store, with its first non-finite value."""
+    entry = found(watched.get(run_id), run_id)
+    tail = b'],"first_nonfinite":' + encode(watched.first_nonfinite(entry)) + b"}"
+    chunks = watched.store.export_chunks(run_id)
+
+    def body():
+        for piece in chunks:
+            yield tail if piece == b"]}" else piece
+
+    return StreamingResponse(body(), media_type="application/json", headers={
+        "content-disposition": f'attachment; filename="backproplab-{run_id}.json"'})

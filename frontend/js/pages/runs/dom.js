@@ -26,6 +26,9 @@ export function when(seconds) {
 /** depth × width activation, init (+ residual, norm): what a run was, in a few words. */
 export function describe(config) {
   if (!config) return '';
+  if (config.source === 'watched') { // a model of one's own (backproplab.watch)
+    return `${config.model}: ${config.modules.length} modules, ${config.parameters} parameters`;
+  }
   const parts = [`${config.depth}×${config.width} ${config.activation}`, config.init];
   if (config.residual) parts.push('residual');
   if (config.norm && config.norm !== 'none') parts.push(config.norm);
