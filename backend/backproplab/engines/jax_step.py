@@ -66,7 +66,7 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
     slots {"first", "hidden" (L-1, …), "out"} whose gradients are δ's reductions;
     rows: z(l) and a(l) of the first `keep` examples, hidden layers stacked."""
     net = network.layers(spec)
-    first_layer, out_layer = net[0], net[-1]
+    first_layer = net[0]
     hidden_layer = net[1] if spec.depth > 1 else None  # layers 2..L are alike
     phi = net[0].activation.jax_forward(jax)  # the registry's JAX kernel
     cap = capper(spec.delta_clip)  # δ(l) capped before the tap sees it and dense uses it
