@@ -19,7 +19,7 @@ from .theory import config_query_parameters
 
 router = APIRouter(tags=["memory"])
 
-# multiply-adds of all metered passes together (3 strategies × 2 meters × depths):
+# multiply-adds of all metered passes together (3 strategies × each meter × depths):
 # a few seconds on one core; and the largest un-checkpointed activations measured
 MAX_MEMORY_WORK = 2.5e10
 MAX_MEMORY_BYTES = 1 << 30
@@ -39,9 +39,11 @@ class Meter(BaseModel):
 
 
 class Strategy(Meter):
-    """The tape's meter, and torch autograd's (saved-tensor hooks or CUDA's allocator)."""
+    """The tape's meter, torch autograd's (saved-tensor hooks or CUDA's allocator) and
+    JAX's (the residuals jax.vjp keeps; segments jax.checkpoint-ed)."""
 
     torch: Meter | None = None
+    jax: Meter | None = None
 
 
 class CurrentPoint(BaseModel):
@@ -49,6 +51,7 @@ class CurrentPoint(BaseModel):
     strategy: str
     peak_bytes: int
     torch_peak_bytes: int | None = None
+    jax_peak_bytes: int | None = None
 
 
 class MicrobatchRow(BaseModel):
@@ -60,6 +63,8 @@ class MicrobatchRow(BaseModel):
     max_rel_diff: Num
     torch_peak_bytes: int | None = None
     torch_max_rel_diff: Num | None = None
+    jax_peak_bytes: int | None = None
+    jax_max_rel_diff: Num | None = None
 
 
 class MemoryReport(BaseModel):
@@ -71,6 +76,7 @@ class MemoryReport(BaseModel):
     every: int = Field(description="layers per segment of the 'every' strategy")
     engines: list[str]
     torch_meter: str
+    jax_meter: str | None = Field(None, description="what JAX's meter counts (None: no jax)")
     strategies: dict[str, Strategy]
     current: CurrentPoint
     microbatches: list[MicrobatchRow]
@@ -93,17 +99,18 @@ def _report(spec: RunSpec, depths: tuple[int, ...], device: str) -> dict:
 def memory_report(request: Request, settings: SettingsDep) -> StrictJSONResponse:
     """Peak bytes of activations saved for the backward pass of this network (query: any
     RunConfig field) per checkpointing strategy, at log-spaced depths 8…1000 capped by
-    a compute budget, on the tape's meter and torch autograd's; recomputed forward
+    a compute budget, on the tape's meter, torch autograd's and JAX's; recomputed forward
     work, time, log-log slopes; this network's point; k microbatches."""
     spec = run_config(dict(request.query_params), settings, loc="query").to_spec()
     grid = memory.depth_grid()
-    depths = memory.affordable_depths(spec, grid, MAX_MEMORY_WORK, MAX_MEMORY_BYTES)
+    meters = len(memory.available_meters())
+    depths = memory.affordable_depths(spec, grid, MAX_MEMORY_WORK, MAX_MEMORY_BYTES, meters)
     if len(depths) < 2:
         raise HTTPException(422, f"network too wide to measure over depth: width "
                                  f"{spec.width} and batch {spec.batch_size} leave fewer "
                                  f"than two depths within the compute budget "
                                  f"({MAX_MEMORY_WORK:.3g} multiply-adds)")
-    if memory.pass_work(spec, spec.depth) * 6 > MAX_MEMORY_WORK:
+    if memory.pass_work(spec, spec.depth) * 3 * meters > MAX_MEMORY_WORK:
         raise HTTPException(422, f"this network (depth {spec.depth}) is too large to "
                                  f"measure within the compute budget "
                                  f"({MAX_MEMORY_WORK:.3g} multiply-adds)")
