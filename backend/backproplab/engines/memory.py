@@ -29,6 +29,7 @@ from .. import tape
 from ..model import init_params, network
 from ..model.spec import RunSpec
 from ..tape.optim import split_batch
+from .base import Cancelled
 from .jax_engine import jax_available
 from .tape_engine import TapeEngine
 from .torch_engine import torch_available
@@ -266,15 +267,25 @@ def jax_pass(spec: RunSpec, microbatches: int = 1) -> tuple[Pass, list[np.ndarra
 
 def memory_report(spec: RunSpec, depths: Sequence[int],
                   engines: Sequence[str] = ("numpy", "torch", "jax"),
-                  device: str = "cpu") -> dict[str, Any]:
+                  device: str = "cpu", cancel: Any = None) -> dict[str, Any]:
     """Peak saved bytes, forward ops and time per strategy and depth on each meter
     (the tape's at the top level of each strategy, torch's and JAX's under their
-    names), the fitted slopes, the current network's point, and the microbatch table."""
+    names), the fitted slopes, the current network's point, and the microbatch table.
+    `cancel`: a threading.Event checked before each pass (Cancelled once it is set)."""
     engines = [e for e in engines if e in available_meters()]
     every = spec.checkpoint_every if spec.checkpoint == "every" else DEFAULT_EVERY
-    meters = {"numpy": lambda s, k=1: tape_pass(s, k),
+    passes = {"numpy": lambda s, k=1: tape_pass(s, k),
               "torch": lambda s, k=1: torch_pass(s, k, device),
               "jax": lambda s, k=1: jax_pass(s, k)}
+
+    def checked(measure):
+        def run(*args):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            return measure(*args)
+        return run
+
+    meters = {name: checked(measure) for name, measure in passes.items()}
     per_engine = {e: _curves(spec, depths, every, meters[e]) for e in engines}
     strategies = {}
     for strategy in STRATEGIES:

@@ -3,6 +3,7 @@ strategy over depth, recomputation, microbatches — measured for this network."
 
 from __future__ import annotations
 
+import atexit
 import functools
 import threading
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from ...engines import memory
+from ...engines.base import Cancelled
 from ...engines.torch_engine import resolve_device
 from ...model.spec import RecordSpec, RunSpec
 from ..deps import SettingsDep, run_config
@@ -24,6 +26,23 @@ router = APIRouter(tags=["memory"])
 MAX_MEMORY_WORK = 2.5e10
 MAX_MEMORY_BYTES = 1 << 30
 _ONE_AT_A_TIME = threading.Lock()  # timings of two reports at once would disturb each other
+_EXITING = threading.Event()
+
+
+def _stop_measuring() -> None:
+    """A report still measuring when the process exits stops at its next pass, before
+    the interpreter goes away under it (JAX's runtime aborts a thread killed inside)."""
+    _EXITING.set()
+    if _ONE_AT_A_TIME.acquire(timeout=60):
+        _ONE_AT_A_TIME.release()
+
+
+@functools.cache
+def _stop_at_exit() -> None:
+    # after jax's own exit hooks are registered, so that this one runs before them
+    if memory.jax_available():
+        import jax  # noqa: F401
+    atexit.register(_stop_measuring)
 
 
 class Meter(BaseModel):
@@ -90,12 +109,16 @@ def _key(spec: RunSpec) -> RunSpec:
 
 @functools.lru_cache(maxsize=16)
 def _report(spec: RunSpec, depths: tuple[int, ...], device: str) -> dict:
+    _stop_at_exit()
     with _ONE_AT_A_TIME:
-        return memory.memory_report(spec, depths, device=device)
+        return memory.memory_report(spec, depths, device=device, cancel=_EXITING)
 
 
 @router.get("/api/memory", response_model=MemoryReport, response_class=StrictJSONResponse,
-            openapi_extra={"parameters": config_query_parameters()})
+            openapi_extra={"parameters": config_query_parameters()},
+            responses={422: {"description": "an invalid config field, or a network too "
+                                            "large to measure"},
+                       503: {"description": "the server stopped while measuring"}})
 def memory_report(request: Request, settings: SettingsDep) -> StrictJSONResponse:
     """Peak bytes of activations saved for the backward pass of this network (query: any
     RunConfig field) per checkpointing strategy, at log-spaced depths 8…1000 capped by
@@ -116,7 +139,11 @@ def memory_report(request: Request, settings: SettingsDep) -> StrictJSONResponse
                                  f"({MAX_MEMORY_WORK:.3g} multiply-adds)")
     device = "cuda" if spec.engine == "torch" and resolve_device(spec.device) == "cuda" \
         else "cpu"
-    report = {**_report(_key(spec), tuple(depths), device), "capped": None}
+    try:
+        report = {**_report(_key(spec), tuple(depths), device), "capped": None}
+    except Cancelled:
+        raise HTTPException(503, "the server is stopping: the measurement was cut "
+                                 "short") from None
     if depths[-1] < grid[-1]:
         report["capped"] = (f"depths above {depths[-1]} are left out: width {spec.width} "
                             f"and batch {spec.batch_size} would exceed the compute budget")
