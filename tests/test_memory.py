@@ -166,3 +166,14 @@ def test_affordable_depths_stop_at_the_budget():
         total = sum(3 * meters * memory.pass_work(spec, d) for d in kept)
         assert total <= 1e10 < total + 3 * meters * memory.pass_work(spec, grid[len(kept)])
     assert memory.affordable_depths(spec, grid, 1e30, 1e30) == grid
+
+
+def test_a_cancelled_report_stops_before_its_next_pass():
+    import threading
+
+    from backproplab.engines.base import Cancelled
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        memory.memory_report(BASE.replace(depth=8), [8, 16], cancel=stop)
