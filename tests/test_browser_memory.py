@@ -1,8 +1,10 @@
 """The Cost page's memory view in Debian's Chromium: the slopes, peaks and microbatch
-differences shown are the API's; the plot's axis titles are readable; the flow view
-shows the clip factor of the clipping preset."""
+differences shown are the API's, on the tape's, torch's and JAX's meters; the plot's
+axis titles are readable; the memory view fills while the compiled view still
+measures; the flow view shows the clip factor of the clipping preset."""
 
 import re
+import threading
 
 import pytest
 
@@ -46,8 +48,14 @@ def test_memory_view_shows_the_measured_numbers(page, server):
         s = report["strategies"][name]
         assert float(row.locator("td[data-key=slope]").text_content()) == \
             pytest.approx(s["slope"], rel=5e-3)
-        assert float(row.locator("td[data-key=torch-slope]").text_content()) == \
-            pytest.approx(s["torch"]["slope"], rel=5e-3)
+        for meter in ("torch", "jax"):
+            assert float(row.locator(f"td[data-key={meter}-slope]").text_content()) == \
+                pytest.approx(s[meter]["slope"], rel=5e-3)
+            assert shown_bytes(row.locator(f"td[data-key={meter}-peak]").text_content()) == \
+                pytest.approx(s[meter]["peak_bytes"][-1], rel=5e-3)
+        shown_extra = row.locator("td[data-key=jax-extra]").text_content()
+        assert float(shown_extra.split(" ")[0]) == pytest.approx(
+            s["jax"]["extra_forward"][-1], rel=5e-3, abs=1e-9)
         extra = row.locator("td[data-key=extra]").text_content()
         assert float(extra.split(" ")[0]) == pytest.approx(s["extra_forward"][-1],
                                                            rel=5e-3, abs=1e-9)
@@ -57,6 +65,10 @@ def test_memory_view_shows_the_measured_numbers(page, server):
         assert float(shown) == pytest.approx(r["max_rel_diff"], rel=5e-3, abs=1e-30)
         assert shown_bytes(row.locator("td[data-key=peak]").text_content()) == \
             pytest.approx(r["peak_bytes"], rel=5e-3)
+        assert shown_bytes(row.locator("td[data-key=jax-peak]").text_content()) == \
+            pytest.approx(r["jax_peak_bytes"], rel=5e-3)
+        jax_diff = row.locator("td[data-key=jax-diff]").text_content().replace("−", "-")
+        assert float(jax_diff) == pytest.approx(r["jax_max_rel_diff"], rel=5e-3, abs=1e-30)
     # the plot: what it draws is the report; its axes say what they are
     drawn = page.evaluate("""() => document.getElementById('plot-memory').data
         .map((t) => ({ name: t.name, y: t.y }))""")
@@ -64,6 +76,12 @@ def test_memory_view_shows_the_measured_numbers(page, server):
     assert tape_none["y"] == report["strategies"]["none"]["peak_bytes"]
     assert slope_in(tape_none["name"]) == pytest.approx(report["strategies"]["none"]["slope"],
                                                         rel=5e-3)
+    jax_sqrt = next(t for t in drawn if t["name"].startswith("√L segments (JAX)"))
+    assert jax_sqrt["y"] == report["strategies"]["sqrt"]["jax"]["peak_bytes"]
+    assert slope_in(jax_sqrt["name"]) == pytest.approx(
+        report["strategies"]["sqrt"]["jax"]["slope"], rel=5e-3)
+    assert "JAX (residuals of jax.vjp" in page.locator("#view-memory .memory-status").first \
+        .text_content()
     star = next(t for t in drawn if t["name"] == "this network (tape)")
     assert star["y"] == [report["current"]["peak_bytes"]]
     for title in ("depth L (hidden layers, log scale)", "peak bytes saved for backward (log)"):
@@ -77,6 +95,42 @@ def test_memory_view_shows_the_measured_numbers(page, server):
     powers = [float(p) for p in re.findall(r"L\^(-?[\d.]+)", summary)]
     assert powers == pytest.approx([report["strategies"]["none"]["slope"],
                                     report["strategies"]["sqrt"]["slope"]], rel=1e-2)
+    assert not page.errors
+
+
+def test_memory_view_fills_while_the_compiled_view_still_measures(page, server,
+                                                                   monkeypatch):
+    """A compile measurement held on the server: the memory view's request is its own,
+    so its numbers are shown while the compiled view still says it is compiling."""
+    from backproplab.api.routes import compile as compile_route
+
+    release = threading.Event()
+    real = compile_route.analyze
+
+    def slow(key):
+        release.wait(240)
+        return real(key)
+
+    monkeypatch.setattr(compile_route, "analyze", slow)
+    net = "depth=7&width=6&batch_size=3&dtype=float64"  # measured by no other test
+    try:
+        with page.expect_response(lambda r: "/api/memory" in r.url, timeout=180_000) as got:
+            page.goto(f"{server.url}/#page=cost&{net}")
+        report = strict_loads(got.value.text())
+        page.wait_for_selector("#view-memory[data-ready]", timeout=30_000)
+        row = page.locator("#memory-strategies tr[data-strategy=none]")
+        assert float(row.locator("td[data-key=slope]").text_content()) == \
+            pytest.approx(report["strategies"]["none"]["slope"], rel=5e-3)
+        assert float(row.locator("td[data-key=jax-slope]").text_content()) == \
+            pytest.approx(report["strategies"]["none"]["jax"]["slope"], rel=5e-3)
+        compiled = page.locator("#view-compiled .cost-status")
+        assert compiled.text_content().startswith("compiling and timing the step")
+        assert page.locator("#view-compiled").get_attribute("data-ready") is None
+        assert page.locator("#view-compiled").get_attribute("aria-busy") == "true"
+    finally:
+        release.set()
+    page.wait_for_selector("#view-compiled[data-ready]", timeout=180_000)
+    assert "JAX" in page.locator("#view-compiled .cost-status").text_content()
     assert not page.errors
 
 

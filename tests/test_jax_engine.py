@@ -65,6 +65,24 @@ def test_float32_stays_float32_even_where_x64_is_on():
     assert engine.params[0].dtype == jnp.float32
 
 
+def test_delta_clip_and_per_example_stay_in_one_float32_program():
+    """Both traced into the step: δ clipping (the cap's primitive in the backward) and
+    per-example gradients (a vmapped grad) add no f64 to a float32 step."""
+    spec = SMALL.replace(dtype="float32", delta_clip=0.05,
+                         record=RecordSpec(every=2, jacobian_every=2, per_example=True))
+    with jax.enable_x64(True):
+        engine = make_engine(spec)
+        found = dtypes_in(step_jaxpr(engine))
+        records = list(iter_steps(spec, engine=engine))
+    assert "float64" not in found, found
+    assert compile_key(spec) != compile_key(SMALL.replace(dtype="float32", delta_clip=0.05))
+    for record in records:
+        for layer in record["layers"]:
+            stats = layer["per_example"]
+            assert stats["min"] <= stats["median"] <= stats["max"]
+            assert stats["mean_error"] < 1e-5  # float32: the mean against the batch ∇W
+
+
 def test_float64_runs_do_not_switch_x64_on_for_the_process():
     engine = make_engine(SMALL.replace(dtype="float64"))
     records = list(iter_steps(SMALL.replace(dtype="float64"), engine=engine))

@@ -101,12 +101,6 @@ class RunConfig(BaseModel):
         if self.dtype == "tf32" and self.device == "cpu":
             raise ValueError("dtype 'tf32' needs device 'cuda' (or 'auto' on a machine "
                              "with a GPU): TF32 is a mode of NVIDIA GPUs' matmuls")
-        unsupported = [name for name, used in (
-            ("delta_clip", self.delta_clip is not None),
-            ("record.per_example", self.record.per_example)) if used]
-        if self.engine not in ("numpy", "torch") and unsupported:
-            raise ValueError(f"{', '.join(unsupported)}: offered by engines 'numpy' and "
-                             f"'torch', not by '{self.engine}'")
         if self.microbatches > self.batch_size:
             raise ValueError(f"microbatches ({self.microbatches}) cannot exceed "
                              f"batch_size ({self.batch_size})")

@@ -11,6 +11,7 @@ the global flag) does. Tests check that a float32 step's program has no f64.
 A recorded step is read back in one transfer; an unrecorded one not at all (JAX
 dispatches asynchronously, so the host draws the next batch while the device
 works). Cancellation is checked between steps: a step is one XLA call.
+δ clipping and per-example gradients are traced into the step too (jax_delta).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..model import init_params
 from ..model.spec import RecordSpec, RunSpec
+from . import per_example as example
 from . import probes
 from .base import Engine, StepResult
 from .optim import BETA1, BETA2
@@ -63,7 +65,8 @@ def compile_key(spec: RunSpec) -> RunSpec:
     that differ only in seed, learning rate, initialization or length share it."""
     record = RecordSpec(hist_bins=spec.record.hist_bins,
                         delta_samples=spec.record.delta_samples,
-                        jacobian_topk=spec.record.jacobian_topk)
+                        jacobian_topk=spec.record.jacobian_topk,
+                        per_example=spec.record.per_example)
     return spec.replace(seed=0, lr=0.0, sigma_w=1.0, sigma_b=0.0, init="normal",
                         steps=1, record=record)
 
@@ -90,9 +93,6 @@ class JaxEngine(Engine):
 
         if spec.dtype not in ("float32", "float64"):
             raise ValueError(f"engine 'jax' supports float32 and float64, not {spec.dtype!r}")
-        if spec.delta_clip is not None or spec.record.per_example:
-            raise ValueError("delta_clip and record.per_example: offered by engines 'numpy' "
-                             "and 'torch', not by 'jax'")
         self.jax, self.xp = jax, JAX
         self.dtype = np.dtype(spec.dtype)
         self.x64 = spec.dtype == "float64"
@@ -159,9 +159,15 @@ class JaxEngine(Engine):
                 self.t += 1
             if not probe:
                 return StepResult(out["loss"], out["output"], labels, None, None)
-            packed = np.asarray(self.jax.device_get(out), dtype=np.float64)  # one transfer
+            got = self.jax.device_get(out)  # one transfer
         from .jax_probes import unpack
 
+        per_example = None
+        if self.spec.record.per_example:  # (packed, norms (L+1, B), mean errors (L+1,))
+            got, norms, errors = got
+            per_example = [example.from_norms(np.asarray(n, np.float64), float(e))
+                           for n, e in zip(norms, errors, strict=True)]
+        packed = np.asarray(got, dtype=np.float64)
         summary, loss, output, sv = unpack(self.spec, packed, spectrum)
         # ‖g‖ = √Σ(‖∇W‖² + ‖∇b‖²) before clipping, and the factor the step applied
         norm = float(np.sqrt(np.sum(summary.grad_w_norm ** 2 + summary.grad_b_norm ** 2)))
@@ -169,4 +175,4 @@ class JaxEngine(Engine):
         factor = None if clip is None else \
             (clip / norm if np.isfinite(norm) and norm > clip else 1.0)
         return StepResult(loss, output, labels, None, None, summary=summary, spectrum=sv,
-                          grad_norm=norm, clip_factor=factor)
+                          grad_norm=norm, clip_factor=factor, per_example=per_example)

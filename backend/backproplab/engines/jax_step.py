@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from ..model import network
 from ..model.spec import RunSpec
 from . import probes
+from .jax_delta import capper, per_example_norms
 from .jax_probes import layer_norms, pack, slot_size, spectrum, summary_block, tap
 from .jax_xp import JAX
 from .optim import ADAM_EPS, BETA1, BETA2, MOMENTUM
@@ -65,16 +66,17 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
     slots {"first", "hidden" (L-1, …), "out"} whose gradients are δ's reductions;
     rows: z(l) and a(l) of the first `keep` examples, hidden layers stacked."""
     net = network.layers(spec)
-    first_layer, out_layer = net[0], net[-1]
+    first_layer = net[0]
     hidden_layer = net[1] if spec.depth > 1 else None  # layers 2..L are alike
     phi = net[0].activation.jax_forward(jax)  # the registry's JAX kernel
-    kernels = network.Kernels(xp=JAX, dense=lambda a, W, b, layer: a @ W.T + b,
+    cap = capper(spec.delta_clip)  # δ(l) capped before the tap sees it and dense uses it
+    kernels = network.Kernels(xp=JAX, dense=lambda a, W, b, layer: cap(a @ W.T + b),
                               activation=lambda u, layer: phi(u))
     checkpointing = spec.segments > 1
 
     def layer_forward(layer, a, W, b, slot):
         k = kernels if slot is None else dataclasses.replace(
-            kernels, dense=lambda a, W, b, layer: tap(a @ W.T + b, slot, keep))
+            kernels, dense=lambda a, W, b, layer: cap(tap(a @ W.T + b, slot, keep)))
         v = network.layer_forward(layer, k, a, W, b)
         return v.z, v.a_out
 
@@ -110,9 +112,10 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
                 first_rows = rows0
             if rows is not None:
                 hidden_rows.append(rows)
-        out = kernels.dense(a, *params["out"], out_layer)
+        out = a @ params["out"][0].T + params["out"][1]
         if slots is not None:
             out = tap(out, slots["out"], keep)
+        out = cap(out)
         if spec.loss == "mse":
             value = jnp.mean(jnp.square(out - targets))
         else:
@@ -169,6 +172,7 @@ def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> 
     out_dim = spec.out_features
     grad_fn = jax.value_and_grad(make_loss(spec, keep=n_sub if probe else None),
                                  argnums=(0, 1), has_aux=True)
+    per_example = probe and spec.record.per_example
 
     def step(state, x, labels, targets, hyper, units, q0):
         params = state["params"]
@@ -193,6 +197,9 @@ def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> 
         grads = _weighted(grad_parts, weights)
         output = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, 0)
         grad_norms = _weight_and_bias_norms(grads) if probe or spec.clip is not None else None
+        if per_example:  # of the parameters the step starts from, against ∇W before `clip`
+            per_example_out = per_example_norms(make_loss(spec, None), params, x, labels,
+                                                targets, grads)
         scale = None
         if spec.clip is not None:  # min(1, max/‖g‖); 1 when ‖g‖ is not finite
             total = jnp.sqrt(sum(jnp.sum(n * n) for n in grad_norms))
@@ -215,6 +222,7 @@ def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> 
         sv = None
         if with_spectrum:  # the updated weights, z(l) of example 0 (in the first part)
             sv = spectrum(spec, state["params"]["hidden"][0], parts[0][2][0][:, 0], q0)
-        return state, pack(block, loss, output, sv)
+        packed = pack(block, loss, output, sv)
+        return state, (packed, *per_example_out) if per_example else packed
 
     return step

@@ -8,7 +8,9 @@ time of one forward and backward pass. Two meters:
 - torch autograd's: on the CPU each tensor autograd saves, through
   `torch.autograd.graph.saved_tensors_hooks`, counted once per storage while some
   graph node holds it (parameters excluded); on CUDA the allocator's peak above
-  what was allocated before the pass. Segments are `torch.utils.checkpoint`ed.
+  what was allocated before the pass. Segments are `torch.utils.checkpoint`ed;
+- JAX's, where jax is installed: the residuals `jax.vjp` keeps for the backward
+  pass, segments `jax.checkpoint`ed (jax_memory).
 
 Microbatching: k parts give the full-batch gradient (the largest relative
 difference is measured) with one part's activations alive at a time.
@@ -27,10 +29,13 @@ from .. import tape
 from ..model import init_params, network
 from ..model.spec import RunSpec
 from ..tape.optim import split_batch
+from .base import Cancelled
+from .jax_engine import jax_available
 from .tape_engine import TapeEngine
 from .torch_engine import torch_available
 
 STRATEGIES = ("none", "sqrt", "every")
+JAX_METER = "residuals of jax.vjp; forward work in arithmetic operations"
 DEFAULT_EVERY = 4  # layers per segment for the 'every' curve when the config sets none
 
 
@@ -248,16 +253,39 @@ def _curves(spec: RunSpec, depths: Sequence[int], every: int, measure) -> dict[s
     return curves
 
 
+def available_meters() -> list[str]:
+    """The meters this Python has: the tape's always, torch's and JAX's if installed."""
+    return ["numpy"] + (["torch"] if torch_available() else []) + \
+        (["jax"] if jax_available() else [])
+
+
+def jax_pass(spec: RunSpec, microbatches: int = 1) -> tuple[Pass, list[np.ndarray]]:
+    from .jax_memory import jax_pass as measure
+
+    return measure(spec, microbatches)
+
+
 def memory_report(spec: RunSpec, depths: Sequence[int],
-                  engines: Sequence[str] = ("numpy", "torch"),
-                  device: str = "cpu") -> dict[str, Any]:
+                  engines: Sequence[str] = ("numpy", "torch", "jax"),
+                  device: str = "cpu", cancel: Any = None) -> dict[str, Any]:
     """Peak saved bytes, forward ops and time per strategy and depth on each meter
-    (the tape's at the top level of each strategy, torch's under its name), the
-    fitted slopes, the current network's point, and the microbatch table."""
-    engines = [e for e in engines if e == "numpy" or torch_available()]
+    (the tape's at the top level of each strategy, torch's and JAX's under their
+    names), the fitted slopes, the current network's point, and the microbatch table.
+    `cancel`: a threading.Event checked before each pass (Cancelled once it is set)."""
+    engines = [e for e in engines if e in available_meters()]
     every = spec.checkpoint_every if spec.checkpoint == "every" else DEFAULT_EVERY
-    meters = {"numpy": lambda s, k=1: tape_pass(s, k),
-              "torch": lambda s, k=1: torch_pass(s, k, device)}
+    passes = {"numpy": lambda s, k=1: tape_pass(s, k),
+              "torch": lambda s, k=1: torch_pass(s, k, device),
+              "jax": lambda s, k=1: jax_pass(s, k)}
+
+    def checked(measure):
+        def run(*args):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            return measure(*args)
+        return run
+
+    meters = {name: checked(measure) for name, measure in passes.items()}
     per_engine = {e: _curves(spec, depths, every, meters[e]) for e in engines}
     strategies = {}
     for strategy in STRATEGIES:
@@ -278,7 +306,8 @@ def memory_report(spec: RunSpec, depths: Sequence[int],
     return {"depths": list(depths), "width": spec.width, "batch_size": spec.batch_size,
             "dtype": measured_dtype(spec), "every": every, "engines": engines,
             "torch_meter": "CUDA allocator peak" if device == "cuda" else
-            "saved-tensor hooks", "strategies": strategies, "current": current,
+            "saved-tensor hooks", "jax_meter": JAX_METER if "jax" in engines
+            else None, "strategies": strategies, "current": current,
             "microbatches": micro}
 
 
@@ -289,7 +318,7 @@ def pass_work(spec: RunSpec, depth: int) -> float:
 
 
 def affordable_depths(spec: RunSpec, depths: Sequence[int], max_work: float,
-                      max_bytes: float, engines: int = 2) -> list[int]:
+                      max_bytes: float, engines: int = 3) -> list[int]:
     """The depths, shallowest first, whose passes (3 strategies on each meter) fit the
     work budget in total, and whose un-checkpointed activations fit max_bytes."""
     itemsize = 8 if measured_dtype(spec) == "float64" else 4
@@ -304,5 +333,5 @@ def affordable_depths(spec: RunSpec, depths: Sequence[int], max_work: float,
 
 
 __all__ = ["STRATEGIES", "Curve", "Pass", "affordable_depths", "depth_grid", "log_log_slope",
-           "max_relative_difference", "memory_report", "microbatch_counts",
-           "tape_pass", "torch_pass"]
+           "available_meters", "jax_pass", "max_relative_difference", "memory_report",
+           "microbatch_counts", "tape_pass", "torch_pass"]

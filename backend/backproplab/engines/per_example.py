@@ -8,7 +8,8 @@ Two independent computations:
   whose Frobenius norm is ‖δ_i(l)‖·‖a_i(l-1)‖ (a rank-one matrix), and whose mean
   (1/B) Σ_i δ_i a_iᵀ is formed over the examples;
 - torch: `torch.func.vmap(torch.func.grad(loss of one example))`, autograd's own
-  per-example gradients, in chunks of examples that bound the memory.
+  per-example gradients, in chunks of examples that bound the memory; JAX the same
+  with `jax.vmap(jax.grad(...))` inside its jitted step (jax_delta).
 """
 
 from __future__ import annotations
@@ -24,12 +25,18 @@ CHUNK_ELEMENTS = 1 << 24  # per-example gradient entries held at once (vmap, in 
 def summary(norms: np.ndarray, mean_grad: np.ndarray, batch_grad: np.ndarray) -> dict:
     """min, quartiles, max and mean of the per-example norms; mean_error: max|mean of
     the per-example ∇W − the batch ∇W| / max|batch ∇W|."""
-    q = np.quantile(norms, QUANTILES) if norms.size else np.full(len(QUANTILES), np.nan)
     scale = float(np.max(np.abs(batch_grad)))
     diff = float(np.max(np.abs(mean_grad - batch_grad)))
+    return from_norms(norms, diff / scale if scale > 0 else diff)
+
+
+def from_norms(norms: np.ndarray, mean_error: float) -> dict:
+    """The summary of per-example norms whose mean-vs-batch error is already known
+    (the JAX engine reduces the gradients on the device: jax_delta)."""
+    q = np.quantile(norms, QUANTILES) if norms.size else np.full(len(QUANTILES), np.nan)
     return {"min": float(q[0]), "q25": float(q[1]), "median": float(q[2]),
             "q75": float(q[3]), "max": float(q[4]), "mean": float(np.mean(norms)),
-            "mean_error": diff / scale if scale > 0 else diff}
+            "mean_error": mean_error}
 
 
 class _Keep:

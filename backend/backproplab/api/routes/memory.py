@@ -3,6 +3,7 @@ strategy over depth, recomputation, microbatches — measured for this network."
 
 from __future__ import annotations
 
+import atexit
 import functools
 import threading
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from ...engines import memory
+from ...engines.base import Cancelled
 from ...engines.torch_engine import resolve_device
 from ...model.spec import RecordSpec, RunSpec
 from ..deps import SettingsDep, run_config
@@ -19,11 +21,28 @@ from .theory import config_query_parameters
 
 router = APIRouter(tags=["memory"])
 
-# multiply-adds of all metered passes together (3 strategies × 2 meters × depths):
+# multiply-adds of all metered passes together (3 strategies × each meter × depths):
 # a few seconds on one core; and the largest un-checkpointed activations measured
 MAX_MEMORY_WORK = 2.5e10
 MAX_MEMORY_BYTES = 1 << 30
 _ONE_AT_A_TIME = threading.Lock()  # timings of two reports at once would disturb each other
+_EXITING = threading.Event()
+
+
+def _stop_measuring() -> None:
+    """A report still measuring when the process exits stops at its next pass, before
+    the interpreter goes away under it (JAX's runtime aborts a thread killed inside)."""
+    _EXITING.set()
+    if _ONE_AT_A_TIME.acquire(timeout=60):
+        _ONE_AT_A_TIME.release()
+
+
+@functools.cache
+def _stop_at_exit() -> None:
+    # after jax's own exit hooks are registered, so that this one runs before them
+    if memory.jax_available():
+        import jax  # noqa: F401
+    atexit.register(_stop_measuring)
 
 
 class Meter(BaseModel):
@@ -39,9 +58,11 @@ class Meter(BaseModel):
 
 
 class Strategy(Meter):
-    """The tape's meter, and torch autograd's (saved-tensor hooks or CUDA's allocator)."""
+    """The tape's meter, torch autograd's (saved-tensor hooks or CUDA's allocator) and
+    JAX's (the residuals jax.vjp keeps; segments jax.checkpoint-ed)."""
 
     torch: Meter | None = None
+    jax: Meter | None = None
 
 
 class CurrentPoint(BaseModel):
@@ -49,6 +70,7 @@ class CurrentPoint(BaseModel):
     strategy: str
     peak_bytes: int
     torch_peak_bytes: int | None = None
+    jax_peak_bytes: int | None = None
 
 
 class MicrobatchRow(BaseModel):
@@ -60,6 +82,8 @@ class MicrobatchRow(BaseModel):
     max_rel_diff: Num
     torch_peak_bytes: int | None = None
     torch_max_rel_diff: Num | None = None
+    jax_peak_bytes: int | None = None
+    jax_max_rel_diff: Num | None = None
 
 
 class MemoryReport(BaseModel):
@@ -71,6 +95,7 @@ class MemoryReport(BaseModel):
     every: int = Field(description="layers per segment of the 'every' strategy")
     engines: list[str]
     torch_meter: str
+    jax_meter: str | None = Field(None, description="what JAX's meter counts (None: no jax)")
     strategies: dict[str, Strategy]
     current: CurrentPoint
     microbatches: list[MicrobatchRow]
@@ -84,32 +109,41 @@ def _key(spec: RunSpec) -> RunSpec:
 
 @functools.lru_cache(maxsize=16)
 def _report(spec: RunSpec, depths: tuple[int, ...], device: str) -> dict:
+    _stop_at_exit()
     with _ONE_AT_A_TIME:
-        return memory.memory_report(spec, depths, device=device)
+        return memory.memory_report(spec, depths, device=device, cancel=_EXITING)
 
 
 @router.get("/api/memory", response_model=MemoryReport, response_class=StrictJSONResponse,
-            openapi_extra={"parameters": config_query_parameters()})
+            openapi_extra={"parameters": config_query_parameters()},
+            responses={422: {"description": "an invalid config field, or a network too "
+                                            "large to measure"},
+                       503: {"description": "the server stopped while measuring"}})
 def memory_report(request: Request, settings: SettingsDep) -> StrictJSONResponse:
     """Peak bytes of activations saved for the backward pass of this network (query: any
     RunConfig field) per checkpointing strategy, at log-spaced depths 8…1000 capped by
-    a compute budget, on the tape's meter and torch autograd's; recomputed forward
+    a compute budget, on the tape's meter, torch autograd's and JAX's; recomputed forward
     work, time, log-log slopes; this network's point; k microbatches."""
     spec = run_config(dict(request.query_params), settings, loc="query").to_spec()
     grid = memory.depth_grid()
-    depths = memory.affordable_depths(spec, grid, MAX_MEMORY_WORK, MAX_MEMORY_BYTES)
+    meters = len(memory.available_meters())
+    depths = memory.affordable_depths(spec, grid, MAX_MEMORY_WORK, MAX_MEMORY_BYTES, meters)
     if len(depths) < 2:
         raise HTTPException(422, f"network too wide to measure over depth: width "
                                  f"{spec.width} and batch {spec.batch_size} leave fewer "
                                  f"than two depths within the compute budget "
                                  f"({MAX_MEMORY_WORK:.3g} multiply-adds)")
-    if memory.pass_work(spec, spec.depth) * 6 > MAX_MEMORY_WORK:
+    if memory.pass_work(spec, spec.depth) * 3 * meters > MAX_MEMORY_WORK:
         raise HTTPException(422, f"this network (depth {spec.depth}) is too large to "
                                  f"measure within the compute budget "
                                  f"({MAX_MEMORY_WORK:.3g} multiply-adds)")
     device = "cuda" if spec.engine == "torch" and resolve_device(spec.device) == "cuda" \
         else "cpu"
-    report = {**_report(_key(spec), tuple(depths), device), "capped": None}
+    try:
+        report = {**_report(_key(spec), tuple(depths), device), "capped": None}
+    except Cancelled:
+        raise HTTPException(503, "the server is stopping: the measurement was cut "
+                                 "short") from None
     if depths[-1] < grid[-1]:
         report["capped"] = (f"depths above {depths[-1]} are left out: width {spec.width} "
                             f"and batch {spec.batch_size} would exceed the compute budget")

@@ -3,6 +3,7 @@
 // and the server's one sentence on the backward pass. Fetches only while shown.
 import { duration, fmt } from '../../format.js';
 import { layout, react } from '../../views/common.js';
+import { cell, configQuery, measuredView } from './measured.js';
 
 // the config fields that describe the network and its step (engine and device: the
 // analysis always runs the JAX engine on the CPU)
@@ -20,18 +21,7 @@ const ROWS = [
 ];
 
 export function query(config) {
-  const out = {};
-  for (const [k, v] of Object.entries(config || {})) {
-    if (!SKIP.has(k) && v !== null && v !== undefined) out[k] = String(v);
-  }
-  return out;
-}
-
-function cell(tag, text, cls) {
-  const el = document.createElement(tag);
-  el.textContent = text;
-  if (cls) el.className = cls;
-  return el;
+  return configQuery(config, SKIP);
 }
 
 function renderTable(table, report) {
@@ -68,8 +58,6 @@ function renderTimes(plot, report) {
 
 export function mountCompiled(article, host) {
   const status = cell('p', '', 'cost-status');
-  status.setAttribute('role', 'status');
-  status.setAttribute('aria-live', 'polite');
   const body = document.createElement('div');
   body.className = 'cost-body';
   const table = document.createElement('table');
@@ -80,50 +68,18 @@ export function mountCompiled(article, host) {
   plot.id = 'plot-compiled';
   body.append(table, plot);
   const sentence = cell('p', '', 'cost-summary');
-  const button = cell('button', 'Measure again');
-  button.type = 'button';
-  article.append(status, body, sentence, button);
-  let visible = false;
-  let shownKey = null;
-  let pending = null;
-  let report = null;
-
-  async function measure(force = false) {
-    const params = query(host.state.config);
-    const key = JSON.stringify(params);
-    if (!force && key === shownKey) return;
-    shownKey = key;
-    pending = key;
-    status.textContent = 'compiling and timing the step… (a few seconds)';
-    article.setAttribute('aria-busy', 'true');
-    try {
-      const got = await host.transport.get('/api/compile', params);
-      if (pending !== key) return; // a newer network was asked for meanwhile
-      report = got;
-      article.dataset.ready = 'true';
-      status.classList.remove('error');
-      status.textContent = `JAX ${got.jax} on the ${got.device.toUpperCase()}, ${got.dtype}: `
-        + `compiled in ${duration(got.compile_s)}`;
+  article.append(status, body, sentence);
+  return measuredView(article, host, {
+    path: '/api/compile',
+    query,
+    waiting: 'compiling and timing the step… (a few seconds)',
+    status,
+    render(got) {
       renderTable(table, got);
       sentence.textContent = got.summary;
-      if (visible) renderTimes(plot, got);
-    } catch (e) {
-      if (pending !== key) return;
-      shownKey = null;
-      status.textContent = `could not measure this network: ${e.message}`;
-      status.classList.add('error');
-    } finally {
-      if (pending === key) article.removeAttribute('aria-busy');
-    }
-  }
-
-  button.addEventListener('click', () => measure(true));
-  return {
-    show() {
-      visible = true;
-      if (report) renderTimes(plot, report);
-      measure();
+      return `JAX ${got.jax} on the ${got.device.toUpperCase()}, ${got.dtype}: `
+        + `compiled in ${duration(got.compile_s)}`;
     },
-    hide() { visible = false; },
-  };
+    draw: (got) => renderTimes(plot, got),
+  });
 }

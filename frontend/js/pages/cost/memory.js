@@ -1,10 +1,12 @@
 // Memory and compute: GET /api/memory for the Lab's network. Peak bytes saved for the
 // backward pass against depth (log-log) per checkpointing strategy, on the tape's
-// meter (solid) and torch autograd's (dashed), the fitted slopes, this network's
-// point; a table of slopes and recomputation; microbatches (same gradient, less
-// memory). Fetches only while shown.
+// meter (solid), torch autograd's (dashed) and JAX's (dotted: the residuals jax.vjp
+// keeps), the fitted slopes, this network's point; a table of slopes and
+// recomputation; microbatches (same gradient, less memory). Fetches only while
+// shown, in its own request: it does not wait for the compiled view.
 import { COLORS, duration, fmt, num, plottable } from '../../format.js';
 import { layout, react } from '../../views/common.js';
+import { cell, configQuery, measuredView } from './measured.js';
 
 const SKIP = new Set(['record']);
 const STRATEGIES = [
@@ -13,19 +15,14 @@ const STRATEGIES = [
   ['every', 'a segment every k layers', COLORS.green],
 ];
 
-export function memoryQuery(config) {
-  const out = {};
-  for (const [k, v] of Object.entries(config || {})) {
-    if (!SKIP.has(k) && v !== null && v !== undefined) out[k] = String(v);
-  }
-  return out;
-}
+// the meters besides the tape's: key in the report, label, line dash, marker
+const METERS = [
+  ['torch', 'torch', 'dash', 'square-open'],
+  ['jax', 'JAX', 'dot', 'diamond-open'],
+];
 
-function cell(tag, text, cls) {
-  const el = document.createElement(tag);
-  el.textContent = text;
-  if (cls) el.className = cls;
-  return el;
+export function memoryQuery(config) {
+  return configQuery(config, SKIP);
 }
 
 export function bytes(n) {
@@ -50,11 +47,12 @@ function renderPlot(plot, report) {
       name: `${label(name, report)} (tape): slope ${fmt(s.slope)}`,
       line: { color, width: 2 }, marker: { size: 5 },
       hovertemplate: `${name}, tape: depth %{x}, %{y:.3s}B<extra></extra>` });
-    if (s.torch) {
-      data.push({ x: report.depths, y: s.torch.peak_bytes.map(plottable), mode: 'lines+markers',
-        name: `${label(name, report)} (torch): slope ${fmt(s.torch.slope)}`,
-        line: { color, width: 2, dash: 'dash' }, marker: { size: 5, symbol: 'square-open' },
-        hovertemplate: `${name}, torch: depth %{x}, %{y:.3s}B<extra></extra>` });
+    for (const [key, meter, dash, symbol] of METERS) {
+      if (!s[key]) continue;
+      data.push({ x: report.depths, y: s[key].peak_bytes.map(plottable), mode: 'lines+markers',
+        name: `${label(name, report)} (${meter}): slope ${fmt(s[key].slope)}`,
+        line: { color, width: 2, dash }, marker: { size: 5, symbol },
+        hovertemplate: `${name}, ${meter}: depth %{x}, %{y:.3s}B<extra></extra>` });
     }
   }
   const c = report.current;
@@ -70,13 +68,14 @@ function renderPlot(plot, report) {
 
 function renderStrategies(table, report) {
   table.replaceChildren();
-  const torch = report.engines.includes('torch');
+  const meters = METERS.filter(([key]) => report.engines.includes(key));
   const head = document.createElement('tr');
   const deepest = report.depths[report.depths.length - 1];
-  for (const t of ['strategy', 'slope (tape)', torch ? 'slope (torch)' : null,
-    `peak at L = ${deepest}`, `recomputed forward at L = ${deepest}`,
+  for (const t of ['strategy', 'slope (tape)', ...meters.map(([, m]) => `slope (${m})`),
+    `peak at L = ${deepest}`, ...meters.map(([, m]) => `peak (${m})`),
+    `recomputed forward at L = ${deepest}`, ...meters.map(([, m]) => `recomputed (${m})`),
     `step time at L = ${deepest}`]) {
-    if (t) head.append(cell('th', t));
+    head.append(cell('th', t));
   }
   table.append(head);
   const last = report.depths.length - 1;
@@ -86,10 +85,16 @@ function renderStrategies(table, report) {
     tr.dataset.strategy = name;
     tr.append(cell('th', label(name, report)));
     const cells = [['slope', fmt(s.slope)]];
-    if (torch) cells.push(['torch-slope', s.torch ? fmt(s.torch.slope) : '—']);
-    cells.push(['peak', bytes(s.peak_bytes[last])],
-      ['extra', `${fmt(s.extra_forward[last])} × a forward pass`],
-      ['time', duration(s.time_s[last])]);
+    for (const [key] of meters) cells.push([`${key}-slope`, s[key] ? fmt(s[key].slope) : '—']);
+    cells.push(['peak', bytes(s.peak_bytes[last])]);
+    for (const [key] of meters) {
+      cells.push([`${key}-peak`, s[key] ? bytes(s[key].peak_bytes[last]) : '—']);
+    }
+    cells.push(['extra', `${fmt(s.extra_forward[last])} × a forward pass`]);
+    for (const [key] of meters) {
+      cells.push([`${key}-extra`, s[key] ? `${fmt(s[key].extra_forward[last])} ×` : '—']);
+    }
+    cells.push(['time', duration(s.time_s[last])]);
     for (const [key, text] of cells) {
       const td = cell('td', text, 'num');
       td.dataset.key = key;
@@ -101,11 +106,11 @@ function renderStrategies(table, report) {
 
 function renderMicro(table, report) {
   table.replaceChildren();
-  const torch = report.engines.includes('torch');
+  const meters = METERS.filter(([key]) => report.engines.includes(key));
   const head = document.createElement('tr');
   for (const t of ['microbatches k', 'peak saved (tape)', 'gradient vs full batch (tape)',
-    torch ? 'peak saved (torch)' : null, torch ? 'gradient vs full batch (torch)' : null]) {
-    if (t) head.append(cell('th', t));
+    ...meters.flatMap(([, m]) => [`peak saved (${m})`, `gradient vs full batch (${m})`])]) {
+    head.append(cell('th', t));
   }
   table.append(head);
   for (const row of report.microbatches) {
@@ -113,9 +118,9 @@ function renderMicro(table, report) {
     tr.dataset.k = row.k;
     tr.append(cell('th', String(row.k)));
     const cells = [['peak', bytes(row.peak_bytes)], ['diff', fmt(row.max_rel_diff)]];
-    if (torch) {
-      cells.push(['torch-peak', bytes(row.torch_peak_bytes)],
-        ['torch-diff', fmt(row.torch_max_rel_diff)]);
+    for (const [key] of meters) {
+      cells.push([`${key}-peak`, bytes(row[`${key}_peak_bytes`])],
+        [`${key}-diff`, fmt(row[`${key}_max_rel_diff`])]);
     }
     for (const [key, text] of cells) {
       const td = cell('td', text, 'num');
@@ -137,10 +142,15 @@ function sentence(report) {
     + 'activations alive at once.';
 }
 
+function meters(report) {
+  const names = [];
+  if (report.engines.includes('torch')) names.push(`torch (${report.torch_meter})`);
+  if (report.engines.includes('jax')) names.push(`JAX (${report.jax_meter})`);
+  return names.length ? `tape meter and ${names.join(' and ')}` : 'tape meter';
+}
+
 export function mountMemory(article, host) {
   const status = cell('p', '', 'memory-status');
-  status.setAttribute('role', 'status');
-  status.setAttribute('aria-live', 'polite');
   const plot = document.createElement('div');
   plot.className = 'plot cost-plot memory-plot';
   plot.id = 'plot-memory';
@@ -155,53 +165,21 @@ export function mountMemory(article, host) {
   const summary = cell('p', '', 'memory-summary');
   summary.id = 'memory-summary';
   const capped = cell('p', '', 'memory-status');
-  const button = cell('button', 'Measure again');
-  button.type = 'button';
-  article.append(status, plot, strategies, micro, summary, capped, button);
-  let visible = false;
-  let shownKey = null;
-  let pending = null;
-  let report = null;
-
-  async function measure(force = false) {
-    const params = memoryQuery(host.state.config);
-    const key = JSON.stringify(params);
-    if (!force && key === shownKey) return;
-    shownKey = key;
-    pending = key;
-    status.classList.remove('error');
-    status.textContent = 'measuring the backward pass at each depth… (a few seconds)';
-    article.setAttribute('aria-busy', 'true');
-    try {
-      const got = await host.transport.get('/api/memory', params);
-      if (pending !== key) return;
-      report = got;
-      article.dataset.ready = 'true';
-      status.textContent = `measured at width ${got.width}, batch ${got.batch_size}, `
-        + `${got.dtype}; tape meter${got.engines.includes('torch')
-          ? ` and torch (${got.torch_meter})` : ''}`;
+  article.append(status, plot, strategies, micro, summary, capped);
+  return measuredView(article, host, {
+    path: '/api/memory',
+    query: memoryQuery,
+    waiting: 'measuring the backward pass at each depth on every meter… (seconds; '
+      + 'on its own, not after the compiled view)',
+    status,
+    render(got) {
       capped.textContent = got.capped || '';
       renderStrategies(strategies, got);
       renderMicro(micro, got);
       summary.textContent = sentence(got);
-      if (visible) renderPlot(plot, got);
-    } catch (e) {
-      if (pending !== key) return;
-      shownKey = null;
-      status.textContent = `could not measure this network: ${e.message}`;
-      status.classList.add('error');
-    } finally {
-      if (pending === key) article.removeAttribute('aria-busy');
-    }
-  }
-
-  button.addEventListener('click', () => measure(true));
-  return {
-    show() {
-      visible = true;
-      if (report) renderPlot(plot, report);
-      measure();
+      return `measured at width ${got.width}, batch ${got.batch_size}, ${got.dtype}; `
+        + meters(got);
     },
-    hide() { visible = false; },
-  };
+    draw: (got) => renderPlot(plot, got),
+  });
 }
