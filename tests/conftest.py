@@ -50,6 +50,7 @@ class ServerThread:
         # uvicorn finishes the requests in flight first (a compile or memory measurement
         # can take a while on a loaded machine): a thread left running into the
         # interpreter's exit would abort it from inside XLA or torch
+        self.app.state.stop_measuring()
         self.server.should_exit = True
         self.thread.join(180)
         if self.thread.is_alive():

@@ -353,10 +353,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import webbrowser
 
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # measurements in flight stop now, so their requests end within the
+            # graceful shutdown below (a 503 in words, not a cancelled task's 500)
+            app.state.stop_measuring()
+            super().handle_exit(sig, frame)
+
     # connections are limited by the app (HTTP and WebSockets apart), not by uvicorn's
     # --limit-concurrency, which counts idle WebSockets against page requests
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
-                ws_max_size=settings.max_message_bytes, timeout_graceful_shutdown=3)
+    Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                          ws_max_size=settings.max_message_bytes,
+                          timeout_graceful_shutdown=3)).run()
     return 0
 
 

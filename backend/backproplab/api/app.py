@@ -19,6 +19,7 @@ from ..settings import Settings
 from ..watch.secret import ensure_secret
 from . import offload
 from .live_protocol import PROTOCOL
+from .measuring import Measurement
 from .responses import StrictJSONResponse
 from .routes import (
     compile,
@@ -79,8 +80,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        stop_measuring(wait=10)
         manager.shutdown()  # cancel every job on shutdown
         offload.shutdown()
+
+    measurements = {"compile": Measurement("compiled-view", settings.max_request_seconds),
+                    "memory": Measurement("memory-view", settings.max_request_seconds)}
+
+    def stop_measuring(wait: float = 0.0) -> None:
+        """First thing when the server stops (the signal handler calls it): measurements
+        end at their next check, and their clients get a 503 in words."""
+        for measurement in measurements.values():
+            measurement.stop(wait)
 
     app = FastAPI(title="backproplab", version=__version__, lifespan=lifespan,
                   default_response_class=StrictJSONResponse, docs_url=None, redoc_url=None,
@@ -89,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi_version = "3.0.3"
     app.state.settings = settings
     app.state.manager = manager
+    app.state.measurements = measurements
+    app.state.stop_measuring = stop_measuring
     # pushed by watch(), kept in the run store; one watched run may take a quarter of it
     app.state.watched = WatchedRuns(manager.store, max_runs=settings.max_watched_runs,
                                     max_run_bytes=settings.max_store_bytes // 4)

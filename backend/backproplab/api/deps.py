@@ -18,6 +18,7 @@ from ..runs.manager import RunManager
 from ..runs.store import RunStore
 from ..runs.watched import WatchedRuns
 from ..settings import Settings
+from .measuring import Measurement
 from .schemas import RunConfig, validate_config
 
 
@@ -41,7 +42,13 @@ def get_watch_secret(conn: HTTPConnection) -> str:
     return conn.app.state.watch_secret
 
 
+def get_measurements(conn: HTTPConnection) -> dict[str, Measurement]:
+    """The server's seconds-long measurements by name ("compile", "memory")."""
+    return conn.app.state.measurements
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+MeasurementsDep = Annotated[dict[str, Measurement], Depends(get_measurements)]
 ManagerDep = Annotated[RunManager, Depends(get_manager)]
 WatchedDep = Annotated[WatchedRuns, Depends(get_watched)]
 WatchSecretDep = Annotated[str, Depends(get_watch_secret)]

@@ -112,13 +112,16 @@ def program_stats(fn: Callable, args: tuple) -> dict[str, Any]:
             "compile_s": compile_s, "compiled": compiled}
 
 
-def _median_ms(fn: Callable[[], Any], budget_s: float, most: int = 50) -> float:
+def _median_ms(fn: Callable[[], Any], budget_s: float, most: int = 50,
+               check: Callable[[], None] = lambda: None) -> float:
     """Median ms of fn() over as many calls as fit in budget_s (at least 1, at most
-    `most`), after one warm-up call."""
+    `most`), after one warm-up call; `check()` before each call may raise to stop."""
+    check()
     fn()
     times: list[float] = []
     spent = 0.0
     while len(times) < most and (not times or spent < budget_s):
+        check()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -126,7 +129,8 @@ def _median_ms(fn: Callable[[], Any], budget_s: float, most: int = 50) -> float:
     return float(np.median(times)) * 1e3
 
 
-def torch_step_ms(spec: RunSpec, budget_s: float = 0.5, threads: int = 1) -> float | None:
+def torch_step_ms(spec: RunSpec, budget_s: float = 0.5, threads: int = 1,
+                  check: Callable[[], None] = lambda: None) -> float | None:
     """PyTorch's eager step (torch engine, no probes) on this network, if torch is here,
     with the threads a run gets by default (Settings.torch_threads)."""
     from .torch_engine import torch_available
@@ -136,11 +140,13 @@ def torch_step_ms(spec: RunSpec, budget_s: float = 0.5, threads: int = 1) -> flo
     from .torch_engine import TorchEngine
 
     engine = TorchEngine(spec.replace(engine="torch", device="cpu"), threads=threads)
-    return _median_ms(lambda: engine.train_step(0, probe=False), budget_s)
+    return _median_ms(lambda: engine.train_step(0, probe=False), budget_s, check=check)
 
 
-def analyze(spec: RunSpec, budget_s: float = 0.5, op_by_op: bool = True) -> dict[str, Any]:
-    """The figures above for the spec's network (see the module docstring)."""
+def analyze(spec: RunSpec, budget_s: float = 0.5, op_by_op: bool = True,
+            check: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """The figures above for the spec's network (see the module docstring). `check()`
+    runs between compilations and timed calls; it may raise to stop the analysis."""
     import jax
 
     from .jax_engine import JaxEngine
@@ -158,18 +164,21 @@ def analyze(spec: RunSpec, budget_s: float = 0.5, op_by_op: bool = True) -> dict
         def forward(params, x, labels, targets):
             return loss(params, None, x, labels, targets)[0]
 
+        check()
         fwd = program_stats(forward, (state["params"], x, labels, targets))
+        check()
         full = program_stats(step, (state, *args))
         compiled = full.pop("compiled")
         fwd.pop("compiled")
-        jit_ms = _median_ms(lambda: jax.block_until_ready(compiled(state, *args)), budget_s)
+        jit_ms = _median_ms(lambda: jax.block_until_ready(compiled(state, *args)), budget_s,
+                            check=check)
         eager_ms = None
         if op_by_op:
             def eager():
                 with jax.disable_jit():
                     return jax.block_until_ready(step(state, *args))
-            eager_ms = _median_ms(eager, budget_s, most=5)
-    torch_ms = torch_step_ms(spec, budget_s)
+            eager_ms = _median_ms(eager, budget_s, most=5, check=check)
+    torch_ms = torch_step_ms(spec, budget_s, check=check)
     report = {"forward": fwd, "step": full, "compile_s": full["compile_s"],
               "jit_ms": jit_ms, "op_by_op_ms": eager_ms, "torch_ms": torch_ms,
               "jax": jax.__version__, "device": engine.device.platform, "dtype": spec.dtype}

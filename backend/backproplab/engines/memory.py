@@ -19,7 +19,7 @@ difference is measured) with one part's activations alive at a time.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -267,11 +267,13 @@ def jax_pass(spec: RunSpec, microbatches: int = 1) -> tuple[Pass, list[np.ndarra
 
 def memory_report(spec: RunSpec, depths: Sequence[int],
                   engines: Sequence[str] = ("numpy", "torch", "jax"),
-                  device: str = "cpu", cancel: Any = None) -> dict[str, Any]:
+                  device: str = "cpu", cancel: Any = None,
+                  check: Callable[[], None] | None = None) -> dict[str, Any]:
     """Peak saved bytes, forward ops and time per strategy and depth on each meter
     (the tape's at the top level of each strategy, torch's and JAX's under their
     names), the fitted slopes, the current network's point, and the microbatch table.
-    `cancel`: a threading.Event checked before each pass (Cancelled once it is set)."""
+    `cancel`: a threading.Event checked before each pass (Cancelled once it is set);
+    `check`: called before each pass too (it raises to stop the report)."""
     engines = [e for e in engines if e in available_meters()]
     every = spec.checkpoint_every if spec.checkpoint == "every" else DEFAULT_EVERY
     passes = {"numpy": lambda s, k=1: tape_pass(s, k),
@@ -282,6 +284,8 @@ def memory_report(spec: RunSpec, depths: Sequence[int],
         def run(*args):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
+            if check is not None:
+                check()
             return measure(*args)
         return run
 

@@ -1,38 +1,32 @@
 """Compiled vs eager: what XLA does to this network's training step, measured."""
 
-import functools
-import threading
-
 from fastapi import APIRouter, HTTPException, Request
 
 from ...engines.compiled import analyze
 from ...engines.jax_engine import compile_key, jax_available
-from ...model.spec import RunSpec
-from ..deps import SettingsDep, run_config
+from ..deps import MeasurementsDep, SettingsDep, run_config
 from ..models import CompileReport
 from .theory import config_query_parameters
 
 router = APIRouter(tags=["compile"])
 
 MAX_WORK = 1e10  # depth·width²·batch: the op-by-op step is timed too
-_ONE_AT_A_TIME = threading.Lock()  # two analyses at once would disturb each other's timings
-
-
-@functools.lru_cache(maxsize=16)
-def _measured(key: RunSpec) -> CompileReport:
-    with _ONE_AT_A_TIME:
-        return CompileReport(**analyze(key))
 
 
 @router.get("/api/compile", response_model=CompileReport,
             openapi_extra={"parameters": config_query_parameters()},
             responses={422: {"description": "an invalid config field, a dtype XLA is not "
-                                            "asked for here, a network too large, or no jax"}})
-def compile_report(request: Request, settings: SettingsDep) -> CompileReport:
+                                            "asked for here, a network too large, or no jax"},
+                       429: {"description": "too many measurements asked for at once"},
+                       503: {"description": "the measurement ran too long, or the server "
+                                            "is stopping"}})
+async def compile_report(request: Request, settings: SettingsDep,
+                         measurements: MeasurementsDep) -> CompileReport:
     """The JAX step of this config (query: any RunConfig field) compiled and timed:
     jaxpr equations, HLO instructions before/after optimization, fusions, bytes
     accessed, compile time, step time jitted and op by op, torch's eager step.
-    Measured once per network (runs differing in seed or learning rate share it)."""
+    Measured once per network (runs differing in seed or learning rate share it), one
+    network at a time."""
     if not jax_available():
         raise HTTPException(422, "the compiled view needs JAX, which is not installed here")
     query = {**request.query_params, "engine": "jax", "device": "cpu"}
@@ -44,4 +38,6 @@ def compile_report(request: Request, settings: SettingsDep) -> CompileReport:
     if work > MAX_WORK:
         raise HTTPException(422, f"network too large to time op by op: depth·width²·batch = "
                                  f"{work:.3g} > {MAX_WORK:.3g}")
-    return _measured(compile_key(spec))
+    key = compile_key(spec)
+    return await measurements["compile"].run(
+        request, key, lambda check: CompileReport(**analyze(key, check=check)))

@@ -3,18 +3,13 @@ strategy over depth, recomputation, microbatches — measured for this network."
 
 from __future__ import annotations
 
-import atexit
-import functools
-import threading
-
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from ...engines import memory
-from ...engines.base import Cancelled
 from ...engines.torch_engine import resolve_device
 from ...model.spec import RecordSpec, RunSpec
-from ..deps import SettingsDep, run_config
+from ..deps import MeasurementsDep, SettingsDep, run_config
 from ..records import Num
 from ..responses import StrictJSONResponse
 from .theory import config_query_parameters
@@ -25,24 +20,6 @@ router = APIRouter(tags=["memory"])
 # a few seconds on one core; and the largest un-checkpointed activations measured
 MAX_MEMORY_WORK = 2.5e10
 MAX_MEMORY_BYTES = 1 << 30
-_ONE_AT_A_TIME = threading.Lock()  # timings of two reports at once would disturb each other
-_EXITING = threading.Event()
-
-
-def _stop_measuring() -> None:
-    """A report still measuring when the process exits stops at its next pass, before
-    the interpreter goes away under it (JAX's runtime aborts a thread killed inside)."""
-    _EXITING.set()
-    if _ONE_AT_A_TIME.acquire(timeout=60):
-        _ONE_AT_A_TIME.release()
-
-
-@functools.cache
-def _stop_at_exit() -> None:
-    # after jax's own exit hooks are registered, so that this one runs before them
-    if memory.jax_available():
-        import jax  # noqa: F401
-    atexit.register(_stop_measuring)
 
 
 class Meter(BaseModel):
@@ -107,19 +84,15 @@ def _key(spec: RunSpec) -> RunSpec:
                         record=RecordSpec(), engine="numpy")
 
 
-@functools.lru_cache(maxsize=16)
-def _report(spec: RunSpec, depths: tuple[int, ...], device: str) -> dict:
-    _stop_at_exit()
-    with _ONE_AT_A_TIME:
-        return memory.memory_report(spec, depths, device=device, cancel=_EXITING)
-
-
 @router.get("/api/memory", response_model=MemoryReport, response_class=StrictJSONResponse,
             openapi_extra={"parameters": config_query_parameters()},
             responses={422: {"description": "an invalid config field, or a network too "
                                             "large to measure"},
-                       503: {"description": "the server stopped while measuring"}})
-def memory_report(request: Request, settings: SettingsDep) -> StrictJSONResponse:
+                       429: {"description": "too many measurements asked for at once"},
+                       503: {"description": "the measurement ran too long, or the server "
+                                            "is stopping"}})
+async def memory_report(request: Request, settings: SettingsDep,
+                        measurements: MeasurementsDep) -> StrictJSONResponse:
     """Peak bytes of activations saved for the backward pass of this network (query: any
     RunConfig field) per checkpointing strategy, at log-spaced depths 8…1000 capped by
     a compute budget, on the tape's meter, torch autograd's and JAX's; recomputed forward
@@ -137,13 +110,16 @@ def memory_report(request: Request, settings: SettingsDep) -> StrictJSONResponse
         raise HTTPException(422, f"this network (depth {spec.depth}) is too large to "
                                  f"measure within the compute budget "
                                  f"({MAX_MEMORY_WORK:.3g} multiply-adds)")
-    device = "cuda" if spec.engine == "torch" and resolve_device(spec.device) == "cuda" \
-        else "cpu"
     try:
-        report = {**_report(_key(spec), tuple(depths), device), "capped": None}
-    except Cancelled:
-        raise HTTPException(503, "the server is stopping: the measurement was cut "
-                                 "short") from None
+        device = "cuda" if spec.engine == "torch" and resolve_device(spec.device) == "cuda" \
+            else "cpu"
+    except ValueError as exc:  # cuda asked for where there is none
+        raise HTTPException(422, f"device: {exc}") from None
+    key = (_key(spec), tuple(depths), device)
+    measured = await measurements["memory"].run(
+        request, key, lambda check: memory.memory_report(key[0], key[1], device=device,
+                                                         check=check))
+    report = {**measured, "capped": None}
     if depths[-1] < grid[-1]:
         report["capped"] = (f"depths above {depths[-1]} are left out: width {spec.width} "
                             f"and batch {spec.batch_size} would exceed the compute budget")

@@ -1,7 +1,5 @@
 """Mean-field predictions for a config, and phase diagrams."""
 
-import asyncio
-import contextlib
 import threading
 import time
 from typing import Annotated
@@ -18,6 +16,7 @@ from ...runs.manager import Refused, RunManager
 from ...settings import Settings
 from ...theory import phase
 from ..deps import ManagerDep, SettingsDep, run_config
+from ..measuring import until_disconnected
 from ..models import PhaseDiagram
 from ..records import Theory
 from ..responses import StrictJSONResponse
@@ -114,7 +113,8 @@ async def _phase(request: Request, p: PhaseRequest, settings: Settings,
 
     try:
         with ledger.reserve(cost):
-            return StrictJSONResponse(await until_disconnected(request, compute, cancel))
+            return StrictJSONResponse(await until_disconnected(request, compute, cancel,
+                                                                  _HEAVY))
     except OverBudget as exc:
         raise HTTPException(422, str(exc)) from None
     except Refused as exc:
@@ -126,18 +126,3 @@ async def _phase(request: Request, p: PhaseRequest, settings: Settings,
                                  f"or depth") from None
     except Cancelled:
         return Response(status_code=499)  # the client has gone; nobody reads this
-
-
-async def until_disconnected(request: Request, compute, cancel: threading.Event):
-    """Run `compute` in a worker thread; if the client disconnects meanwhile, set
-    `cancel` (compute checks it between layers) and wait for the thread to end."""
-    task = asyncio.ensure_future(anyio.to_thread.run_sync(compute, limiter=_HEAVY))
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=0.05)
-        if done:
-            return task.result()
-        if await request.is_disconnected():
-            cancel.set()
-            with contextlib.suppress(Exception):
-                await task
-            raise Cancelled()
