@@ -105,7 +105,7 @@ def test_the_default_config_takes_well_under_a_second():
         start = time.perf_counter()
         seed_spread(spec.replace(seed=seed), 32)
         times.append(time.perf_counter() - start)
-    assert min(times) < 0.6, times  # ~0.3 s on a loaded 2-core machine
+    assert min(times) < 0.75, times  # 0.3–0.5 s on a loaded 2-core machine
 
 
 def test_the_cache_answers_a_change_of_training_only():
