@@ -276,11 +276,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     Path(args.out).write_bytes(encode(result))
     print(f"wrote {args.out}")
     if args.html or args.png:
-        from .report import phase_figure
+        from .report import figure_div, page_html, phase_figure, write_page
 
         fig = phase_figure(result)
         if args.html:
-            fig.write_html(args.html, include_plotlyjs=True, full_html=True)
+            write_page(page_html("backproplab phase diagram", figure_div(fig, "phase")),
+                       args.html)
             print(f"wrote {args.html}")
         if args.png:
             import shutil
@@ -371,7 +372,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .report import RecordError, write_report
     from .runs.jsonl import RecordFormatError, parse_record
 
     try:  # one JSON document, or JSON lines (backproplab.watch's out file, even cut short)
@@ -379,8 +380,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     except (OSError, RecordFormatError) as exc:
         print(f"cannot read {args.run}: {exc}", file=sys.stderr)
         return 2
-    write_report(record, args.output)
-    print(f"wrote {args.output}")
+    try:
+        written = write_report(record, args.output, args.plotly_js)
+    except RecordError as exc:
+        print(f"cannot make a report of {args.run}: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 
@@ -462,6 +468,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="a self-contained HTML report of a run")
     report.add_argument("run", help="a run record (JSON)")
     report.add_argument("-o", "--output", default="report.html")
+    report.add_argument("--plotly-js", choices=["embed", "directory", "inline"],
+                        default="embed",
+                        help="embed: plotly.js compressed inside the file (about 2 MB, "
+                             "one file); directory: one shared plotly.min.js written "
+                             "beside the report (a few tens of kB a report); inline: "
+                             "uncompressed (4.8 MB, for browsers without "
+                             "DecompressionStream)")
     report.set_defaults(func=cmd_report)
     return parser
 

@@ -7,7 +7,7 @@ import { changed, fromHash, pushStep, resetRun, shownStep, state, subscribe, toH
   from './store.js';
 import { Transport } from './transport.js';
 import { ActivationsView } from './views/activations.js';
-import { FlowView } from './views/flow.js';
+import { FlowView, spreadKey, spreadQuery } from './views/flow.js';
 import { HeatmapView } from './views/heatmap.js';
 import { LossView } from './views/loss.js';
 import { ModesView } from './views/modes.js';
@@ -157,6 +157,16 @@ function refreshSide() {
     const small = { depth: Math.min(c.depth, 3), width: Math.min(c.width, 3),
       activation: c.activation, init: c.init, sigma_w: c.sigma_w, sigma_b: c.sigma_b,
       seed: c.seed, loss: c.loss };
+    if (c.source !== 'watched') { // a Lab config: the seed ensemble's spread at init
+      const key = spreadKey(c);
+      const keep = (spread) => {
+        if (mine === sideRequest) { state.spread = { ...spread, key }; changed('spread'); }
+      };
+      transport.get('/api/theory/spread', spreadQuery(c)).then(keep).catch((e) => {
+        console.warn('spread', e.message);
+        keep({ error: e.message });
+      });
+    }
     transport.post('/api/tape/inspect', small)
       .then((walk) => { if (mine === sideRequest) stepper.load(walk); })
       .catch((e) => console.warn('tape', e.message));
@@ -198,6 +208,9 @@ let labVisible = true;
 function render(st, parts) {
   if (!labVisible) return; // a panel that is not on screen does no work
   const step = shownStep();
+  if (parts.has('spread') && !parts.has('steps') && !parts.has('run') && !parts.has('scrub')) {
+    flow.render(st, step);
+  }
   if (parts.has('steps') || parts.has('run') || parts.has('scrub')) {
     flow.render(st, step);
     const shownLayer = st.ui.layer ?? Math.max(0, (step ? step.layers.length : 2) - 2);

@@ -17,6 +17,7 @@ export const state = {
   shownIndex: null, // scrub position into steps (null: follow the latest)
   overflow: null, // {step, layer}
   phase: null,
+  spread: null, // the seed ensemble's spread at init (GET /api/theory/spread)
   ui: { layer: null },
   page: 'lab', // the page shown (js/pages.js)
   pageParams: {}, // the shown page's part of the URL hash: {key: string}

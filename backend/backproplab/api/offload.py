@@ -74,14 +74,17 @@ def import_rows(body: bytes) -> tuple[int, bytes, dict | None]:
 
 
 def report_bytes(body: bytes) -> tuple[int, bytes]:
-    from ..report import report_html
+    from ..report import RecordError, report_html
 
     status, data, record = checked_record(body)
     if record is None:
         return status, data
     if not record["steps"]:
         return 422, encode({"detail": "the record has no steps"})
-    return 200, report_html(record).encode()
+    try:
+        return 200, report_html(record).encode()
+    except RecordError as exc:
+        return 422, encode({"detail": str(exc)})
 
 
 async def off_loop(fn, body: bytes) -> tuple:

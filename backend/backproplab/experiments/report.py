@@ -1,6 +1,7 @@
 """An experiment's outputs: result.json, a self-contained HTML report (plotly.js
-inlined from the installed plotly package: no CDN, works offline) and one PNG per
-figure through kaleido where it can run (it needs a Chromium)."""
+from the installed plotly package, embedded compressed as in backproplab.report: no
+CDN, works offline) and one PNG per figure through kaleido where it can run (it needs
+a Chromium)."""
 
 from __future__ import annotations
 
@@ -30,24 +31,18 @@ def checks_table(checks: list[dict[str, Any]]) -> str:
             + "".join(rows) + "</tbody></table>")
 
 
-def report_html(result: dict[str, Any]) -> str:
-    import plotly.io as pio
-    from plotly.offline import get_plotlyjs
+def report_html(result: dict[str, Any], plotly_js_mode: str = "embed") -> str:
+    from ..report import figure_div, page_html
 
-    figures = [pio.to_html(fig, include_plotlyjs=False, full_html=False,
-                           config={"displaylogo": False}, validate=False)
-               for fig in result["figures"]]
+    figures = [figure_div(fig, f"figure-{k}") for k, fig in enumerate(result["figures"])]
     ex = result["execution"]
     title = html.escape(result["title"])
     passed = sum(c["pass"] for c in result["checks"])
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{title}</title><script>{get_plotlyjs()}</script><style>"
-        "body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:4px 8px;text-align:left;vertical-align:top}tr.pass b{color:#007a4d}"
-        "tr.fail b{color:#c0392b}td.src{font-size:12px;color:#555;max-width:40em}"
-        "</style></head><body>"
+    style = ("body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+             "padding:4px 8px;text-align:left;vertical-align:top}tr.pass b{color:#007a4d}"
+             "tr.fail b{color:#c0392b}td.src{font-size:12px;color:#555;max-width:40em}")
+    return page_html(result["title"], (
         f"<h1>{title}</h1><p>{html.escape(result['paper'])}</p>"
         f"<p>{html.escape(result['summary'])}</p>"
         f"<p>{passed} of {len(result['checks'])} checks pass · "
@@ -55,7 +50,7 @@ def report_html(result: dict[str, Any]) -> str:
         f"{result['config']['seed']} · {len(result['runs'])} runs on "
         f"{html.escape(ex['backend'])} in {ex['seconds']:.1f} s · config "
         f"{result['config_hash']}</p>"
-        + checks_table(result["checks"]) + "".join(figures) + "</body></html>")
+        + checks_table(result["checks"]) + "".join(figures)), plotly_js_mode, style)
 
 
 def write_png(figure: dict[str, Any], path: Path) -> None:

@@ -5,6 +5,49 @@ import { layout, react } from './common.js';
 /** e^{σ/2}, σ² = 5 k / n: one sd of ln ‖δ‖ after k layers of width n (ReLU). */
 export function reluBand(k, n) { return Math.exp(0.5 * Math.sqrt((5 * k) / n)); }
 
+// what the seed ensemble does not depend on (the training, the engine): a change of these
+// keeps the band on screen
+const NOT_AT_INIT = ['lr', 'steps', 'optimizer', 'clip', 'microbatches', 'checkpoint',
+  'checkpoint_every', 'engine', 'device'];
+
+/** GET /api/theory/spread's query for a Lab config: its fields but the nested record. */
+export function spreadQuery(config) {
+  return Object.fromEntries(Object.entries(config)
+    .filter(([k, v]) => k !== 'record' && v !== null && v !== undefined));
+}
+
+/** Which ensemble a config needs: two configs with the same key share one band. */
+export function spreadKey(config) {
+  return JSON.stringify(Object.entries(spreadQuery(config))
+    .filter(([k]) => !NOT_AT_INIT.includes(k)));
+}
+
+/** The seed ensemble's band (GET /api/theory/spread): the 10th and 90th percentiles over
+ *  the networks of ‖δ(l)‖/‖δ(L)‖ at initialization, drawn through the measured ‖δ(L)‖
+ *  (L the last hidden layer, where the mean-field line is anchored too). */
+export function seedBand(spread, anchor) {
+  const r = spread.ln_ratio_to_last;
+  return { top: r.q90.map((v) => plottable(anchor * Math.exp(num(v)))),
+    bottom: r.q10.map((v) => plottable(anchor * Math.exp(num(v)))),
+    median: r.q50.map((v) => plottable(anchor * Math.exp(num(v)))) };
+}
+
+function seedTraces(spread, xs, anchor) {
+  const band = seedBand(spread, anchor);
+  const n = spread.seeds.length;
+  const custom = band.top.map((_, i) => [fmt(band.bottom[i]),
+    fmt(band.median[i]), fmt(band.top[i])]);
+  return [
+    { x: xs, y: band.top, mode: 'lines', line: { width: 0, color: COLORS.green },
+      hoverinfo: 'skip', showlegend: false, name: 'seed spread top' },
+    { x: xs, y: band.bottom, mode: 'lines', line: { width: 0, color: COLORS.green },
+      fill: 'tonexty', fillcolor: 'rgba(0,158,115,0.16)', customdata: custom,
+      name: `spread of ${n} seeds at init (10–90%)`,
+      hovertemplate: `layer %{x}: ${n} seeds at init, 10% %{customdata[0]}, median `
+        + '%{customdata[1]}, 90% %{customdata[2]}<extra></extra>' },
+  ];
+}
+
 export class FlowView {
   constructor(el) { this.el = el; }
 
@@ -65,6 +108,17 @@ export class FlowView {
     if (deltaClip) notes.push(`δ(l) capped at ±${fmt(deltaClip)} per element`);
     const theory = state.theory;
     const hidden = layers.filter((l) => l.kind !== 'output');
+    // the spread a finite width makes expected, measured: an ensemble of seeds of this
+    // network at initialization (a measurement, so drawn with or without the theory)
+    const spread = state.spread && state.config && state.spread.key === spreadKey(state.config)
+      ? state.spread : null; // an answer for another network is not drawn
+    const lastHidden = hidden.length ? num(hidden[hidden.length - 1].delta_norm) : NaN;
+    // the error's first clause on the plot (the whole sentence is in the console)
+    if (spread && spread.error) notes.push(`seed spread not shown: ${spread.error.split(/[:;]/)[0]}`);
+    else if (spread && spread.layers && spread.layers.length === hidden.length
+        && Number.isFinite(lastHidden) && lastHidden > 0) {
+      data.push(...seedTraces(spread, hidden.map((l) => l.index), lastHidden));
+    }
     if (theory && theory.delta_norm2_profile && hidden.length === theory.delta_norm2_profile.length) {
       const anchor = num(hidden[hidden.length - 1].delta_norm);
       if (Number.isFinite(anchor) && anchor > 0) {
@@ -80,7 +134,7 @@ export class FlowView {
             line: { width: 0 }, hoverinfo: 'skip', showlegend: false, name: 'spread top' });
           data.push({ x: xs, y: line.map((v, i) => plottable(v / band[i])), mode: 'lines',
             line: { width: 0 }, fill: 'tonexty', fillcolor: 'rgba(0,114,178,0.12)',
-            name: 'finite-width spread (±1 sd, Hanin & Nica)', hoverinfo: 'skip' });
+            name: 'finite-width law, one input (±1 sd, Hanin & Nica)', hoverinfo: 'skip' });
         }
         data.push({ x: xs, y: line.map(plottable),
           name: '‖δ(l)‖ mean-field theory', mode: 'lines', connectgaps: false,

@@ -1,4 +1,5 @@
-"""Mean-field predictions for a config, and phase diagrams."""
+"""Mean-field predictions for a config, the spread of a seed ensemble at
+initialization, and phase diagrams."""
 
 import threading
 import time
@@ -11,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from ...engines import Cancelled, theory_for
-from ...runs.budget import OverBudget, phase_cost
+from ...engines.ensemble import DEFAULT_SEEDS, cached_seed_spread, ensemble_bytes, ensemble_work
+from ...runs.budget import Cost, OverBudget, phase_cost
 from ...runs.manager import Refused, RunManager
 from ...settings import Settings
 from ...theory import phase
@@ -43,6 +45,87 @@ def theory(request: Request, settings: SettingsDep) -> StrictJSONResponse:
     """The `theory` field of a run with this config (query: any RunConfig field)."""
     cfg = run_config(dict(request.query_params), settings, loc="query")
     return StrictJSONResponse(theory_for(cfg.to_spec()))
+
+
+MAX_SPREAD_SEEDS = 64
+MIN_AUTO_SEEDS = 8
+MAX_SPREAD_WORK = 6e9  # multiply-adds of the ensemble's passes (default config: 1.3e9)
+MAX_SPREAD_DRAWS = 5e7  # weights drawn for the ensemble (default config: 1e7)
+
+
+class Quantiles(BaseModel):
+    """Per hidden layer, over the ensemble (natural logs; an overflow counts as +∞)."""
+
+    q10: list[float]
+    q50: list[float]
+    q90: list[float]
+    mean: list[float] = Field(description="of the finite values")
+    sd: list[float] = Field(description="of the finite values (sample sd)")
+
+
+class SeedSpread(BaseModel):
+    """‖δ(l)‖ at initialization over networks with seeds seed … seed+S−1."""
+
+    seeds: list[int]
+    layers: list[int] = Field(description="the hidden layers' indices")
+    dtype: str
+    batch_size: int
+    ln_delta_norm: Quantiles = Field(description="of ln ‖δ(l)‖")
+    ln_ratio_to_last: Quantiles = Field(description="of ln(‖δ(l)‖ / ‖δ(L)‖), L the last "
+                                                    "hidden layer")
+    nonfinite: list[int] = Field(description="networks whose ‖δ(l)‖ is NaN or ±∞, per layer")
+    seconds: float
+
+
+SEEDS_PARAMETER = {"name": "seeds", "in": "query", "required": False,
+                   "schema": {"type": "integer", "minimum": 2, "maximum": MAX_SPREAD_SEEDS,
+                              "default": DEFAULT_SEEDS},
+                   "description": "networks in the ensemble"}
+
+
+@router.get("/api/theory/spread", response_model=SeedSpread,
+            response_class=StrictJSONResponse,
+            openapi_extra={"parameters": config_query_parameters() + [SEEDS_PARAMETER]})
+async def seed_spread(request: Request, settings: SettingsDep,
+                      manager: ManagerDep) -> Response:
+    """The spread a finite width makes expected: ‖δ(l)‖ at initialization over an
+    ensemble of seeds of this config, in one batched pass (query: any RunConfig field,
+    and `seeds`: by default 32, fewer (at least 8) where the limits need). Bounded in
+    work, memory and time; cached."""
+    query = dict(request.query_params)
+    asked = query.pop("seeds", None)
+    spec = run_config(query, settings, loc="query").to_spec()
+    # without `seeds`: as many networks as the limits allow, up to the default, at least
+    # MIN_AUTO_SEEDS (a large network's band from 8 seeds rather than none)
+    seeds = _seeds(asked) if asked is not None else max(MIN_AUTO_SEEDS, min(
+        DEFAULT_SEEDS, int(MAX_SPREAD_WORK // ensemble_work(spec, 1)),
+        int(MAX_SPREAD_DRAWS // _weights(spec))))
+    work, draws = ensemble_work(spec, seeds), seeds * _weights(spec)
+    if work > MAX_SPREAD_WORK or draws > MAX_SPREAD_DRAWS:
+        raise HTTPException(422, f"the seed ensemble is too large for this network: {seeds} "
+                                 f"networks need {work:.3g} multiply-adds (limit "
+                                 f"{MAX_SPREAD_WORK:.3g}) and {draws:.3g} weights (limit "
+                                 f"{MAX_SPREAD_DRAWS:.3g}); ask for fewer seeds or a smaller "
+                                 f"depth, width or batch")
+    cost = Cost("seed ensemble", {"networks and their saved activations":
+                                  ensemble_bytes(spec, seeds)}, work)
+    return await bounded(request, cost, "the seed ensemble", settings, manager,
+                         lambda check: cached_seed_spread(spec, seeds, check))
+
+
+def _weights(spec) -> int:
+    return sum(fo * fi for fo, fi in spec.layer_sizes)
+
+
+def _seeds(text: str) -> int:
+    try:
+        seeds = int(text)
+    except ValueError:
+        seeds = -1
+    if not 2 <= seeds <= MAX_SPREAD_SEEDS:
+        raise HTTPException(422, f"seeds must be a whole number from 2 to {MAX_SPREAD_SEEDS}, "
+                                 f"not {text!r}")
+    return seeds
 
 
 MAX_PHASE_WORK = 3.2e10  # grid points · width² · depth · batch for a measured diagram
@@ -89,18 +172,9 @@ async def _phase(request: Request, p: PhaseRequest, settings: Settings,
     if p.measured and work > MAX_PHASE_WORK:
         raise HTTPException(422, f"measured diagram too large: grid²·width²·depth·batch = "
                                  f"{work:.3g} > {MAX_PHASE_WORK:.3g}")
-    ledger = manager.ledger
     cost = phase_cost(p.grid, p.depth, p.width, p.batch, p.measured)
-    cancel = threading.Event()
-    deadline = time.monotonic() + settings.max_request_seconds
 
-    def check() -> None:
-        if cancel.is_set():
-            raise Cancelled()
-        if time.monotonic() > deadline:
-            raise TimeoutError()
-
-    def compute() -> dict:
+    def compute(check) -> dict:
         w2 = np.linspace(p.w2_min, p.w2_max, p.grid)
         b2 = np.linspace(p.b2_min, p.b2_max, p.grid)
         out = {"analytic": phase.analytic_grid(  # cached: repeats cost nothing
@@ -111,18 +185,36 @@ async def _phase(request: Request, p: PhaseRequest, settings: Settings,
                                              seed=p.seed, check=check)
         return out
 
+    return await bounded(request, cost, "the phase diagram", settings, manager, compute,
+                         hint="ask for a smaller grid or depth")
+
+
+async def bounded(request: Request, cost: Cost, what: str, settings: Settings,
+                  manager: RunManager, compute, hint: str = "ask for a smaller network"
+                  ) -> Response:
+    """`compute(check)` in a worker thread under the memory ledger and the request time
+    limit; `check()` (called between layers) raises once the client has gone or the
+    time is up. 422: it could never fit; 429: not now; 503: too slow."""
+    cancel = threading.Event()
+    deadline = time.monotonic() + settings.max_request_seconds
+
+    def check() -> None:
+        if cancel.is_set():
+            raise Cancelled()
+        if time.monotonic() > deadline:
+            raise TimeoutError()
+
     try:
-        with ledger.reserve(cost):
-            return StrictJSONResponse(await until_disconnected(request, compute, cancel,
-                                                                  _HEAVY))
+        with manager.ledger.reserve(cost):
+            return StrictJSONResponse(await until_disconnected(request, lambda: compute(check),
+                                                               cancel, _HEAVY))
     except OverBudget as exc:
         raise HTTPException(422, str(exc)) from None
     except Refused as exc:
         raise HTTPException(429, str(exc), headers={"retry-after": "5"}) from None
     except TimeoutError:
-        raise HTTPException(503, f"the phase diagram took longer than "
+        raise HTTPException(503, f"{what} took longer than "
                                  f"{settings.max_request_seconds:g} s (setting "
-                                 f"BACKPROPLAB_MAX_REQUEST_SECONDS); ask for a smaller grid "
-                                 f"or depth") from None
+                                 f"BACKPROPLAB_MAX_REQUEST_SECONDS); {hint}") from None
     except Cancelled:
         return Response(status_code=499)  # the client has gone; nobody reads this
