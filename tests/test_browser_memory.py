@@ -107,9 +107,9 @@ def test_memory_view_fills_while_the_compiled_view_still_measures(page, server,
     release = threading.Event()
     real = compile_route.analyze
 
-    def slow(key):
+    def slow(key, check):
         release.wait(240)
-        return real(key)
+        return real(key, check=check)
 
     monkeypatch.setattr(compile_route, "analyze", slow)
     net = "depth=7&width=6&batch_size=3&dtype=float64"  # measured by no other test

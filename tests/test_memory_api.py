@@ -78,10 +78,10 @@ def test_memory_does_not_wait_for_a_compile_measurement(client, monkeypatch):
     started, release = threading.Event(), threading.Event()
     real = compile_route.analyze
 
-    def slow(key):
+    def slow(key, check):
         started.set()
         release.wait(120)
-        return real(key)
+        return real(key, check=check)
 
     monkeypatch.setattr(compile_route, "analyze", slow)
     compiled = {}
