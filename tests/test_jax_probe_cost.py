@@ -10,7 +10,6 @@ import pytest
 
 from backproplab.engines import iter_steps, jax_probes, make_engine
 from backproplab.engines.jax_engine import compiled_step
-from backproplab.engines.jax_step import UNROLL
 from backproplab.model import RecordSpec, RunSpec
 from test_engines_agree import assert_agree
 
@@ -51,17 +50,20 @@ def bench_spec(depth: int) -> RunSpec:  # as benchmarks/compiled.py: float32, ta
                    record=RecordSpec(hist_bins=24, delta_samples=8))
 
 
-# What a recorded step may add to the plain step's program, operation by operation:
-# δ out of the backward pass: its stack, max|δ|, live units (2), Σ(δ/max)², the
-# rows (≈ 6); moments of z and a: one stack, sums, centred sums, √ (≈ 5), saturation
-# (1); both histograms over one padded stack: bounds, positions, one scatter
-# (≈ 12); the norms of ∇W, ∇b and W: 9 sums, one conditional, glue (≈ 14); δ
-# samples, dead fractions, counts and the one concatenation (≈ 8); per layer
-# outside the loops (layer 1, the output layer and the scan's < UNROLL unrolled
-# remainder) the z and a rows (2 each); and the copies XLA's buffer assignment adds
-# around the loops (≈ 8). About 65 + 2·(UNROLL + 1); the earlier design, one set of
-# δ reductions per layer and one conditional per norm, added 170.
-ENTRY_BOUND = 75 + 2 * (UNROLL + 1)
+# What a recorded step may add to the plain step's program outside the loops,
+# operation by operation: δ out of the backward pass: its stack, max|δ|, live units
+# (2), Σ(δ/max)², the rows (≈ 6); moments of z and a: one stack, sums, centred sums,
+# √ (≈ 5), saturation (1); both histograms over one padded stack: bounds,
+# positions, one scatter (≈ 14); the norms of ∇W, ∇b and W: 9 sums, one
+# conditional, glue (≈ 16); δ samples, dead fractions, counts and the one
+# concatenation with its converts (≈ 25, XLA leaves most fields' last step apart);
+# the z and a rows of the layers outside the loops (layer 1 and the scan's
+# remainder: ≤ 2·UNROLL); the copies buffer assignment adds around the loops
+# (≈ 6). About 73 + 2·UNROLL: 83 measured at depth 9 and 33 (jax 0.10.2), a bound of
+# 100 for XLA's own changes; one set of δ reductions per layer and one conditional
+# per norm measured 111 here, and 20 more operations per loop trip.
+ENTRY_BOUND = 100
+LOOP_BOUND = 3  # per trip: the z and a rows (forward), δ (backward)
 
 
 def test_the_recorded_step_adds_a_bounded_number_of_operations_whatever_the_depth():
@@ -75,7 +77,7 @@ def test_the_recorded_step_adds_a_bounded_number_of_operations_whatever_the_dept
         loops = sorted(v for k, v in plain.items() if k != "ENTRY")
         loops_probed = sorted(v for k, v in probed.items() if k != "ENTRY")
         assert len(loops) == len(loops_probed) == 2
-        assert sum(loops_probed) - sum(loops) <= 3, (plain, probed)
+        assert sum(loops_probed) - sum(loops) <= LOOP_BOUND, (plain, probed)
 
 
 def test_deeper_networks_do_not_add_operations_to_the_recorded_step():
