@@ -62,7 +62,7 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
     """loss(params, slots, x, labels, targets) -> (mean loss, (rows, output)).
 
     params: stacked (see stack_params); slots: None for a plain step, else zero
-    slots {"first", "hidden" (L-1, …), "out"} whose gradients are δ's reductions;
+    slots {"first", "hidden" (L-1, …), "out"} whose gradients are δ (jax_probes.tap);
     rows: z(l) and a(l) of the first `keep` examples, hidden layers stacked."""
     net = network.layers(spec)
     first_layer, out_layer = net[0], net[-1]
