@@ -1,12 +1,18 @@
-"""The probes of the JAX engine, traced into its step: δ(l)'s reductions inside the
+"""The probes of the JAX engine, traced into its step: δ(l) taken out of the
 backward pass, the record's statistics on the device, and the packing of a
 recorded step into one vector (read back in one transfer) in the probes' layout.
 
 δ(l) = ∂loss/∂z(l): z(l) passes through `tap`, the identity, whose VJP rule hands
-δ(l) on unchanged and returns, as the "gradient" of a zero slot, δ(l)'s
-reductions (first rows, live units, max|δ|, Σ(δ/max)²). XLA fuses them into the
-backward pass; δ(l) is never stored. The statistics are those of the host and
-device reductions (probes.stats, model.norms), written for jax.numpy (jax_xp).
+δ(l) on unchanged and also returns it as the "gradient" of a zero slot. What is
+reduced and how is chosen by the cost of XLA's CPU runtime, where every operation
+left after fusion costs ~1–2 µs to launch, about a small layer's matmul: each
+statistic is one batched operation over all layers at once (δ stacked from the
+scan's slots, the layers' norms in one conditional, moments of z and a and both
+histograms over one padded stack), not one operation per layer. Only where the
+stacked δ would be large (STACK_MAX_VALUES) is each δ(l) reduced inside the
+backward pass instead, while in cache, and never stored.
+The statistics are those of the host and device reductions (probes.stats,
+model.norms), written for jax.numpy (jax_xp).
 """
 
 from __future__ import annotations
@@ -31,16 +37,6 @@ from .probes.stats import saturated_fraction
 # --- norms -------------------------------------------------------------------------------
 
 
-def norm(x, axes=None):
-    """‖x‖ over `axes` (all by default) in one pass, √Σx², when every sum of squares
-    is inside the window where no square can have under- or overflowed (xp's rule);
-    else, and only then (lax.cond), the scaled second pass."""
-    squares = jnp.sum(jnp.square(x), axis=axes)
-    lo, hi = norm_window(np.dtype(x.dtype))
-    inside = jnp.all((squares > lo) & (squares < hi))
-    return jax.lax.cond(inside, lambda: jnp.sqrt(squares), lambda: scaled_norm(x, axes))
-
-
 def scaled_norm(x, axes=None):
     """‖x‖ = m·‖x/m‖ with m = max|x|; 0, NaN and ±Inf pass through as m."""
     largest = jnp.max(jnp.abs(x), axis=axes)
@@ -59,33 +55,74 @@ def _from_parts(largest, rescaled_squares):
     return jnp.where(ok, _safe(largest) * jnp.sqrt(rescaled_squares), largest)
 
 
-def layer_norms(first, hidden, out):
-    """Per-layer norms, input side first: first (…), hidden stacked (L-1, …), out."""
-    axes = tuple(range(1, hidden.ndim))
-    return jnp.concatenate([norm(first)[None], norm(hidden, axes), norm(out)[None]])
+def layer_norms(*groups) -> list:
+    """Per-layer norms of several groups (first (…), hidden stacked (L-1, …), out),
+    input side first, (L+1,) each: √Σx² where every sum of squares of every group is
+    inside xp's window, else (one lax.cond for all: one operation, not one per
+    group) the scaled second pass for the layers outside it."""
+    def sums(first, hidden, out):
+        axes = tuple(range(1, hidden.ndim))
+        return jnp.concatenate([jnp.sum(jnp.square(first))[None],
+                                jnp.sum(jnp.square(hidden), axis=axes),
+                                jnp.sum(jnp.square(out))[None]])
+
+    squares = jnp.stack([sums(*g) for g in groups])
+    lo, hi = norm_window(np.dtype(squares.dtype))
+    inside = (squares > lo) & (squares < hi)
+
+    def rescaled():
+        scaled = jnp.stack([jnp.concatenate([scaled_norm(first)[None],
+                                             scaled_norm(hidden, tuple(range(1, hidden.ndim))),
+                                             scaled_norm(out)[None]])
+                            for first, hidden, out in groups])
+        return jnp.where(inside, jnp.sqrt(squares), scaled)
+
+    result = jax.lax.cond(jnp.all(inside), lambda: jnp.sqrt(squares), rescaled)
+    return [result[i] for i in range(len(groups))]
 
 
-# --- δ inside the backward pass ----------------------------------------------------------
+# --- δ out of the backward pass -----------------------------------------------------------
+
+STACK_MAX_VALUES = 1 << 21  # δ values of a part stacked (8 MB in float32), else reduced
+
+
+def stacks_delta(spec: RunSpec, size: int) -> bool:
+    """Whether a part of `size` examples takes δ stacked out of the backward pass
+    (reduced after it, a few operations for all layers) or reduced inside it per
+    layer (nothing stored: large layers, where a launch is cheap against the work)."""
+    return (spec.depth + 1) * size * max(spec.width, spec.out_features) <= STACK_MAX_VALUES
 
 
 def reduce_delta(g, keep: int):
-    """δ (examples, units) packed: [rows 0..keep-1 | unit alive (δ ≠ 0 for some example;
-    NaN counts) | max|δ| | Σ (δ / max|δ|)²]."""
-    largest = jnp.max(jnp.abs(g))
-    alive = jnp.any(g != 0, axis=0).astype(g.dtype)
-    squares = jnp.sum(jnp.square(g / _safe(largest)))
-    return jnp.concatenate([g[:keep].reshape(-1), alive, largest[None], squares[None]])
+    """δ (…, examples, units) packed along the last axis: [rows 0..keep-1 | unit
+    alive (δ ≠ 0 for some example; NaN counts) | max|δ| | Σ (δ / max|δ|)²]."""
+    largest = jnp.max(jnp.abs(g), axis=(-2, -1))
+    alive = jnp.any(g != 0, axis=-2).astype(g.dtype)
+    squares = jnp.sum(jnp.square(g / _safe(largest)[..., None, None]), axis=(-2, -1))
+    rows = g[..., :keep, :].reshape(g.shape[:-2] + (-1,))
+    return jnp.concatenate([rows, alive, largest[..., None], squares[..., None]], -1)
 
 
-def slot_size(keep: int, units: int) -> int:
-    return keep * units + units + 2
+def delta_slots(spec: RunSpec, size: int, keep: int, dtype) -> dict:
+    """Zero slots {"first", "hidden" (L-1, …), "out"} for a part of `size` examples:
+    z-shaped where δ is stacked, else the size of reduce_delta's vector."""
+    stacked = stacks_delta(spec, size)
+
+    def slot(units, *lead):
+        return jnp.zeros((*lead, size, units) if stacked else (*lead, keep * units + units + 2),
+                         dtype)
+    return {"first": slot(spec.width), "hidden": slot(spec.width, spec.depth - 1),
+            "out": slot(spec.out_features)}
+
+
+def tap(z, slot, keep: int):
+    """The identity on z; its VJP returns as the slot's cotangent δ itself (a slot
+    shaped like z) or δ's reductions with `keep` rows (a vector slot: reduce_delta)."""
+    return _tap(z, slot, None if slot.shape == z.shape else keep)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def tap(z, slot, keep: int):
-    """The identity on z; its VJP returns δ's reductions as the slot's cotangent.
-    (Reducing the stacked δ of all layers after the backward pass instead measured
-    the same on the CPU, and stores a batch × width array per layer.)"""
+def _tap(z, slot, keep: int | None):
     return z
 
 
@@ -94,10 +131,35 @@ def _tap_fwd(z, slot, keep):
 
 
 def _tap_bwd(keep, _, g):
-    return g, reduce_delta(g, keep)
+    return g, (g if keep is None else reduce_delta(g, keep))
 
 
-tap.defvjp(_tap_fwd, _tap_bwd)
+_tap.defvjp(_tap_fwd, _tap_bwd)
+
+
+def _delta_reductions(spec: RunSpec, red: dict, keep: int):
+    """(rows (L, keep, W), out rows (keep, out), max|δ| (L+1), Σ(δ/max)² (L+1), unit
+    alive (L+1, U), U = max(W, out)) of one part's slot cotangents."""
+    width, out_dim = spec.width, spec.out_features
+    if red["first"].ndim == 2:  # stacked δ: (…, size, units)
+        units = max(width, out_dim)
+
+        D = jnp.concatenate([_padded(red["first"], units)[None], _padded(red["hidden"], units),
+                             _padded(red["out"], units)[None]])  # zero padding: never alive
+        largest = jnp.max(jnp.abs(D), axis=(1, 2))
+        alive = jnp.any(D != 0, axis=1)
+        rescaled = jnp.sum(jnp.square(D / _safe(largest)[:, None, None]), axis=(1, 2))
+        rows = D[:, :keep]
+        return rows[:-1, :, :width], rows[-1, :, :out_dim], largest, rescaled, alive
+    first, hidden, out = (_unpack_slot(red[k], keep, units_) for k, units_ in
+                          (("first", width), ("hidden", width), ("out", out_dim)))
+    rows = jnp.concatenate([first[0][None], hidden[0]])
+    largest = jnp.concatenate([first[2][None], hidden[2], out[2][None]])
+    rescaled = jnp.concatenate([first[3][None], hidden[3], out[3][None]])
+    units = max(width, out_dim)
+    alive = jnp.concatenate([_padded(first[1], units, False)[None],
+                             _padded(hidden[1], units, False), _padded(out[1], units, False)[None]])
+    return rows, out[0], largest, rescaled, alive
 
 
 def _unpack_slot(reduction, keep: int, units: int):
@@ -118,48 +180,52 @@ def block_layout(bins: int, samples: int) -> probes.Layout:
                                 ("d_nonfinite", 1), ("delta_sample", samples)))
 
 
-def _group_stats(norm_name: str, activation: str, Z, A) -> dict:
-    """Moments and the saturated fraction of a group (L, n, W), as probes.host's."""
-    out = {}
-    for name, x in (("z", Z), ("a", A)):
-        mean = jnp.mean(x, axis=(1, 2))
-        centred = x - mean[:, None, None]
-        out[f"{name}_mean"] = mean
-        out[f"{name}_std"] = jnp.sqrt(jnp.mean(centred * centred, axis=(1, 2)))
-    u = NORMS[norm_name].forward(Z, JAX)[0] if activation != "linear" else Z
-    out["saturated_frac"] = saturated_fraction(JAX, activation, u)
-    return out
+def _padded(x, units: int, value=0.0):
+    """x with its last axis padded to `units` entries of `value`."""
+    extra = units - x.shape[-1]
+    return x if not extra else jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, extra)],
+                                       constant_values=value)
+
+
+def _moments(Z, A, z_out):
+    """Mean and standard deviation of each hidden layer's z, then a (L, n, W) each, and
+    of the output z (n, out), as probes.host's (two passes: mean, then centred
+    squares), over one zero-padded stack (2L+1, n, U): two reductions for all."""
+    units = max(Z.shape[-1], z_out.shape[-1])
+    X = jnp.concatenate([_padded(Z, units), _padded(A, units), _padded(z_out, units)[None]])
+    widths = np.array([Z.shape[-1]] * (2 * Z.shape[0]) + [z_out.shape[-1]])
+    count = jnp.asarray(widths * Z.shape[1], X.dtype)
+    mean = jnp.sum(X, axis=(1, 2)) / count
+    centred = X - mean[:, None, None]
+    if units != Z.shape[-1] or units != z_out.shape[-1]:  # padding is no data
+        centred = jnp.where(np.arange(units) < widths[:, None, None], centred, 0.0)
+    return mean, jnp.sqrt(jnp.sum(centred * centred, axis=(1, 2)) / count)
 
 
 def _histograms(values: list, bins: int):
-    """probes.histograms over layers of different sizes at once, each padded with NaN
-    (outside every bin) to the longest."""
+    """probes.histograms over rows of different lengths at once, each padded with
+    NaN (outside every bin) to the longest; also the padded rows."""
     longest = max(v.shape[1] for v in values)
-    padded = [jnp.pad(v, ((0, 0), (0, longest - v.shape[1])), constant_values=jnp.nan)
-              for v in values]
-    return probes.histograms(JAX, jnp.concatenate(padded, 0), bins)
+    rows = jnp.concatenate([_padded(v, longest, jnp.nan) for v in values], 0)
+    return (*probes.histograms(JAX, rows, bins), rows)
 
 
 def summary_block(spec: RunSpec, parts: list, n_sub: int, units, norms: dict):
-    """The (L+1, block_layout.width) block of a step's statistics. parts: per microbatch
-    (size, keep, (Z rows, A rows), z_out rows, slot reductions); norms: grad_w, grad_b,
+    """A step's statistics, the fields of block_layout in order, each (L+1, columns)
+    flattened (summary_of reads them back). parts: per microbatch
+    (size, keep, (Z rows, A rows), z_out rows, slot cotangents); norms: grad_w, grad_b,
     weight, update per layer."""
     depth, width, out_dim, batch = spec.depth, spec.width, spec.out_features, spec.batch_size
-    delta_rows, out_rows, squares, alive, alive_out = [], [], 0.0, None, None
+    delta_rows, out_rows, squares, alive = [], [], 0.0, None
     for size, keep, _, _, red in parts:
-        first, hidden, out = (_unpack_slot(red[k], keep, units_) for k, units_ in
-                              (("first", width), ("hidden", width), ("out", out_dim)))
+        rows, rows_out, largest, rescaled, live = _delta_reductions(spec, red, keep)
         # per-example δ: the part's mean-loss cotangent times the part's size
-        delta_rows.append(size * jnp.concatenate([first[0][None], hidden[0]]))
-        out_rows.append(size * out[0])
-        largest = jnp.concatenate([first[2][None], hidden[2], out[2][None]])
-        rescaled = jnp.concatenate([first[3][None], hidden[3], out[3][None]])
+        delta_rows.append(size * rows)
+        out_rows.append(size * rows_out)
         squares = squares + jnp.square(size * _from_parts(largest, rescaled))
-        live = jnp.concatenate([first[1][None], hidden[1]])
         alive = live if alive is None else alive | live
-        alive_out = out[1] if alive_out is None else alive_out | out[1]
     dtype = largest.dtype
-    counts = jnp.concatenate([jnp.sum(alive, 1), jnp.sum(alive_out)[None]]).astype(dtype)
+    counts = jnp.sum(alive, 1).astype(dtype)
 
     def first_rows(blocks, axis):
         joined = blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks, axis)
@@ -169,19 +235,23 @@ def summary_block(spec: RunSpec, parts: list, n_sub: int, units, norms: dict):
     z_out = first_rows([p[3] for p in parts], 0)
     D, d_out = first_rows(delta_rows, 1), first_rows(out_rows, 0)
     n = Z.shape[1]
-    hidden = _group_stats(spec.norm, spec.activation, Z, A)
-    output = _group_stats(spec.norm, "linear", z_out[None], z_out[None])
-    values = {key: jnp.concatenate([hidden[key], output[key]]) for key in hidden}
+    mean, std = _moments(Z, A, z_out)
+    layers = depth + 1
+    u = NORMS[spec.norm].forward(Z, JAX)[0] if spec.activation != "linear" else Z
+    values = {"z_mean": jnp.concatenate([mean[:depth], mean[-1:]]),
+              "z_std": jnp.concatenate([std[:depth], std[-1:]]),
+              "a_mean": mean[depth:], "a_std": std[depth:],  # the output's a is its z
+              "saturated_frac": jnp.concatenate([saturated_fraction(JAX, spec.activation, u),
+                                                 0.0 * mean[-1:]])}  # linear: never
     values["dead_frac"] = 1.0 - counts / jnp.array([width] * depth + [out_dim], dtype)
     values["delta_norm"] = jnp.sqrt(squares / batch)  # RMS of per-example ‖δ(l)‖
     values.update(grad_w_norm=norms["grad_w"], grad_b_norm=norms["grad_b"],
                   weight_norm=norms["weight"], update_ratio=norms["update"] / norms["weight"])
-    a_values = [A.reshape(depth, -1), z_out.reshape(1, -1)]
-    d_values = [jnp.log10(jnp.abs(D.reshape(depth, -1))),
-                jnp.log10(jnp.abs(d_out.reshape(1, -1)))]  # zeros: -inf, out of the bins
-    lo, hi, hist = _histograms(a_values + d_values, spec.record.hist_bins)
-    layers = depth + 1
-    d_zero = jnp.concatenate([jnp.sum(v == -math.inf, 1) for v in d_values])
+    logs = [jnp.log10(jnp.abs(D.reshape(depth, -1))),
+            jnp.log10(jnp.abs(d_out.reshape(1, -1)))]  # zeros: -inf, out of the bins
+    lo, hi, hist, rows = _histograms([A.reshape(depth, -1), z_out.reshape(1, -1)] + logs,
+                                     spec.record.hist_bins)
+    d_zero = jnp.sum(rows[layers:] == -math.inf, 1)
     sizes = jnp.array([n * width] * depth + [n * out_dim])
     values.update(a_counts=hist[:layers], a_lo=lo[:layers], a_hi=hi[:layers],
                   d_counts=hist[layers:], d_lo=lo[layers:], d_hi=hi[layers:], d_zero=d_zero,
@@ -191,18 +261,25 @@ def summary_block(spec: RunSpec, parts: list, n_sub: int, units, norms: dict):
     k = samples.shape[1]
     out_sample = jnp.pad(d_out[0, :min(k, out_dim)], (0, k - min(k, out_dim)))
     values["delta_sample"] = jnp.concatenate([samples, out_sample[None]])
-    values = {key: v.astype(dtype) for key, v in values.items()}
-    return block_layout(spec.record.hist_bins, k).pack(JAX, values)
+    # field by field, each (L+1, columns) row-major: pack's one concatenation takes
+    # them as they are (no stacking into columns, no transposes: fewer operations)
+    layout = block_layout(spec.record.hist_bins, k)
+    return [values[name].astype(dtype).reshape(-1) for name, _ in layout.groups]
 
 
-def summary_of(spec: RunSpec, block: np.ndarray) -> probes.Summary:
-    """The host-side Summary of a packed block (samples trimmed to each group)."""
+def summary_of(spec: RunSpec, fields: np.ndarray) -> probes.Summary:
+    """The host-side Summary of the packed fields (samples trimmed to each group)."""
     k = min(spec.record.delta_samples, spec.width)
-    values = block_layout(spec.record.hist_bins, k).unpack(block)
-    rows = values.pop("delta_sample").reshape(block.shape[0], -1)
+    rows, values, at = spec.depth + 1, {}, 0
+    for name, columns in block_layout(spec.record.hist_bins, k).groups:
+        part = fields[at:at + rows * columns]
+        values[name] = part if columns == 1 and name != "delta_sample" else \
+            part.reshape(rows, columns)
+        at += rows * columns
+    samples = values.pop("delta_sample")
     out_k = min(k, spec.out_features)
-    samples = rows[:-1].tolist() + [rows[-1, :out_k].tolist()]
-    return probes.Summary(**values, delta_sample=samples)
+    return probes.Summary(**values, delta_sample=samples[:-1].tolist() +
+                          [samples[-1, :out_k].tolist()])
 
 
 # --- the Jacobian spectrum ----------------------------------------------------------------
@@ -257,23 +334,22 @@ def spectrum_size(spec: RunSpec) -> int:
                                                                  spec.width)
 
 
-def pack(block, loss, output, sv: Any | None):
-    """The one vector a recorded step reads back: block, loss, output, spectrum."""
-    pieces = [block.reshape(-1), loss.reshape(1), output.reshape(-1)]
+def pack(block: list, loss, output, sv: Any | None):
+    """The one vector a recorded step reads back: the statistics' fields, loss,
+    output, spectrum: one concatenation."""
+    dtype = block[0].dtype
+    pieces = [*block, loss.reshape(1), output.reshape(-1)]
     if sv is not None:
         pieces.append(sv)
-    return jnp.concatenate([p.astype(block.dtype) for p in pieces])
+    return jnp.concatenate([p.astype(dtype) for p in pieces])
 
 
 def unpack(spec: RunSpec, packed: np.ndarray, with_spectrum: bool) -> tuple:
     """(Summary, loss, output, spectrum or None) from the vector `pack` made."""
     k = min(spec.record.delta_samples, spec.width)
-    width = block_layout(spec.record.hist_bins, k).width
-    rows = spec.depth + 1
-    at = rows * width
-    block = packed[:at].reshape(rows, width)
+    at = (spec.depth + 1) * block_layout(spec.record.hist_bins, k).width
     loss = float(packed[at])
     out_size = spec.batch_size * spec.out_features
     output = packed[at + 1:at + 1 + out_size].reshape(spec.batch_size, spec.out_features)
     sv = packed[at + 1 + out_size:] if with_spectrum else None
-    return summary_of(spec, block), loss, output, sv
+    return summary_of(spec, packed[:at]), loss, output, sv

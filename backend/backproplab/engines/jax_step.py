@@ -23,7 +23,7 @@ from ..model import network
 from ..model.spec import RunSpec
 from . import probes
 from .jax_delta import capper, per_example_norms
-from .jax_probes import layer_norms, pack, slot_size, spectrum, summary_block, tap
+from .jax_probes import delta_slots, layer_norms, pack, spectrum, summary_block, tap
 from .jax_xp import JAX
 from .optim import ADAM_EPS, BETA1, BETA2, MOMENTUM
 
@@ -63,7 +63,7 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
     """loss(params, slots, x, labels, targets) -> (mean loss, (rows, output)).
 
     params: stacked (see stack_params); slots: None for a plain step, else zero
-    slots {"first", "hidden" (L-1, …), "out"} whose gradients are δ's reductions;
+    slots {"first", "hidden" (L-1, …), "out"} whose gradients are δ (jax_probes.tap);
     rows: z(l) and a(l) of the first `keep` examples, hidden layers stacked."""
     net = network.layers(spec)
     first_layer = net[0]
@@ -157,19 +157,20 @@ def _update(spec: RunSpec, state: dict, grads: dict, hyper):
     return {**state, **new}, updates
 
 
-def _weight_and_bias_norms(tree: dict):
-    """(‖W(l)‖, ‖b(l)‖) per layer of a stacked parameter tree."""
-    return tuple(layer_norms(tree["first"][i], tree["hidden"][i], tree["out"][i])
-                 for i in range(2))
+def _weight_and_bias_norms(tree: dict, weights_of: dict | None = None):
+    """(‖W(l)‖, ‖b(l)‖) per layer of a stacked parameter tree, and ‖W(l)‖ of
+    `weights_of` if given: one batched computation (jax_probes.layer_norms)."""
+    trees = [(tree, 0), (tree, 1)] + ([(weights_of, 0)] if weights_of is not None else [])
+    return tuple(layer_norms(*((t["first"][i], t["hidden"][i], t["out"][i])
+                               for t, i in trees)))
 
 
 def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> Callable:
     """step(state, x, labels, targets, hyper, units, q0) -> (state, out): out is the
     packed vector of a recorded step (jax_probes.pack), else {"loss", "output"}."""
     sizes = part_sizes(spec.batch_size, spec.microbatches)
-    batch, depth, width = spec.batch_size, spec.depth, spec.width
-    n_sub = probes.subsample_size(batch, width)
-    out_dim = spec.out_features
+    batch = spec.batch_size
+    n_sub = probes.subsample_size(batch, spec.width)
     grad_fn = jax.value_and_grad(make_loss(spec, keep=n_sub if probe else None),
                                  argnums=(0, 1), has_aux=True)
     per_example = probe and spec.record.per_example
@@ -184,9 +185,7 @@ def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> 
             xb, lb, tb = (v[start:start + size] for v in (x, labels, targets))
             start += size
             keep = min(n_sub, size)
-            slots = {"first": jnp.zeros(slot_size(keep, width), dtype),
-                     "hidden": jnp.zeros((depth - 1, slot_size(keep, width)), dtype),
-                     "out": jnp.zeros(slot_size(keep, out_dim), dtype)} if probe else None
+            slots = delta_slots(spec, size, keep, dtype) if probe else None
             (value, (rows, out)), (g, reductions) = grad_fn(params, slots, xb, lb, tb)
             losses.append(value)
             grad_parts.append(g)
@@ -196,16 +195,17 @@ def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> 
         loss = _weighted(losses, weights)
         grads = _weighted(grad_parts, weights)
         output = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, 0)
-        grad_norms = _weight_and_bias_norms(grads) if probe or spec.clip is not None else None
+        grad_norms = _weight_and_bias_norms(grads, params if probe else None) \
+            if probe or spec.clip is not None else None
         if per_example:  # of the parameters the step starts from, against ∇W before `clip`
             per_example_out = per_example_norms(make_loss(spec, None), params, x, labels,
                                                 targets, grads)
         scale = None
         if spec.clip is not None:  # min(1, max/‖g‖); 1 when ‖g‖ is not finite
-            total = jnp.sqrt(sum(jnp.sum(n * n) for n in grad_norms))
+            total = jnp.sqrt(sum(jnp.sum(n * n) for n in grad_norms[:2]))
             scale = jnp.where(jnp.isfinite(total) & (total > spec.clip), spec.clip / total, 1.0)
             grads = jax.tree.map(lambda g: g * scale, grads)
-        weight_norms = _weight_and_bias_norms(params)[0] if probe else None
+        weight_norms = grad_norms[2] if probe else None
         if update:
             state, updates = _update(spec, state, grads, hyper)
         if not probe:
