@@ -19,9 +19,21 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from .jax_probes import norm
+from ..xp import norm_window
+from .jax_probes import scaled_norm
 from .per_example import CHUNK_ELEMENTS
+
+
+def norm(x, axes=None):
+    """‖x‖ over `axes` in one pass, √Σx², when every sum of squares is inside the
+    window where no square can have under- or overflowed (xp's rule); else, and only
+    then (lax.cond), the scaled second pass."""
+    squares = jnp.sum(jnp.square(x), axis=axes)
+    lo, hi = norm_window(np.dtype(x.dtype))
+    inside = jnp.all((squares > lo) & (squares < hi))
+    return jax.lax.cond(inside, lambda: jnp.sqrt(squares), lambda: scaled_norm(x, axes))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
