@@ -149,3 +149,29 @@ def test_cuda_asked_for_where_there_is_none_is_a_422_that_names_the_device(monke
     assert answer.status_code == 422
     assert answer.json()["detail"] == "device: device 'cuda' was asked for, but no CUDA " \
                                       "device is available here"
+
+
+def test_a_push_without_the_secret_is_refused_before_its_body_is_read():
+    """A stranger's 20 MB push: 403 from the headers alone, while /api/health answers."""
+    import socket
+
+    with make_server() as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            # announce a 20 MB body and send none of it: the answer cannot wait for it
+            sock.sendall(b"POST /api/watch/runs/x/steps HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 20000000\r\n\r\n")
+            answer = sock.recv(65536).decode("latin-1")
+        assert answer.startswith("HTTP/1.1 403")
+        assert "needs the server's secret in the X-Backproplab-Secret header" in answer
+        wrong = httpx.post(f"{server.url}/api/watch/runs", json={"schema": "x"},
+                           headers={"X-Backproplab-Secret": "not it"}, timeout=10)
+        assert wrong.status_code == 403
+        assert httpx.get(f"{server.url}/api/health", timeout=10).status_code == 200
+
+
+def test_an_offset_beyond_what_sqlite_counts_is_a_422():
+    with make_server() as server:
+        answer = httpx.get(f"{server.url}/api/runs", params={"offset": 2**70}, timeout=10)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["query", "offset"]

@@ -16,6 +16,7 @@ from .. import __version__
 from ..runs.manager import RunManager
 from ..runs.watched import WatchedRuns
 from ..settings import Settings
+from ..watch.secret import HEADER as SECRET_HEADER
 from ..watch.secret import ensure_secret
 from . import offload
 from .live_protocol import PROTOCOL
@@ -33,7 +34,7 @@ from .routes import (
     theory,
     watch,
 )
-from .security import BodyLimit, ConnectionLimits, SameOrigin, SecurityHeaders
+from .security import BodyLimit, ConnectionLimits, PushSecret, SameOrigin, SecurityHeaders
 
 
 class SourceFreeStatic(StaticFiles):
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", SourceFreeStatic(directory=static), name="static")
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(PushSecret, secret=app.state.watch_secret, header=SECRET_HEADER)
     app.add_middleware(SameOrigin, extra=settings.allowed_origins)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     # outermost: it sees the server's own `send` (the WebSocket's transport)

@@ -5,6 +5,7 @@ handle on each WebSocket's transport so a client that reads nothing can be cut o
 from __future__ import annotations
 
 import contextlib
+import hmac
 import socket
 from urllib.parse import urlsplit
 
@@ -158,6 +159,27 @@ def abort_connection(scope: Scope) -> bool:
 LARGE_BODY_PATHS = ("/api/runs/import", "/api/report")  # uploaded run records
 WATCH_PATHS = "/api/watch/"  # steps a watched model pushes (any size of model)
 SMALL_BODY_BYTES = 256 * 1024  # every other body is a config: parsed on the loop, so small
+
+
+class PushSecret:
+    """403 for a push to the watched runs (any POST under /api/watch/) without the
+    server's secret, answered from the headers before the body is read: a stranger's
+    large body costs the server nothing (the route checks the secret again)."""
+
+    def __init__(self, app: ASGIApp, secret: str, header: str):
+        self.app, self.secret, self.header = app, secret.encode(), header.lower().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" \
+                and scope["path"].startswith(WATCH_PATHS):
+            given = next((v for k, v in scope.get("headers", []) if k == self.header), b"")
+            if not hmac.compare_digest(given, self.secret):
+                await _respond(send, 403, "pushing a watched run needs the server's secret "
+                                          "in the X-Backproplab-Secret header "
+                                          "(backproplab.watch reads it from the file the "
+                                          "server wrote at start)")
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:

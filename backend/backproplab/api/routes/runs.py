@@ -75,7 +75,7 @@ def list_runs(store: StoreDep, source: Source | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50,
               before: Annotated[str | None, Query(description="a run id: the runs older "
                                                               "than it")] = None,
-              offset: Annotated[int, Query(ge=0)] = 0) -> StrictJSONResponse:
+              offset: Annotated[int, Query(ge=0, le=2**62)] = 0) -> StrictJSONResponse:
     """Stored runs, newest first (filter by source or name; paginated)."""
     try:
         runs = store.list(source=source, name=name, limit=limit, before=before, offset=offset)
