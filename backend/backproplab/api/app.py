@@ -34,7 +34,14 @@ from .routes import (
     theory,
     watch,
 )
-from .security import BodyLimit, ConnectionLimits, PushSecret, SameOrigin, SecurityHeaders
+from .security import (
+    BodyLimit,
+    ConnectionLimits,
+    PushSecret,
+    SameOrigin,
+    SecurityHeaders,
+    StrictJSONBodies,
+)
 
 
 class SourceFreeStatic(StaticFiles):
@@ -142,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/vendor/swagger", StaticFiles(directory=swagger_ui_dir()), name="swagger")
     app.mount("/static", SourceFreeStatic(directory=static), name="static")
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(StrictJSONBodies)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(PushSecret, secret=app.state.watch_secret, header=SECRET_HEADER)
     app.add_middleware(SameOrigin, extra=settings.allowed_origins)

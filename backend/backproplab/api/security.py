@@ -45,9 +45,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _respond(send: Send, status: int, detail: str, extra: list | None = None) -> None:
+    await _respond_json(send, status, {"detail": detail}, extra)
+
+
+async def _respond_json(send: Send, status: int, content: dict,
+                        extra: list | None = None) -> None:
     import orjson
 
-    body = orjson.dumps({"detail": detail})
+    body = orjson.dumps(content)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())] + (extra or [])})
@@ -180,6 +185,53 @@ class PushSecret:
                                           "server wrote at start)")
                 return
         await self.app(scope, receive, send)
+
+
+class StrictJSONBodies:
+    """422 for a JSON body that is not strict RFC 8259 JSON (bare NaN, Infinity, numbers
+    beyond the float range such as 1e400): the same rule as the WebSocket's and the
+    import's parser on every entry point. Bodies here are configs (small: BodyLimit);
+    uploaded records and watched steps are parsed strictly where they are read."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+        if scope["type"] != "http" or not path.startswith("/api/") \
+                or path in LARGE_BODY_PATHS or path.startswith(WATCH_PATHS) \
+                or not (content_type == "application/json" or content_type.endswith("+json")):
+            await self.app(scope, receive, send)
+            return
+        import orjson
+
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if body:
+            try:
+                orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                await _respond_json(send, 422, {"detail": [
+                    {"loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}",
+                     "type": "json_invalid"}]})
+                return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 class BodyLimit:
