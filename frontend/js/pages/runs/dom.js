@@ -1,3 +1,5 @@
+import { fmt } from '../../format.js';
+
 // A small element builder: text goes in as textContent only, never as HTML.
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -23,13 +25,16 @@ export function when(seconds) {
     + `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-/** depth × width activation, init (+ residual, norm): what a run was, in a few words. */
+/** depth × width activation, init (+ residual, norm), then engine, dtype and learning
+ *  rate: what a run was, in a few words (runs differing only in dtype read apart). */
 export function describe(config) {
   if (!config) return '';
   const parts = [`${config.depth}×${config.width} ${config.activation}`, config.init];
   if (config.residual) parts.push('residual');
   if (config.norm && config.norm !== 'none') parts.push(config.norm);
-  if (config.engine && config.engine !== 'numpy') parts.push(config.engine);
+  const engine = [config.engine, config.dtype].filter(Boolean).join(' ');
+  if (engine) parts.push(engine);
+  if (config.lr != null) parts.push(`lr ${fmt(config.lr)}`);
   return parts.join(', ');
 }
 
