@@ -3,7 +3,6 @@ numbers; the three execution backends give the same numbers; ξ_c against simula
 the CLI's outputs."""
 
 import math
-
 import re
 
 import numpy as np

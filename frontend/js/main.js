@@ -103,6 +103,7 @@ function startRun(kind = 'update') {
   state.source = 'live';
   state.runId = null;
   state.error = null;
+  state.importError = null;
   resetRun();
   // a paused Lab stays paused: the new run is built, its first step (the network at
   // initialization) is shown, and it waits there for Play or Step
@@ -126,6 +127,8 @@ const RESTARTED = { Reset: ' (Reset: back to initialization)',
 
 /** The status line: what the run is doing now, in words. */
 function statusText(st) {
+  if (st.importing) return `importing ${st.importing}…`;
+  if (st.importError) return `import failed: ${st.importError}`;
   if (st.status === 'error') return `error: ${st.error}`;
   const live = ['running', 'starting'].includes(st.status);
   if (live && !st.latest && !paused && st.source === 'live') { // nothing to show yet
@@ -309,7 +312,9 @@ function markPrevious(st) {
 // --- import / export ----------------------------------------------------------------
 async function importText(text, name = 'the file') {
   const mine = ++importSeq; // a later import's outcome is never overwritten by this one's
-  showLabStatus(`importing ${name}…`);
+  state.importError = null;
+  state.importing = name;
+  changed('status');
   $('progress').lastElementChild.textContent = 'importing…';
   let record;
   try {
@@ -317,16 +322,16 @@ async function importText(text, name = 'the file') {
   } catch (e) {
     // a run's JSON lines (a watched model's .jsonl): the server reads and checks each line
     if (!looksLikeJsonLines(text)) {
-      return importFailed(`${name} is not a JSON file: ${jsonProblem(text, e)}`);
+      return importFailed(`${name} is not a JSON file: ${jsonProblem(text, e)}`, mine);
     }
   }
   try {
     record = await transport.post('/api/runs/import', text);
   } catch (e) {
-    if (mine !== importSeq) return undefined;
-    return importFailed(`${name} is not a backproplab run record: ${recordProblem(e)}`);
+    return importFailed(`${name} is not a backproplab run record: ${recordProblem(e)}`, mine);
   }
   if (mine !== importSeq) return undefined; // a later import replaced this one
+  state.importing = null;
   if (record.config && record.config.source === 'watched') { // a model of your own
     state.watchedImport = record;
     return pageHost.go('watch', {});
@@ -341,9 +346,13 @@ function looksLikeJsonLines(text) {
   try { JSON.parse(lines[0]); return true; } catch { return false; }
 }
 
-function importFailed(message) {
+/** The import's failure is the status until the next run or import (unless a later
+ *  import began meanwhile: its outcome is the one to show). */
+function importFailed(message, mine) {
+  if (mine !== importSeq) return;
+  state.importing = null;
   state.importError = message;
-  showLabStatus(`import failed: ${message}`);
+  changed('status');
   $('progress').lastElementChild.textContent = 'import failed';
 }
 
@@ -485,6 +494,7 @@ async function boot() {
       restartedBy = state.source === 'live' && state.latest ? 'Step' : null;
       state.source = 'live';
       state.error = null;
+      state.importError = null;
       resetRun();
       transport.send({ type: 'start', config: state.config, paused: true });
       state.status = 'running';

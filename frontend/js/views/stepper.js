@@ -10,13 +10,15 @@ function flat(v) { return Array.isArray(v) ? v.flat(Infinity) : [v]; }
 const SHORT = { softmax_cross_entropy: 'softmax CE', cross_entropy: 'CE' };
 const CHAR_PX = 6.6; // DejaVu Sans at 11 px: the widest lower-case letters, about
 
-/** A box's label: the whole name when it fits in `width` px, else its short name, else
- *  cut with an ellipsis. */
+/** A box's label as lines: the whole name when it fits in `width` px, else its short
+ *  name on one line or two, else cut with an ellipsis (the tooltip has the full name). */
 export function fitLabel(text, width) {
   const room = Math.max(Math.floor((width - 6) / CHAR_PX), 2);
-  if (text.length <= room) return text;
-  if (SHORT[text] && SHORT[text].length <= room) return SHORT[text];
-  return `${text.slice(0, room - 1)}…`;
+  if (text.length <= room) return [text];
+  const short = SHORT[text];
+  if (short && short.length <= room) return [short];
+  if (short && short.split(' ').every((w) => w.length <= room)) return short.split(' ');
+  return [`${text.slice(0, room - 1)}…`];
 }
 
 // forward mode differentiates Σ ŷ with respect to the input: a tangent needs no targets,
@@ -208,7 +210,17 @@ export class StepperView {
       text.setAttribute('x', p.x); text.setAttribute('y', p.y);
       const fwd = shownOp.get(n.id);
       const shown = n.op === 'input' ? n.label : (fwd ? fwd.op : n.op);
-      text.textContent = fitLabel(shown, w);
+      const lines = fitLabel(shown, w);
+      if (lines.length === 1) text.textContent = lines[0];
+      else { // two lines, centred on the box's middle
+        lines.forEach((line, i) => {
+          const span = document.createElementNS(SVG, 'tspan');
+          span.setAttribute('x', p.x);
+          span.setAttribute('dy', i === 0 ? '-0.55em' : '1.1em');
+          span.textContent = line;
+          text.appendChild(span);
+        });
+      }
       const title = document.createElementNS(SVG, 'title');
       title.textContent = fwd && fwd.op !== n.op ? `${fwd.op} (forward mode; the backward `
         + `pass ends in ${n.label})` : `${n.label} ${JSON.stringify(n.shape)}`;

@@ -1,5 +1,3 @@
-import { fmt } from '../../format.js';
-
 // A small element builder: text goes in as textContent only, never as HTML.
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -34,7 +32,7 @@ export function describe(config) {
   if (config.norm && config.norm !== 'none') parts.push(config.norm);
   const engine = [config.engine, config.dtype].filter(Boolean).join(' ');
   if (engine) parts.push(engine);
-  if (config.lr != null) parts.push(`lr ${fmt(config.lr)}`);
+  if (typeof config.lr === 'number') parts.push(`lr ${String(Number(config.lr.toPrecision(3)))}`);
   return parts.join(', ');
 }
 
