@@ -355,3 +355,36 @@ def test_the_clipping_preset_says_what_it_shows_and_the_run_agrees(page, server)
     unclipped = [s["loss"] for s in job.record()["steps"]]
     assert any(not math.isfinite(v) for v in unclipped)
     assert page.locator("#preset option:checked").text_content() == label
+
+
+def whole_ticks(page, selector):
+    ticks = page.locator(selector).all_text_contents()
+    return ticks and all(re.fullmatch(r"−?\d+", t) for t in ticks), ticks
+
+
+def test_layer_axes_of_a_shallow_network_tick_whole_layers(page, server):
+    open_lab(page, server, "depth=2&width=8&steps=3&batch_size=8")
+    page.wait_for_function(DONE, timeout=20000)
+    page.wait_for_timeout(600)
+    for selector in ("#plot-activations g.xtick text", "#plot-heatmap g.ytick text",
+                     "#plot-heatmap g.xtick text", "#plot-loss g.xtick text"):
+        ok, ticks = whole_ticks(page, selector)
+        assert ok, (selector, ticks)
+    a = headless_run(server, {"depth": 2, "width": 8, "steps": 3, "batch_size": 8})
+    b = headless_run(server, {"depth": 2, "width": 8, "steps": 3, "batch_size": 8, "seed": 1})
+    page.goto(f"{server.url}/#page=runs&runs.compare={a},{b}")
+    page.wait_for_function("() => (document.getElementById('compare-loss-plot')?.data || [])"
+                           ".length === 2", timeout=20000)
+    page.wait_for_timeout(300)
+    for selector in ("#compare-flow-plot g.xtick text", "#compare-loss-plot g.xtick text"):
+        ok, ticks = whole_ticks(page, selector)
+        assert ok, (selector, ticks)
+
+
+def headless_run(server, config):
+    from backproplab.api.schemas import validate_config
+
+    checked = validate_config(config)
+    job = server.manager.start_headless(checked.to_spec(), checked.model_dump())
+    job.join(60)
+    return job.id

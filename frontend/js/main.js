@@ -158,14 +158,16 @@ let connIsLab = true; // the status line shows the Lab's status (no page wrote i
  *  and it never replaces a status the page wrote itself. */
 function showLabStatus(text = labStatus) {
   labStatus = text;
+  const conn = $('conn');
+  const show = (line) => { if (conn.textContent !== line) conn.textContent = line; };
   if (labVisible) {
     connIsLab = true;
-    $('conn').textContent = text;
+    show(text);
   } else if (connIsLab && labStarted) {
     const live = ['running', 'starting'].includes(state.status) && state.source === 'live';
     const total = Math.max(num(state.config.steps), 1);
     const done = state.latest ? Math.min(state.latest.step + 1, total) : 0;
-    $('conn').textContent = `Lab: ${text}${live && !paused ? ` ${done}/${total}` : ''}`;
+    show(`Lab: ${text}${live && !paused ? ` ${done}/${total}` : ''}`);
   }
 }
 
