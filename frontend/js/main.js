@@ -167,7 +167,7 @@ function showLabStatus(text = labStatus) {
     const live = ['running', 'starting'].includes(state.status) && state.source === 'live';
     const total = Math.max(num(state.config.steps), 1);
     const done = state.latest ? Math.min(state.latest.step + 1, total) : 0;
-    show(`Lab: ${text}${live && !paused ? ` ${done}/${total}` : ''}`);
+    show(`Lab: ${text}${live && !paused && state.latest ? ` ${done}/${total}` : ''}`);
   }
 }
 
