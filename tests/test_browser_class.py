@@ -203,7 +203,18 @@ def test_stepper_forward_mode_lights_the_node_it_explains(page, server):
         current = page.locator("#stepper-graph .node.current")
         assert current.get_attribute("data-node") == str(ops[k]["id"])
         assert current.locator("text").text_content() == step["op"]
-        assert page.locator("#stepper-eq").text_content().startswith(step["label"])
+        # the equation names the node that is lit (the graph's dense#10, not the forward
+        # tape's own dense#3), with the weights that feed it
+        eq = page.locator("#stepper-eq").text_content()
+        name = "sum" if step["op"] == "sum" else ops[k]["label"]
+        assert eq.startswith(name), (eq, name)
+        feeding = [walk["graph"]["nodes"][e["source"]]["label"] for e in walk["graph"]["edges"]
+                   if e["target"] == ops[k]["id"] and e["source"] < len(walk["graph"]["nodes"])
+                   and walk["graph"]["nodes"][e["source"]]["op"] == "input"]
+        if feeding:
+            assert eq.startswith(f"{name} ({', '.join(feeding)})"), eq
+        assert page.locator("#stepper-forward").text_content() == "Backward mode ◁"
+    assert "Σ ŷ" in page.locator("#stepper-eq").text_content()  # why sum, not mse
     # the drawn graph ends in the forward tape's last operation: sum, not the loss
     last = page.locator(f"#stepper-graph .node[data-node='{ops[-1]['id']}'] text")
     assert last.text_content() == "sum"

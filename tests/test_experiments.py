@@ -3,6 +3,7 @@ numbers; the three execution backends give the same numbers; ξ_c against simula
 the CLI's outputs."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -147,6 +148,10 @@ def test_cli_writes_result_report_and_png(tmp_path, capsys):
     html = (out / "report.html").read_text()
     assert "<script src" not in html and "<script>" in html  # plotly.js inlined
     assert "PASS" in html and "Chen et al. 2016" in html
+    # where the runs ran, in the Experiments page's words (never "8 runs on in-process")
+    assert "runs on in-process" not in html and "runs on in-process" not in printed.out
+    assert re.search(r"8 runs, in a single process, in \d+(\.\d+)? (ms|s) ·", html)
+    assert re.search(r"^8 runs, in this process, in \d+(\.\d+)? (ms|s); ", printed.out, re.M)
     png = (out / "figure-1.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -182,3 +187,16 @@ def test_experiments_run_without_web_packages_or_plotly():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "isolated ok" in proc.stdout
+
+
+@pytest.mark.parametrize("execution,words", [
+    ({"backend": "in-process"}, "in a single process"),
+    ({"backend": "pool", "workers": 1}, "on a pool of 1 worker process"),
+    ({"backend": "pool", "workers": 4}, "on a pool of 4 worker processes"),
+    ({"backend": "ray", "address": "127.0.0.1:6379"}, "on the Ray cluster at 127.0.0.1:6379")])
+def test_where_runs_ran_reads_as_the_experiments_page_writes_it(execution, words):
+    from backproplab.experiments.report import duration, executed_where
+
+    assert executed_where(execution) == words
+    assert [duration(s) for s in (0.00042, 0.812, 1.12, 12.34, 125, 3725)] == \
+        ["0.42 ms", "812 ms", "1.12 s", "12.3 s", "2 min 5 s", "1 h 2 min"]

@@ -301,7 +301,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     """A paper reproduction: its runs, its figures and checks → DIR/result.json, report."""
     from .experiments import registry, run_experiment
-    from .experiments.report import write_outputs
+    from .experiments.report import duration, executed_where, write_outputs
 
     experiments = registry()
     if args.list or not args.name:
@@ -336,7 +336,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         print(f"{'PASS' if c['pass'] else 'FAIL'}  {c['name']}: measured {c['measured']:.4g}, "
               f"published {c['published']:.4g} ({c['relation']} ±{c['tolerance']:.3g})")
     ex = result["execution"]
-    print(f"{len(result['runs'])} runs on {ex['backend']} in {ex['seconds']:.1f} s; "
+    print(f"{len(result['runs'])} runs, {executed_where(ex, 'in this process')}, in "
+          f"{duration(ex['seconds'])}; "
           f"{sum(c['pass'] for c in result['checks'])}/{len(result['checks'])} checks pass")
     return 0 if result["passed"] else 1
 

@@ -2,7 +2,7 @@
 import { allowedDtypes, buildControls } from './controls.js';
 import { firstOverflow, fmt, jsonErrorAt, num } from './format.js';
 import { Pages } from './pages.js';
-import { PRESETS, matchingPreset, presetConfig } from './presets.js';
+import { PRESETS, STORIES, matchingPreset, presetConfig } from './presets.js';
 import { changed, fromHash, pushStep, resetRun, shownStep, state, subscribe, toHash }
   from './store.js';
 import { Transport } from './transport.js';
@@ -19,7 +19,8 @@ const $ = (id) => document.getElementById(id);
 let transport;
 let controls;
 let paused = false; // the Lab's runs wait for Play or Step (a new run too: see startRun)
-let afterReset = false; // the paused run shown was restarted by Reset (the status says so)
+let restartedBy = null; // 'Reset' or 'Step': what began the paused run shown (said so)
+let importSeq = 0; // the newest import: an older one that ends later reports nothing
 
 function defaultsFrom(schema) {
   const out = {};
@@ -71,6 +72,7 @@ function onMessage(msg) {
     case 'error':
       if (state.source !== 'live') return; // e.g. a 'stop' that arrived after the run ended
       if (msg.code === 'busy') return; // a full server: the transport says why and retries
+      if (msg.code === 'no_run') return; // a control that raced the run's end: the run stays
       state.status = 'error';
       state.error = msg.message || msg.code || 'the server could not run this configuration';
       changed('status');
@@ -101,6 +103,7 @@ function startRun(kind = 'update') {
   state.source = 'live';
   state.runId = null;
   state.error = null;
+  state.importError = null;
   resetRun();
   // a paused Lab stays paused: the new run is built, its first step (the network at
   // initialization) is shown, and it waits there for Play or Step
@@ -112,16 +115,60 @@ function startRun(kind = 'update') {
 
 /** The preset menu names the preset whose experiment the controls hold, or "custom". */
 function showPreset() {
-  $('preset').value = matchingPreset(state.config, state.defaults);
+  const name = matchingPreset(state.config, state.defaults);
+  $('preset').value = name;
+  const story = $('preset-story');
+  story.hidden = !STORIES[name];
+  story.textContent = STORIES[name] ? `${name.split(' (')[0]}: ${STORIES[name]}` : '';
 }
+
+const RESTARTED = { Reset: ' (Reset: back to initialization)',
+  Step: ' (Step began a new run: the last one had finished)' };
 
 /** The status line: what the run is doing now, in words. */
 function statusText(st) {
+  if (st.importing) return `importing ${st.importing}…`;
+  if (st.importError) return `import failed: ${st.importError}`;
   if (st.status === 'error') return `error: ${st.error}`;
-  if (!paused || !['running', 'starting'].includes(st.status)) return st.status;
+  const live = ['running', 'starting'].includes(st.status);
+  if (live && !st.latest && !paused && st.source === 'live') { // nothing to show yet
+    const jit = st.config.engine === 'jax' ? ' and compiling its step (JAX compiles the first'
+      + ' step once: a few seconds)' : '';
+    return `starting: building the network${jit}…`;
+  }
+  if (!paused || !live) return st.status;
   const at = st.latest ? `paused at step ${st.latest.step}` : 'paused';
-  return `${at}${afterReset ? ' (Reset: back to initialization)' : ''} — Play resumes, `
-    + 'Step takes one step';
+  return `${at}${RESTARTED[restartedBy] || ''} — Play resumes, Step takes one step`;
+}
+
+/** The progress label: steps done of the steps asked for; a run that ended early
+ *  (an overflow, Stop) says where it stopped. */
+function progressText(st, done, total) {
+  if (st.source === 'import') return 'imported';
+  const ended = ['done', 'stopped', 'error'].includes(st.status);
+  if (ended && st.latest && done < total) return `stopped at step ${done} of ${total}`;
+  return `${done}/${total}`;
+}
+
+// --- the status line in the top bar: the Lab's own, or the page's -------------------
+let labStatus = ''; // the Lab's latest status text
+let connIsLab = true; // the status line shows the Lab's status (no page wrote its own)
+
+/** The Lab's status; on another page it is labelled as the Lab's, with its progress,
+ *  and it never replaces a status the page wrote itself. */
+function showLabStatus(text = labStatus) {
+  labStatus = text;
+  const conn = $('conn');
+  const show = (line) => { if (conn.textContent !== line) conn.textContent = line; };
+  if (labVisible) {
+    connIsLab = true;
+    show(text);
+  } else if (connIsLab && labStarted) {
+    const live = ['running', 'starting'].includes(state.status) && state.source === 'live';
+    const total = Math.max(num(state.config.steps), 1);
+    const done = state.latest ? Math.min(state.latest.step + 1, total) : 0;
+    show(`Lab: ${text}${live && !paused && state.latest ? ` ${done}/${total}` : ''}`);
+  }
 }
 
 let updateTimer = null;
@@ -130,7 +177,7 @@ function configChanged(path, value) {
   if (sub) state.config.record = { ...state.config.record, [sub]: value };
   else state.config[head] = value;
   showPreset(); // the preset's name while the controls still tell its story
-  afterReset = false;
+  restartedBy = null;
   if (head === 'engine') {
     const allowed = allowedDtypes(state.info, value);
     if (!allowed.includes(state.config.dtype)) state.config.dtype = allowed[0];
@@ -201,12 +248,15 @@ const phaseView = new PhaseView($('plot-phase'), (w2, b2) => {
 });
 const modes = new ModesView($('plot-modes'));
 const stepper = new StepperView({ svg: $('stepper-graph'), strip: $('stepper-strip'),
-  eq: $('stepper-eq'), pos: $('stepper-pos') });
+  eq: $('stepper-eq'), pos: $('stepper-pos'), toggle: $('stepper-forward') });
 
 const RUN_PLOTS = ['plot-flow', 'plot-heatmap', 'plot-loss', 'plot-activations', 'plot-spectrum'];
 let labVisible = true;
 function render(st, parts) {
-  if (!labVisible) return; // a panel that is not on screen does no work
+  if (!labVisible) { // a panel that is not on screen does no work; the status line does
+    if (parts.has('status') || parts.has('steps')) showLabStatus(statusText(st));
+    return;
+  }
   const step = shownStep();
   if (parts.has('spread') && !parts.has('steps') && !parts.has('run') && !parts.has('scrub')) {
     flow.render(st, step);
@@ -230,8 +280,7 @@ function render(st, parts) {
     const pct = st.source === 'import' ? 100 : Math.round((100 * done) / total);
     $('progress').firstElementChild.style.width = `${pct}%`;
     $('progress').setAttribute('aria-valuenow', String(pct));
-    $('progress').lastElementChild.textContent = st.source === 'import' ? 'imported'
-      : `${done}/${total}`;
+    $('progress').lastElementChild.textContent = progressText(st, done, total);
   }
   if (parts.has('phase') || parts.has('run')) phaseView.render(st);
   if (parts.has('overflow') || parts.has('run') || parts.has('steps')) {
@@ -241,7 +290,12 @@ function render(st, parts) {
       badge.textContent = `gradients overflowed at step ${st.overflow.step}, layer ${st.overflow.layer}`;
     }
   }
-  if (parts.has('status') || (paused && parts.has('steps'))) $('conn').textContent = statusText(st);
+  if (parts.has('status') || parts.has('steps')) {
+    showLabStatus(statusText(st));
+    $('step').title = st.source === 'live' && ['running', 'starting'].includes(st.status)
+      ? 'Take one step (and pause)' : 'Start a new run and take its first step';
+    markPrevious(st);
+  }
   if (parts.has('status')) {
     // the plots no longer show this configuration's run: say so, and clear them
     document.querySelector('.views').classList.toggle('stale', st.status === 'error');
@@ -254,9 +308,28 @@ function render(st, parts) {
   }
 }
 
+/** Until a new run's first step arrives (a JAX compile can take seconds), the plots
+ *  still show the previous run: say so, and dim them (not for the few ms of a drag). */
+let previousTimer = null;
+function markPrevious(st) {
+  clearTimeout(previousTimer);
+  const waiting = st.source === 'live' && !st.latest && st.status !== 'error';
+  const apply = (on) => {
+    const drawn = RUN_PLOTS.some((id) => ($(id).data || []).length);
+    const note = $('previous-note');
+    note.hidden = !(on && drawn);
+    document.querySelector('.views').classList.toggle('previous', on && drawn);
+  };
+  if (!waiting) apply(false);
+  else previousTimer = setTimeout(() => apply(!state.latest && state.source === 'live'), 400);
+}
+
 // --- import / export ----------------------------------------------------------------
 async function importText(text, name = 'the file') {
-  $('conn').textContent = 'importing…';
+  const mine = ++importSeq; // a later import's outcome is never overwritten by this one's
+  state.importError = null;
+  state.importing = name;
+  changed('status');
   $('progress').lastElementChild.textContent = 'importing…';
   let record;
   try {
@@ -264,14 +337,16 @@ async function importText(text, name = 'the file') {
   } catch (e) {
     // a run's JSON lines (a watched model's .jsonl): the server reads and checks each line
     if (!looksLikeJsonLines(text)) {
-      return importFailed(`${name} is not a JSON file: ${jsonProblem(text, e)}`);
+      return importFailed(`${name} is not a JSON file: ${jsonProblem(text, e)}`, mine);
     }
   }
   try {
     record = await transport.post('/api/runs/import', text);
   } catch (e) {
-    return importFailed(`${name} is not a backproplab run record: ${recordProblem(e)}`);
+    return importFailed(`${name} is not a backproplab run record: ${recordProblem(e)}`, mine);
   }
+  if (mine !== importSeq) return undefined; // a later import replaced this one
+  state.importing = null;
   if (record.config && record.config.source === 'watched') { // a model of your own
     state.watchedImport = record;
     return pageHost.go('watch', {});
@@ -286,9 +361,13 @@ function looksLikeJsonLines(text) {
   try { JSON.parse(lines[0]); return true; } catch { return false; }
 }
 
-function importFailed(message) {
+/** The import's failure is the status until the next run or import (unless a later
+ *  import began meanwhile: its outcome is the one to show). */
+function importFailed(message, mine) {
+  if (mine !== importSeq) return;
+  state.importing = null;
   state.importError = message;
-  $('conn').textContent = `import failed: ${message}`;
+  changed('status');
   $('progress').lastElementChild.textContent = 'import failed';
 }
 
@@ -334,6 +413,7 @@ function showRecord(record) {
     if (layer != null && !state.overflow) state.overflow = { step: s.step, layer };
   }
   state.status = `imported ${record.steps.length} steps`;
+  restartedBy = null;
   changed('run', 'steps', 'status', 'overflow');
   refreshSide();
 }
@@ -372,7 +452,8 @@ async function downloadReport() {
 async function boot() {
   let opened = 0;
   transport = new Transport(onMessage, (s) => {
-    $('conn').textContent = s;
+    if (!labStarted) $('conn').textContent = s; // opened on another page: the connection
+    showLabStatus(s);
     // after a dropped connection (server restart, busy), pick the live run up again
     if (s === 'connected' && opened++ > 0 && state.source === 'live' && state.schema) {
       startRun('start');
@@ -406,7 +487,7 @@ async function boot() {
 
   const live = () => ['running', 'starting'].includes(state.status);
   $('play').addEventListener('click', () => {
-    afterReset = false;
+    restartedBy = null;
     if (paused && live()) {
       transport.send({ type: 'resume' });
       paused = false;
@@ -423,8 +504,12 @@ async function boot() {
     changed('status');
   });
   $('step').addEventListener('click', () => {
-    afterReset = false;
-    if (!live()) {
+    restartedBy = null;
+    if (!live()) { // the last run ended: Step begins a new one, paused, and says so
+      restartedBy = state.source === 'live' && state.latest ? 'Step' : null;
+      state.source = 'live';
+      state.error = null;
+      state.importError = null;
       resetRun();
       transport.send({ type: 'start', config: state.config, paused: true });
       state.status = 'running';
@@ -435,13 +520,13 @@ async function boot() {
   });
   $('reset').addEventListener('click', () => {
     startRun('update'); // paused, the new run stays paused at step 0
-    afterReset = paused;
+    restartedBy = paused ? 'Reset' : null;
   });
   $('export').addEventListener('click', () => exportRun().catch((e) => {
-    $('conn').textContent = e.message;
+    showLabStatus(e.message);
   }));
   $('report').addEventListener('click', () => downloadReport().catch((e) => {
-    $('conn').textContent = e.message;
+    showLabStatus(e.message);
   }));
   $('import').addEventListener('click', () => $('import-file').click());
   $('import-file').addEventListener('change', async (ev) => {
@@ -471,8 +556,11 @@ async function boot() {
   if (state.ui.layer != null) $('act-layer').value = String(state.ui.layer);
   $('stepper-next').addEventListener('click', () => stepper.next());
   $('stepper-back').addEventListener('click', () => stepper.back());
-  $('stepper-reset').addEventListener('click', () => stepper.reset('backward'));
-  $('stepper-forward').addEventListener('click', () => { stepper.reset('forward'); stepper.next(); });
+  $('stepper-reset').addEventListener('click', () => stepper.reset(stepper.mode));
+  $('stepper-forward').addEventListener('click', () => { // switches mode: its label says which
+    if (stepper.mode === 'forward') stepper.reset('backward');
+    else { stepper.reset('forward'); stepper.next(); }
+  });
   document.addEventListener('keydown', (ev) => {
     if (ev.target.closest('input, select, textarea, button')) return;
     if (ev.key === ' ') { ev.preventDefault(); $(paused ? 'play' : 'pause').click(); }
@@ -500,7 +588,8 @@ async function boot() {
     if (name !== 'lab') return;
     $('page-lab').hidden = !visible;
     labVisible = visible;
-    if (!visible) return;
+    if (!visible) { connIsLab = true; showLabStatus(); return; } // "Lab: …" until the page's own
+
     changed('steps', 'run', 'phase', 'overflow', 'status');
     if (!labStarted) { // the Lab's live run starts when the Lab is first shown
       labStarted = true;
@@ -536,7 +625,7 @@ const pageHost = {
     showRecord(record);
     return this.go('lab');
   },
-  status(text) { $('conn').textContent = text; },
+  status(text) { connIsLab = false; $('conn').textContent = text; },
 };
 
 boot().catch((e) => { $('conn').textContent = `failed to start: ${e.message}`; });

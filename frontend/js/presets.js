@@ -32,6 +32,31 @@ export const PRESETS = {
     norm: 'none' },
 };
 
+/** What each preset is meant to show, and where to look (shown while the controls
+ *  hold the preset's settings). */
+export const STORIES = {
+  'vanishing (sigmoid, depth 30, Xavier)': 'Gradient flow: ‖δ(l)‖ falls layer by layer '
+    + 'towards the input (σ′ ≤ 1/4 each layer), so the first layers hardly learn.',
+  'exploding (tanh, σ_w = 3.5, depth 300)': 'One step, at initialization: ‖δ(l)‖ grows about '
+    + '×1.45 a layer towards the input, on the dashed theory line, until it overflows '
+    + 'float32 (× markers) about 60 layers before the input.',
+  'dead ReLUs (large learning rate)': 'Activations: a learning rate of 2 pushes units to '
+    + 'where ReLU is 0 for every input; the dead fraction grows (clipping keeps the loss '
+    + 'finite so it can be watched).',
+  'He + ReLU (χ₁ = 1)': 'Gradient flow: χ₁ = 1 keeps ‖δ(l)‖ about level across 50 layers; '
+    + 'at width 128 it drifts around the mean-field line by finite-width chance.',
+  'critical tanh (χ₁ = 1 line)': 'On the χ₁ = 1 line of the phase diagram: ‖δ(l)‖ neither '
+    + 'grows nor shrinks with depth.',
+  'residual rescue (sigmoid, α = 1/√L)': 'The vanishing network with skip connections '
+    + 'scaled 1/√L: ‖δ(l)‖ now reaches the input.',
+  'orthogonal isometry (tanh, σ_w = 1)': 'Jacobian spectrum: orthogonal weights keep the '
+    + 'squared singular values near 1 (dynamical isometry).',
+  'gradient clipping (tanh σ_w = 3, clip 1)': 'Chaotic tanh: ‖g‖ before clipping is in the '
+    + 'thousands (top right of Gradient flow) and the clip factor far below 1. Clipping '
+    + 'bounds every step, so the loss stays finite where the same run unclipped diverges '
+    + 'to NaN; it does not make the network learn: the loss swings, the flow is still chaotic.',
+};
+
 /** A preset's whole config: the defaults with the preset's fields over them. */
 export function presetConfig(defaults, preset) {
   return { ...structuredClone(defaults), ...structuredClone(preset),

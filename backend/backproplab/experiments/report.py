@@ -16,6 +16,38 @@ def _value(v: float) -> str:
     return f"{v:.4g}"
 
 
+def executed_where(execution: dict[str, Any], single: str = "in a single process") -> str:
+    """Where an experiment's runs ran, in the words the Experiments page uses (format.js
+    executedWhere); `single` names the one process (the server's, this command's)."""
+    backend = execution.get("backend")
+    if backend == "in-process":
+        return single
+    if backend == "pool":
+        n = execution.get("workers")
+        return f"on a pool of {n} worker process{'' if n == 1 else 'es'}" if n \
+            else "on a process pool"
+    if backend == "ray":
+        address = execution.get("address")
+        return f"on the Ray cluster at {address}" if address else "on Ray"
+    return f"on {backend}" if backend else "somewhere not recorded"
+
+
+def duration(seconds: float) -> str:
+    """12.3 s, 812 ms, 2 min 5 s: as format.js duration() writes it."""
+    a = abs(seconds)
+    if a == 0:
+        return "0 s"
+    if a < 0.9995:
+        return f"{float(f'{seconds * 1e3:.3g}'):g} ms"
+    if a < 59.95:
+        return f"{float(f'{seconds:.3g}'):g} s"
+    whole = round(a)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    minutes = round(a / 60)
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
 def checks_table(checks: list[dict[str, Any]]) -> str:
     rows = []
     for c in checks:
@@ -47,8 +79,8 @@ def report_html(result: dict[str, Any], plotly_js_mode: str = "embed") -> str:
         f"<p>{html.escape(result['summary'])}</p>"
         f"<p>{passed} of {len(result['checks'])} checks pass · "
         f"{'quick' if result['config']['quick'] else 'full'} size · seed "
-        f"{result['config']['seed']} · {len(result['runs'])} runs on "
-        f"{html.escape(ex['backend'])} in {ex['seconds']:.1f} s · config "
+        f"{result['config']['seed']} · {len(result['runs'])} runs, "
+        f"{html.escape(executed_where(ex))}, in {duration(ex['seconds'])} · config "
         f"{result['config_hash']}</p>"
         + checks_table(result["checks"]) + "".join(figures)), plotly_js_mode, style)
 

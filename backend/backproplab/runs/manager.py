@@ -8,7 +8,10 @@ threads take turns running them a step at a time (the scheduler below), so many
 small runs and a few heavy ones share the machine. Jobs never run on the event loop.
 
 Records: every job writes each recorded step to the run store (runs.store) as it is
-produced, from the worker that ran the step, before the step is shown.
+produced, from the worker that ran the step, before the step is shown. What the Runs
+list keeps: a run that finished, or that was stopped, paused, exported or named; a live
+run replaced before it finished (a new setting, a slider drag, a reload) and never kept
+that way is dropped with its steps, so the list holds the runs somebody meant.
 """
 
 from __future__ import annotations
@@ -260,6 +263,8 @@ class Job:
         self.store = store if store is not None else RunStore()
         self.source = source
         self._stored = False  # the run's row exists
+        self.superseded = False  # replaced by the session's next run (or the session ended)
+        self.keep = False  # paused, stopped, exported or named: stored whatever ends it
         self.on_exit = on_exit
         self.cancel = Deadline()
         self.control = Control(paused=paused)
@@ -395,11 +400,12 @@ class Job:
 
     def _store_ending(self, status: str, error: str | None,
                       final: dict | None) -> tuple[str, str | None, dict | None]:
-        """done / stopped / error in the store (a run stopped before its first step, a
-        slider dragged past it, leaves nothing behind); a store that fails turns a done
-        run into an error."""
+        """done / stopped / error in the store (a run stopped before its first step, or
+        replaced mid-way by a new setting and never kept, leaves nothing behind); a store
+        that fails turns a done run into an error."""
+        dropped = self.steps_recorded == 0 or (self.superseded and not self.keep)
         try:
-            if status == "cancelled" and self.steps_recorded == 0:
+            if status == "cancelled" and dropped:
                 self.store.delete(self.id)
             else:
                 self.store.finish(self.id, STORED_STATUS[status], error=error,
@@ -494,6 +500,12 @@ class RunManager:
     def get(self, run_id: str) -> Job | None:
         """The running job with this id (a finished run is in the store only)."""
         return self.jobs.get(run_id)
+
+    def keep(self, run_id: str) -> None:
+        """A running run that was exported or named stays in the store however it ends."""
+        job = self.jobs.get(run_id)
+        if job is not None:
+            job.keep = True
 
     def cancel(self, job: Job) -> None:
         job.stop()

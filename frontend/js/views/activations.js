@@ -1,6 +1,6 @@
 // View 3: per-layer saturated/dead fractions and a(l) std; the histogram of one layer.
 import { COLORS, num, plottable } from '../format.js';
-import { layout, react } from './common.js';
+import { layout, react, wholeAxis } from './common.js';
 
 /** The right axis' top: the largest finite std a(l), with headroom. */
 export function stdTop(layers) {
@@ -35,7 +35,7 @@ export class ActivationsView {
       grid: { rows: 1, columns: 2, pattern: 'independent' },
       margin: { l: 56, r: 16, t: 8, b: 40 },
       legend: { orientation: 'h', y: -0.25, x: 0 },
-      xaxis: { domain: [0, 0.5], title: { text: 'layer' } },
+      xaxis: { domain: [0, 0.5], title: { text: 'layer' }, ...wholeAxis(x) },
       yaxis: { range: [0, 1.02], title: { text: 'fraction of units' } },
       // std a(l) is not a fraction: its own labelled axis and range, on the right
       // round ticks of its own, not synced to the fraction axis' grid (0.529, 0.423, …)

@@ -35,8 +35,11 @@ export function throttled(fn, ms) {
 }
 
 /** Steps as ticks: whole numbers only (a run of one step has no step −0.5). */
-export function stepAxis(steps) {
-  const xs = steps.map((s) => s.step);
+export function stepAxis(steps) { return wholeAxis(steps.map((s) => s.step)); }
+
+/** An axis of whole numbers (steps, layers): a tick at each when they are few, so
+ *  Plotly never labels layer 1.5. */
+export function wholeAxis(xs) {
   const span = xs.length ? Math.max(...xs) - Math.min(...xs) : 0;
   if (span >= 8) return {};
   // one step: Plotly would span −1..1 around it; half a step either side shows only it

@@ -1,6 +1,6 @@
 // View 2: layer × step heatmap of log10 ‖δ(l)‖ (non-finite cells stay empty).
 import { num } from '../format.js';
-import { layout, react, stepAxis, throttled } from './common.js';
+import { layout, react, stepAxis, throttled, wholeAxis } from './common.js';
 
 export class HeatmapView {
   constructor(el) {
@@ -27,6 +27,6 @@ export class HeatmapView {
       colorbar: { title: { text: 'log₁₀‖δ‖' }, thickness: 12 } }],
     layout({ xaxis: { title: { text: 'step' }, ...stepAxis(steps) },
       yaxis: names ? { tickvals: rows, ticktext: names, autorange: 'reversed', automargin: true }
-        : { title: { text: 'layer' } } }));
+        : { title: { text: 'layer' }, ...wholeAxis(rows) } }));
   }
 }

@@ -6,6 +6,26 @@ const SVG = 'http://www.w3.org/2000/svg';
 
 function flat(v) { return Array.isArray(v) ? v.flat(Infinity) : [v]; }
 
+// short names for operations too long for their box (the full name is in the tooltip)
+const SHORT = { softmax_cross_entropy: 'softmax CE', cross_entropy: 'CE' };
+const CHAR_PX = 6.6; // DejaVu Sans at 11 px: the widest lower-case letters, about
+
+/** A box's label as lines: the whole name when it fits in `width` px, else its short
+ *  name on one line or two, else cut with an ellipsis (the tooltip has the full name). */
+export function fitLabel(text, width) {
+  const room = Math.max(Math.floor((width - 6) / CHAR_PX), 2);
+  if (text.length <= room) return [text];
+  const short = SHORT[text];
+  if (short && short.length <= room) return [short];
+  if (short && short.split(' ').every((w) => w.length <= room)) return short.split(' ');
+  return [`${text.slice(0, room - 1)}…`];
+}
+
+// forward mode differentiates Σ ŷ with respect to the input: a tangent needs no targets,
+// so its tape ends in sum where the backward pass ends in the loss
+const FORWARD_END = (loss) => `sum: forward mode pushes the tangent to Σ ŷ, the outputs `
+  + `summed (it needs no targets), where the backward pass starts from the loss ${loss}`;
+
 function colour(x, scale) {
   // diverging blue (negative) ↔ orange (positive), colour-blind safe
   const t = Math.max(-1, Math.min(1, num(x) / (scale || 1)));
@@ -16,7 +36,7 @@ function colour(x, scale) {
 
 export class StepperView {
   constructor(els) {
-    this.els = els; // {svg, strip, eq, pos}
+    this.els = els; // {svg, strip, eq, pos, toggle (the mode button)}
     this.data = null;
     this.pos = -1;
     this.mode = 'backward';
@@ -50,9 +70,29 @@ export class StepperView {
     return ops[k] ? ops[k].id : null;
   }
 
+  /** The graph's node drawn for a forward step, its label and the weights feeding it:
+   *  the equation names what is lit. */
+  graphNode(id) { return this.data.graph.nodes.find((n) => n.id === id); }
+
+  feeding(id) {
+    return this.data.graph.edges.filter((e) => e.target === id)
+      .map((e) => this.graphNode(e.source)).filter((n) => n && n.op === 'input')
+      .map((n) => n.label);
+  }
+
+  lossName() {
+    const last = this.data.graph.nodes[this.data.graph.nodes.length - 1];
+    return last ? last.op : 'loss';
+  }
+
   render() {
-    const { svg, strip, eq, pos } = this.els;
+    const { svg, strip, eq, pos, toggle } = this.els;
     if (!this.data) return;
+    if (toggle) { // the button says what it will do
+      toggle.textContent = this.mode === 'forward' ? 'Backward mode ◁' : 'Forward mode ▷';
+      toggle.title = this.mode === 'forward' ? 'Walk the backward pass from the loss'
+        : 'Push a tangent from the input forward, one node at a time';
+    }
     const seq = this.sequence;
     const current = this.pos >= 0 ? seq[this.pos] : null;
     const visited = new Set(seq.slice(0, Math.max(this.pos, 0)).map((s) => this.nodeOf(s)));
@@ -63,14 +103,20 @@ export class StepperView {
     if (!current) {
       eq.textContent = this.mode === 'backward'
         ? 'Press “Next node” to pull the cotangent back from the loss, one tape node at a time.'
-        : 'Forward mode pushes a tangent ẋ = e₀ from the input towards the loss.';
+        : 'Forward mode pushes a tangent ẋ = e₀ from the input towards the output. '
+          + `Its tape ends in ${FORWARD_END(this.lossName())}.`;
       return;
     }
     if (this.mode === 'forward') {
       const values = flat(current.tangent_out);
       this.fillStrip(strip, values);
-      eq.textContent = `${current.label}:  ṫ_out = J_${current.op} · ṫ_in\n`
-        + `ṫ_out = [${values.map((v) => fmt(v)).join(', ')}]`;
+      const node = this.graphNode(this.nodeOf(current));
+      const weights = node ? this.feeding(node.id) : [];
+      const name = current.op === 'sum' ? 'sum' : (node ? node.label : current.label);
+      eq.textContent = `${name}${weights.length ? ` (${weights.join(', ')})` : ''}:  `
+        + `ṫ_out = J_${current.op} · ṫ_in\n`
+        + `ṫ_out = [${values.map((v) => fmt(v)).join(', ')}]`
+        + (current.op === 'sum' ? `\n${FORWARD_END(this.lossName())}` : '');
       return;
     }
     const rec = this.data.recurrences.find((r) => r.activation_node === current.index);
@@ -163,9 +209,21 @@ export class StepperView {
       const text = document.createElementNS(SVG, 'text');
       text.setAttribute('x', p.x); text.setAttribute('y', p.y);
       const fwd = shownOp.get(n.id);
-      text.textContent = n.op === 'input' ? n.label : (fwd ? fwd.op : n.op);
+      const shown = n.op === 'input' ? n.label : (fwd ? fwd.op : n.op);
+      const lines = fitLabel(shown, w);
+      if (lines.length === 1) text.textContent = lines[0];
+      else { // two lines, centred on the box's middle
+        lines.forEach((line, i) => {
+          const span = document.createElementNS(SVG, 'tspan');
+          span.setAttribute('x', p.x);
+          span.setAttribute('dy', i === 0 ? '-0.55em' : '1.1em');
+          span.textContent = line;
+          text.appendChild(span);
+        });
+      }
       const title = document.createElementNS(SVG, 'title');
-      title.textContent = `${fwd ? fwd.label : n.label} ${JSON.stringify(n.shape)}`;
+      title.textContent = fwd && fwd.op !== n.op ? `${fwd.op} (forward mode; the backward `
+        + `pass ends in ${n.label})` : `${n.label} ${JSON.stringify(n.shape)}`;
       g.append(rect, text, title);
       svg.appendChild(g);
     }

@@ -63,6 +63,7 @@ class LiveSession:
         finally:
             self.closed = True
             if self.job is not None:
+                self.job.superseded = True  # a reload or a closed tab: dropped unless kept
                 self.manager.cancel(self.job)
                 with anyio.CancelScope(shield=True):  # wait for it to end, even if cancelled
                     await self.manager.stop(self.job)
@@ -110,12 +111,14 @@ class LiveSession:
             self.error("no_run", f"'{kind}' needs a running run: send 'start' first")
             return False
         if kind == "pause":
+            self.job.keep = True  # the student stopped to look: the Runs list keeps it
             self.job.control.set_paused(True)
         elif kind == "resume":
             self.job.control.set_paused(False)
         elif kind == "step":
             self.job.control.add_step()
         else:
+            self.job.keep = True
             await self.manager.stop(self.job)
             self.sink.put({"type": "stopped", "id": self.job.id}, keep=True)
         return False
@@ -133,6 +136,7 @@ class LiveSession:
             self.error("invalid_config", f"{field or 'config'}: {first['msg']}", field)
             return False
         if self.job is not None:
+            self.job.superseded = True  # replaced mid-way: dropped unless kept
             await self.manager.stop(self.job)  # cancel the old run, wait for it to end
             self.sink.take()  # drop frames of the old run that were not sent yet
         try:

@@ -133,8 +133,10 @@ def get_run(run_id: str, store: StoreDep, manager: ManagerDep) -> Response:
 
 @router.get("/api/runs/{run_id}/export", response_model=RunRecord,
             response_class=StrictJSONResponse, responses=NOT_FOUND)
-def export_run(run_id: str, store: StoreDep) -> StreamingResponse:
-    """The run record as a JSON file download, streamed a few rows at a time."""
+def export_run(run_id: str, store: StoreDep, manager: ManagerDep) -> StreamingResponse:
+    """The run record as a JSON file download, streamed a few rows at a time (a run
+    still going that is exported stays in the Runs list however it ends)."""
+    manager.keep(run_id)
     try:
         chunks = store.export_chunks(run_id)
     except NotFound:
@@ -156,8 +158,10 @@ def report_run(run_id: str, store: StoreDep) -> HTMLResponse:
 
 @router.patch("/api/runs/{run_id}", response_model=RunSummary,
               response_class=StrictJSONResponse, responses=NOT_FOUND)
-def edit_run(run_id: str, edit: RunEdit, store: StoreDep) -> StrictJSONResponse:
+def edit_run(run_id: str, edit: RunEdit, store: StoreDep,
+             manager: ManagerDep) -> StrictJSONResponse:
     """Rename a run or change its note (a named run is never pruned)."""
+    manager.keep(run_id)
     stored(store, run_id)
     return StrictJSONResponse(store.rename(run_id, **edit.model_dump(exclude_unset=True)))
 

@@ -113,13 +113,32 @@ export function mount(root, host) {
     checks.replaceChildren(el('caption', { text: 'Measured here against the paper' }), head, body);
   }
 
+  /** Layers and steps are whole numbers: an axis titled by one, spanning few of them,
+   *  gets a tick at each (Plotly's own would put one at layer 1.5). */
+  function wholeTicks(fig) {
+    const layout = { ...fig.layout };
+    for (const [key, axis] of Object.entries(layout)) {
+      if (!/^xaxis\d*$/.test(key) || !axis) continue;
+      const title = (axis.title && (axis.title.text ?? axis.title)) || '';
+      if (!/\b(layer|step)s?\b/i.test(String(title)) || axis.type === 'log') continue;
+      const name = `x${key.slice(5)}`;
+      const xs = fig.data.filter((t) => (t.xaxis || 'x') === name)
+        .flatMap((t) => t.x || []).map(Number).filter(Number.isFinite);
+      if (!xs.length) continue;
+      const span = Math.max(...xs) - Math.min(...xs);
+      if (span < 12) layout[key] = { ...axis, tickmode: 'linear', tick0: 0, dtick: 1 };
+      else if (!axis.dtick) layout[key] = { ...axis, tickformat: 'd' };
+    }
+    return layout;
+  }
+
   function renderFigures(figs) {
     figures.replaceChildren();
     for (const fig of figs) {
       const div = el('div', { class: 'exp-figure' });
       figures.append(div);
       if (window.Plotly) {
-        window.Plotly.newPlot(div, fig.data, { ...fig.layout, autosize: true },
+        window.Plotly.newPlot(div, fig.data, { ...wholeTicks(fig), autosize: true },
           { responsive: true, displaylogo: false });
       } else div.textContent = 'plotly.js is not loaded: figures cannot be drawn';
     }

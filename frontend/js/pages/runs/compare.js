@@ -2,7 +2,7 @@
 // profiles at the last step and loss curves overlaid (or one plot per run, drawn by the
 // Lab's own views), and a ‖δ(l)‖ heatmap per run.
 import { fmt, num, plottable } from '../../format.js';
-import { layout, react } from '../../views/common.js';
+import { layout, react, wholeAxis } from '../../views/common.js';
 import { FlowView } from '../../views/flow.js';
 import { HeatmapView } from '../../views/heatmap.js';
 import { LossView, logTicks } from '../../views/loss.js';
@@ -145,14 +145,15 @@ export class CompareView {
       }
     });
     react(flow, flowTraces, layout({
-      xaxis: { title: { text: 'layer (input side → output)' }, zeroline: false },
+      xaxis: { title: { text: 'layer (input side → output)' }, zeroline: false,
+        ...wholeAxis(flowTraces.flatMap((t) => t.x)) },
       yaxis: { type: 'log', title: { text: '‖δ(l)‖' },
         ...logTicks(flowTraces.filter((t) => t.mode !== 'markers').flatMap((t) => t.y)) } }));
     const lossTraces = data.runs.map((run, i) => ({ x: run.series.step,
       y: run.series.loss.map(plottable), name: runLabel(run), mode: 'lines',
       connectgaps: false, line: { color: RUN_COLORS[i % RUN_COLORS.length] } }));
     react(loss, lossTraces, layout({
-      xaxis: { title: { text: 'step' } },
+      xaxis: { title: { text: 'step' }, ...wholeAxis(lossTraces.flatMap((t) => t.x)) },
       // ticks labelled with their values (Plotly's minor ticks read "5, 2": a loss of 5?)
       yaxis: { type: 'log', title: { text: 'loss' }, ...logTicks(lossTraces.flatMap((t) => t.y)) },
     }));

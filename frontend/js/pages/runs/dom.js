@@ -23,7 +23,8 @@ export function when(seconds) {
     + `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-/** depth × width activation, init (+ residual, norm): what a run was, in a few words. */
+/** depth × width activation, init (+ residual, norm), then engine, dtype and learning
+ *  rate: what a run was, in a few words (runs differing only in dtype read apart). */
 export function describe(config) {
   if (!config) return '';
   if (config.source === 'watched') { // a model of one's own (backproplab.watch)
@@ -32,7 +33,9 @@ export function describe(config) {
   const parts = [`${config.depth}×${config.width} ${config.activation}`, config.init];
   if (config.residual) parts.push('residual');
   if (config.norm && config.norm !== 'none') parts.push(config.norm);
-  if (config.engine && config.engine !== 'numpy') parts.push(config.engine);
+  const engine = [config.engine, config.dtype].filter(Boolean).join(' ');
+  if (engine) parts.push(engine);
+  if (typeof config.lr === 'number') parts.push(`lr ${String(Number(config.lr.toPrecision(3)))}`);
   return parts.join(', ');
 }
 

@@ -33,6 +33,9 @@ export class HistoryView {
     this.count = h('span', { id: 'runs-count', class: 'runs-count', 'aria-live': 'polite' });
     this.body = h('tbody', { id: 'runs-rows' });
     root.append(
+      h('p', { class: 'runs-rule', id: 'runs-rule', text: 'Kept here: every run that '
+        + 'finished, and any run you paused, stopped, exported or named; a run replaced '
+        + 'mid-way by a new setting (a slider drag, a preset) is not kept.' }),
       h('div', { class: 'runs-bar', role: 'group', 'aria-label': 'Filter the runs' },
         this.source, this.name,
         h('button', { type: 'button', onclick: () => this.load(this.before()) }, 'Refresh'),
