@@ -68,7 +68,9 @@ class Watcher:
         self.snapshot: list | None = None
         self.weight_samples: list | None = None
         self.prior_norms: list | None = None  # ‖W‖ of each weight before the update
-        self.pending_loss = None  # device flag: first unrecorded step with a bad loss
+        # the losses of steps not recorded, kept on the device and checked for NaN/±Inf
+        # all at once with the next recorded step (a check per step cost 0.1 ms)
+        self.unrecorded: list[tuple[int, Any]] = []
         self.file = record.LineFile(out) if out is not None else None
         self.pusher = None
         if server is not None:
@@ -168,21 +170,34 @@ class Watcher:
         return result
 
     def _check_loss(self, s: int, loss: Any) -> None:
-        """A non-finite loss on a step that is not recorded: kept on the device (no
-        sync), read with the next recorded step."""
+        """The loss of a step that is not recorded: a tensor is kept (no kernel, no
+        sync) for `_pending_loss` at the next recorded step."""
         if self.first_nonfinite is not None or loss is None:
             return
         import torch
 
-        if not isinstance(loss, torch.Tensor):
-            if not math.isfinite(float(loss)):
-                self.first_nonfinite = {"step": s, "module": None, "in": "forward",
-                                        "what": "loss"}
-            return
-        if self.pending_loss is None:
-            self.pending_loss = torch.full((), -1.0, dtype=torch.float64, device=loss.device)
-        bad = ~torch.isfinite(loss.detach()).all() & (self.pending_loss < 0)
-        self.pending_loss = torch.where(bad, float(s), self.pending_loss)
+        if isinstance(loss, torch.Tensor):
+            self.unrecorded.append((s, loss.detach()))
+        elif not math.isfinite(float(loss)):
+            self.first_nonfinite = {"step": s, "module": None, "in": "forward",
+                                    "what": "loss"}
+
+    def _pending_loss(self) -> Any:
+        """On the device: the first unrecorded step whose loss had a NaN/±Inf since
+        the last recorded step, or −1."""
+        kept, self.unrecorded = self.unrecorded, []
+        if not kept or self.first_nonfinite is not None:
+            return -1.0
+        import torch
+
+        device = kept[0][1].device
+        finite = torch.stack([torch.isfinite(t).all().to(device) for _, t in kept]) \
+            if any(t.numel() != 1 or t.device != device for _, t in kept) \
+            else torch.isfinite(torch.stack([t.reshape(()) for _, t in kept]))
+        steps = torch.tensor([float(s) for s, _ in kept], dtype=torch.float64, device=device)
+        bad = ~finite
+        return torch.where(bad.any(), steps[bad.to(torch.uint8).argmax()],
+                           torch.tensor(-1.0, dtype=torch.float64, device=device))
 
     def _norm_inputs(self) -> tuple[list, list, dict]:
         """(segment, norm) and (segment, tensor) for reduce.param_norms: each watched
@@ -243,7 +258,7 @@ class Watcher:
                   self.scaler._get_scale_async() if self.scaler is not None
                   and cap.scale is not None else math.nan,
                   grad_norm if grad_norm is not None else math.nan,
-                  self.pending_loss if self.pending_loss is not None else -1.0]
+                  self._pending_loss()]
         norms = reduce.param_norms(torch, taken, cold, modules, self.acc, self.device)
         packed = reduce.device_summary(cap, self.plan, norms, extras, self.device, self.acc)
         names = [w.name for w in self.watched]
@@ -325,8 +340,8 @@ class Watcher:
         if not self.active:
             return
         self._detach()
-        if self.first_nonfinite is None and self.pending_loss is not None:
-            pending = float(self.pending_loss)
+        if self.first_nonfinite is None and self.unrecorded:
+            pending = float(self._pending_loss())
             if pending >= 0:
                 self.first_nonfinite = {"step": int(pending), "module": None,
                                         "in": "forward", "what": "loss"}
