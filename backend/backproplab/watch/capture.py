@@ -2,8 +2,10 @@
 
 Forward hook (after module m ran): the sum of its output (exact mean; a NaN or ±Inf
 anywhere makes it non-finite), a fixed random subsample of SAMPLE values (moments and
-the histogram), for rectifiers the per-unit maximum over the batch (dead units); and a
-tensor hook on the output. The values are copied out at once, before any in-place op
+the histogram), for rectifiers the per-unit maximum over the batch (dead units), at
+its first call of the step ‖W‖ of its weights and a copy of their sampled entries
+(before the optimizer's update, while the weights are in cache); and a tensor hook
+on the output. The values are copied out at once, before any in-place op
 that follows can change them; the tensor hook, registered before such an op, receives
 ∂L/∂(output as the module returned it), which is δ of the module.
 
