@@ -337,6 +337,21 @@ def test_a_bad_loss_on_a_step_that_is_not_recorded_is_found():
     assert w.first_nonfinite == {"step": 2, "module": None, "in": "forward", "what": "loss"}
 
 
+def test_the_first_of_several_bad_losses_is_named_at_the_next_recorded_step():
+    m = nn.Sequential(nn.Linear(2, 1))
+    bad = {1: math.nan, 2: math.inf}
+    with backproplab.watch(m, every=4) as w:
+        for step in range(5):
+            loss = m(torch.ones(1, 2)).sum() * bad.get(step, 1.0)
+            loss.backward()
+            rec = w.step(loss)
+            m.zero_grad()
+        # read with step 4's record, before close()
+        assert rec["step"] == 4
+        assert w.first_nonfinite == {"step": 1, "module": None, "in": "forward",
+                                     "what": "loss"}
+
+
 def test_out_file_is_json_lines_that_read_back_as_the_record(tmp_path):
     m = model(True)
     x, y = data()

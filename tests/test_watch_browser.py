@@ -6,6 +6,7 @@ module; the first non-finite value is named in words."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -168,4 +169,152 @@ def test_the_runs_page_lists_and_opens_a_pushed_run(page, server):
     assert [r[0] for r in rows] == [layer["name"] for layer in pushed["layers"]]
     for row_, layer in zip(rows, pushed["layers"], strict=True):
         assert float(row_[2]) == pytest.approx(layer["delta_norm"], rel=5e-3)
+    assert page.errors == []
+
+
+def nonfinite_label(v):
+    """What the page writes for a non-finite value (codec strings or floats)."""
+    x = float(v) if not isinstance(v, str) else {"NaN": math.nan, "Infinity": math.inf,
+                                                 "-Infinity": -math.inf}[v]
+    if math.isfinite(x):
+        return None
+    return "NaN" if math.isnan(x) else ("+Inf" if x > 0 else "−Inf")
+
+
+def follow_newest(page, server, step="3"):
+    page.goto(f"{server.url}/#page=watch")
+    page.locator("#watch-runs tbody tr").first.click()
+    page.wait_for_function(f"() => document.getElementById('watch-step').textContent"
+                           f" === '{step}'", timeout=15000)
+    page.wait_for_timeout(400)  # the heatmap draws at most every 250 ms
+
+
+def test_the_code_sample_is_whole_in_the_sidebar(page, server):
+    page.goto(f"{server.url}/#page=watch")
+    snippet = page.locator(".watch-snippet")
+    snippet.wait_for()
+    text = snippet.text_content()
+    assert f'backproplab.watch(model, server="{server.url}") as w:' in text
+    box = page.evaluate("""() => { const pre = document.querySelector('.watch-snippet');
+        const side = document.querySelector('.watch-side').getBoundingClientRect();
+        const r = pre.getBoundingClientRect();
+        return {scroll: pre.scrollWidth, client: pre.clientWidth, right: r.right,
+                sideRight: side.right}; }""")
+    # nothing hidden to the right: no text beyond the box, the box inside the sidebar
+    assert box["scroll"] <= box["client"], box
+    assert box["right"] <= box["sideRight"], box
+    assert page.errors == []
+
+
+def test_step_and_log_ticks_read_as_values(page, server):
+    pushed = push(server)
+    follow_newest(page, server)
+    labels = page.evaluate("""() => ({
+        flow: [...document.querySelectorAll('#watch-flow .ytick text')].map(t => t.textContent),
+        loss: [...document.querySelectorAll('#watch-loss .xtick text')].map(t => t.textContent),
+        heat: [...document.querySelectorAll('#watch-heatmap .xtick text')]
+            .map(t => t.textContent)})""")
+    norms = [float(layer[k]) for layer in pushed["layers"] for k in ("delta_norm", "grad_w_norm")
+             if layer[k] is not None]
+    values = [float(t.replace("−", "-")) for t in labels["flow"]]
+    assert 2 <= len(values) <= 12, labels["flow"]
+    # each label is the full value at its tick (Plotly's minor labels read "2" for 0.2)
+    assert all(min(norms) / 1.5 <= v <= max(norms) * 1.5 for v in values), (values, norms)
+    assert len(set(values)) == len(values)
+    # four steps: whole step numbers only
+    assert labels["loss"] == ["0", "1", "2", "3"], labels["loss"]
+    assert labels["heat"] == ["0", "1", "2", "3"], labels["heat"]
+    assert page.errors == []
+
+
+def test_non_finite_values_are_marked_and_named(page, server):
+    pushed = push(server, "broken")
+    follow_newest(page, server)
+    expected = [(layer["name"], nonfinite_label(layer["delta_norm"]))
+                for layer in pushed["layers"]]
+    bad_delta = [(n, w) for n, w in expected if w]
+    assert bad_delta, "the broken run's last step has a non-finite δ"
+    shown = page.evaluate("""() => {
+        const gd = document.getElementById('watch-flow');
+        const hm = document.getElementById('watch-heatmap');
+        const texts = (el) => [...el.querySelectorAll('.textpoint text')].map(t => t.textContent);
+        return {legend: [...gd.querySelectorAll('.legendtext')].map(t => t.textContent),
+                flowText: texts(gd), flowHover: gd.data[2].customdata,
+                heatText: texts(hm),
+                heatLegend: [...hm.querySelectorAll('.legendtext')].map(t => t.textContent),
+                zerolines: hm.querySelectorAll('.zerolinelayer path').length,
+                cellColor: hm.data[1].colorscale[0][1]}; }""")
+    assert "non-finite (NaN / ±Inf), at the top edge" in shown["legend"]
+    # one marker per module with a non-finite ‖δ‖ or ‖∇W‖, labelled with what it is
+    per_module = {}
+    for layer in pushed["layers"]:
+        for key, sym in (("delta_norm", "‖δ‖"), ("grad_w_norm", "‖∇W‖")):
+            w = layer[key] is not None and nonfinite_label(layer[key])
+            if w:
+                per_module.setdefault(layer["name"], []).append(f"{sym} {w}")
+    assert shown["flowHover"] == [f"{n}: {', '.join(v)}" for n, v in per_module.items()]
+    assert sorted(shown["flowText"]) == sorted(
+        "/".join(dict.fromkeys(v.split(" ")[1] for v in vals)) for vals in per_module.values())
+    # the heatmap names each non-finite cell (only the last step has any)
+    assert sorted(shown["heatText"]) == sorted(w for _, w in bad_delta)
+    assert shown["heatLegend"] == ["non-finite ‖δ‖ (NaN / ±Inf)"]
+    assert shown["cellColor"] == "#D55E00" and shown["zerolines"] == 0
+    assert page.errors == []
+
+
+LIVE = textwrap.dedent("""
+    import sys, torch, backproplab
+    from torch import nn
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    with backproplab.watch(m, server=sys.argv[1], name=sys.argv[2]) as w:
+        for step in range(2):
+            m(torch.randn(16, 4)).pow(2).mean().backward(); w.step(); m.zero_grad()
+            print("stepped", flush=True)
+            sys.stdin.readline()  # stays live until the test says go on
+""")
+
+
+def test_a_live_run_is_listed_from_its_first_step(page, server):
+    import time
+
+    import httpx
+
+    push(server)  # an older, finished run is followed first
+    page.goto(f"{server.url}/#page=watch")
+    page.locator("#watch-runs tbody tr").first.wait_for(timeout=15000)
+    proc = subprocess.Popen([sys.executable, "-c", LIVE, server.url, "live one"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "stepped"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the step has reached the server
+            runs = httpx.get(f"{server.url}/api/watch/runs").json()["runs"]
+            if runs and runs[0]["name"] == "live one" and runs[0]["steps"] == 1:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the first step never reached the server")
+        stored = time.monotonic()
+        row = page.locator("#watch-runs tbody tr", has_text="live one")
+        row.wait_for(timeout=5000)
+        listed = time.monotonic() - stored
+        assert [row.locator("td").nth(i).text_content() for i in range(3)] == \
+            ["live one", "live", "1"]
+        assert listed < 2.5, f"listed {listed:.1f} s after its first step was stored"
+        # the page follows the new live run (the one it showed had finished)
+        page.wait_for_function("() => document.getElementById('watch-title').textContent"
+                               " === 'live one' && document.getElementById('watch-step')"
+                               ".textContent === '0'", timeout=5000)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        page.wait_for_function("() => document.getElementById('watch-step').textContent"
+                               " === '1'", timeout=10000)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=60) == 0
+        row.locator("td.status-finished").wait_for(timeout=5000)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert page.errors == []

@@ -2,8 +2,10 @@
 
 Forward hook (after module m ran): the sum of its output (exact mean; a NaN or ±Inf
 anywhere makes it non-finite), a fixed random subsample of SAMPLE values (moments and
-the histogram), for rectifiers the per-unit maximum over the batch (dead units); and a
-tensor hook on the output. The values are copied out at once, before any in-place op
+the histogram), for rectifiers the per-unit maximum over the batch (dead units), at
+its first call of the step ‖W‖ of its weights and a copy of their sampled entries
+(before the optimizer's update, while the weights are in cache); and a tensor hook
+on the output. The values are copied out at once, before any in-place op
 that follows can change them; the tensor hook, registered before such an op, receives
 ∂L/∂(output as the module returned it), which is δ of the module.
 
@@ -71,6 +73,11 @@ class StepCapture:
         self.d_sample: list = [None] * modules
         self.d_count = [0] * modules
         self.grads: dict = {}  # id(param) -> its .grad after the latest accumulation
+        # at the module's first forward of the step, so before the optimizer's update
+        # (and while the weights are in cache): ‖W‖ per weight, and a copy of each
+        # weight's sampled entries for ‖ΔW‖/‖W‖
+        self.w_norms: list = [None] * modules
+        self.w_snap: list = [None] * modules
         self.scale = None  # the GradScaler scale the backward ran with
 
 
@@ -89,7 +96,9 @@ def first_tensor(output: Any) -> Any:
 def forward_hook(watcher: Any, i: int, rectifier: bool):
     import torch
 
-    take = torch.take
+    take, vector_norm = torch.take, torch.linalg.vector_norm
+    weights = watcher.plan.weights[i]
+    sampled = watcher.update_ratio and bool(weights)
 
     def hook(module, inputs, output):
         t = first_tensor(output)
@@ -106,6 +115,10 @@ def forward_hook(watcher: Any, i: int, rectifier: bool):
             cap.a_sample[i] = take(y, idx)
             if rectifier and y.dim() >= 2:
                 cap.a_max[i] = torch.amax(y.reshape(y.shape[0], -1), 0)
+            if weights:
+                cap.w_norms[i] = [vector_norm(p.detach()) for p in weights]
+                if sampled:
+                    cap.w_snap[i] = [v.clone() for v in watcher.module_samples(i)]
         if t.requires_grad:
             t.register_hook(watcher.delta_hooks[i])
 

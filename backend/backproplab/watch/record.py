@@ -72,12 +72,17 @@ LAYER_FLOATS = ("delta_norm", "grad_w_norm", "grad_b_norm", "weight_norm", "upda
                 "a_mean", "a_std", "saturated_frac", "dead_frac")
 
 
+def scalars_finite(step: dict) -> bool:
+    """No float at the step's top level (loss, norms, scale) is NaN or ±Inf."""
+    isfinite = math.isfinite
+    return all(isfinite(v) for v in step.values() if type(v) is float)
+
+
 def all_finite(step: dict) -> bool:
     """No float in the step is NaN or ±Inf (then it is encoded without a walk)."""
     isfinite = math.isfinite
-    for v in step.values():
-        if type(v) is float and not isfinite(v):
-            return False
+    if not scalars_finite(step):
+        return False
     for layer in step["layers"]:
         for key in LAYER_FLOATS:
             v = layer[key]

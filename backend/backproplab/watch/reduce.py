@@ -283,7 +283,7 @@ def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: l
         r = rows[i]
         forward = cap.a_sample[i] is not None
         backward = cap.d_sample[i] is not None
-        weight = r[c["weight_norm"]] if plan.weights[i] else None
+        weight = r[c["weight_norm"]] if has["weight"][i] else None  # no forward: not taken
         layer = {
             "index": index, "name": names[i], "kind": kinds[i],
             "delta_norm": r[c["delta_norm"]] if backward else None,

@@ -2,12 +2,12 @@
 // backproplab.watch(model, server=...), live and finished, and follows one in the
 // Lab's views with module names on the axes. Polls only while shown.
 import { fmt } from '../../format.js';
-import { FlowView } from '../../views/flow.js';
-import { HeatmapView } from '../../views/heatmap.js';
 import { LossView } from '../../views/loss.js';
 import { groupsOf, inGroup, nonfiniteText, valueRows } from './model.js';
+import { WatchFlow, WatchHeatmap } from './plots.js';
 
-const LIST_MS = 2000;
+// a script's run is listed within a second of its first pushed step
+const LIST_MS = 1000;
 const FOLLOW_MS = 500;
 const MAX_STEPS = 600;
 
@@ -63,19 +63,31 @@ export function mount(root, host) {
   const $ = (id) => root.querySelector(`#${id}`);
   const snippet = root.querySelector('.watch-snippet');
   snippet.textContent = snippet.textContent.replace('ORIGIN', location.origin);
-  const flow = new FlowView($('watch-flow'));
-  const heatmap = new HeatmapView($('watch-heatmap'));
+  const flow = new WatchFlow($('watch-flow'));
+  const heatmap = new WatchHeatmap($('watch-heatmap'));
   const loss = new LossView($('watch-loss'));
   const page = { visible: false, runId: null, run: null, config: null, steps: [], group: '',
     listTimer: null, followTimer: null, file: null };
 
   async function refreshList() {
+    clearTimeout(page.listTimer); // one chain of refreshes, however often shown
     try {
       const { runs } = await host.transport.get('/api/watch/runs');
       renderList(runs);
-      if (!page.runId && !page.file && runs.length) follow(runs[0].id);
+      if (!page.file && runs.length && wantsNewer(runs)) follow(runs[0].id);
     } catch (e) { host.status(`watched runs: ${e.message}`); }
     if (page.visible) page.listTimer = setTimeout(refreshList, LIST_MS);
+  }
+
+  /** Follow the newest run when nothing is followed, or when a script started a new
+   *  live run while the followed one has finished. */
+  function wantsNewer(runs) {
+    if (!page.runId) return true;
+    if (page.chosen) return false; // a run the user picked stays followed
+    const newest = runs[0];
+    if (newest.id === page.runId || newest.status !== 'live') return false;
+    const current = runs.find((r) => r.id === page.runId);
+    return !current || current.status !== 'live';
   }
 
   function renderList(runs) {
@@ -87,15 +99,15 @@ export function mount(root, host) {
       if (r.id === page.runId) row.setAttribute('aria-selected', 'true');
       row.append(el('td', {}, r.name), el('td', { class: `status-${r.status}` }, r.status),
         el('td', {}, String(r.steps)), el('td', {}, nonfiniteText(r.first_nonfinite) || '—'));
-      row.addEventListener('click', () => follow(r.id));
-      row.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') follow(r.id); });
+      row.addEventListener('click', () => follow(r.id, true));
+      row.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') follow(r.id, true); });
       body.append(row);
     }
   }
 
-  function follow(runId) {
+  function follow(runId, chosen = false) {
     clearTimeout(page.followTimer);
-    Object.assign(page, { runId, file: null, run: null, config: null, steps: [] });
+    Object.assign(page, { runId, chosen, file: null, run: null, config: null, steps: [] });
     host.setParams({ run: runId, group: page.group });
     for (const row of $('watch-runs').tBodies[0].rows) {
       if (row.dataset.run === runId) row.setAttribute('aria-selected', 'true');
@@ -162,10 +174,10 @@ export function mount(root, host) {
     const steps = page.steps.map((s) => ({ ...s,
       layers: s.layers.filter((l) => inGroup(l.name, page.group)) }));
     const latest = steps[steps.length - 1];
-    flow.render({ theory: null }, latest);
+    flow.render(latest);
     const rows = latest.layers.length;
     $('watch-heatmap').style.height = `${Math.max(300, 18 * rows + 90)}px`;
-    heatmap.render({ steps });
+    heatmap.render(steps);
     loss.render({ steps });
     $('watch-step').textContent = String(latest.step);
     const body = $('watch-values').tBodies[0];
@@ -202,7 +214,7 @@ export function mount(root, host) {
       if (handed) { // a watched record imported on the Lab page
         host.state.watchedImport = null;
         showFile(handed);
-      } else if (params.run && params.run !== page.runId) follow(params.run);
+      } else if (params.run && params.run !== page.runId) follow(params.run, true);
       else poll();
       refreshList();
     },
