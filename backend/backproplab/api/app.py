@@ -93,7 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         offload.shutdown()
 
     measurements = {"compile": Measurement("compiled-view", settings.max_request_seconds),
-                    "memory": Measurement("memory-view", settings.max_request_seconds)}
+                    "memory": Measurement("memory-view", settings.max_request_seconds,
+                                          hint="the sweep over depths 8…1000 is the same "
+                                               "for every depth, so a smaller width or "
+                                               "batch is what makes it faster; or try "
+                                               "again when the server is less busy")}
 
     def stop_measuring(wait: float = 0.0) -> None:
         """First thing when the server stops (the signal handler calls it): measurements

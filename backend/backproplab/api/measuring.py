@@ -48,9 +48,10 @@ class Measurement:
     """One kind of measurement: `await run(request, key, compute)`, where
     compute(check) does the work and calls check() between its parts."""
 
-    def __init__(self, what: str, seconds: float, max_waiting: int = 8, cached: int = 16):
-        self.what, self.seconds, self.max_waiting, self.cached = \
-            what, seconds, max_waiting, cached
+    def __init__(self, what: str, seconds: float, max_waiting: int = 8, cached: int = 16,
+                 hint: str = "try a smaller network"):
+        self.what, self.seconds, self.max_waiting, self.cached, self.hint = \
+            what, seconds, max_waiting, cached, hint
         self.limiter = anyio.CapacityLimiter(1)
         self.waiting = 0  # asked for and not yet answered (the running one included)
         self.stopping = threading.Event()
@@ -114,8 +115,8 @@ class Measurement:
         except TimeoutError:
             raise HTTPException(503, f"the {self.what} measurement took longer than "
                                      f"{self.seconds:g} s (setting "
-                                     f"BACKPROPLAB_MAX_REQUEST_SECONDS); try a smaller "
-                                     f"network") from None
+                                     f"BACKPROPLAB_MAX_REQUEST_SECONDS); {self.hint}") \
+                from None
         except Cancelled:
             if self.stopping.is_set():
                 raise HTTPException(503, f"the server is stopping: the {self.what} "

@@ -111,23 +111,35 @@ def saved_bytes(tree: Any, skip: set[int]) -> int:
     return total
 
 
-def _functions(spec: RunSpec):
-    """(segment(lo, hi) -> run(a, *params of its layers), loss(out, labels, targets))."""
+@functools.lru_cache(maxsize=8)
+def _programs(kind: RunSpec):
+    """(kernels, the first layer's program, a hidden layer's): one XLA program per kind
+    of layer, the hidden ones alike at every depth, so each is compiled once for all
+    the depths and strategies of a report (kind: the spec at depth 1 or 2)."""
     import jax
-    import jax.numpy as jnp
 
     from .jax_xp import JAX
 
-    net = network.layers(spec)
+    net = network.layers(kind)
     phi = net[0].activation.jax_forward(jax)
     kernels = network.Kernels(
         xp=JAX, dense=lambda a, W, b, layer: jax.lax.dot_general(a, W, _CONTRACT) + b,
         activation=lambda u, layer: phi(u))
 
-    def compiled(layer):  # one XLA program per kind of layer (hidden ones are alike)
+    def compiled(layer):
         return jax.jit(lambda a, W, b: network.layer_forward(layer, kernels, a, W, b).a_out)
 
-    first, hidden = compiled(net[0]), compiled(net[1]) if spec.depth > 1 else None
+    return kernels, compiled(net[0]), compiled(net[1]) if kind.depth > 1 else None
+
+
+def _functions(spec: RunSpec):
+    """(segment(lo, hi) -> run(a, *params of its layers), loss(out, labels, targets))."""
+    import jax
+    import jax.numpy as jnp
+
+    net = network.layers(spec)
+    kernels, first, hidden = _programs(spec.replace(depth=min(spec.depth, 2), steps=1,
+                                                    checkpoint="none", microbatches=1))
 
     def segment(lo: int, hi: int):
         def run(a, *chunk):

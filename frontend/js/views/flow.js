@@ -101,8 +101,10 @@ export class FlowView {
       notes.push(`mean of per-example ∇W = batch ∇W (max rel. diff ${fmt(worst)})`);
     }
     if (step.grad_norm != null) {
-      notes.push(`global ‖g‖ before clipping ${fmt(step.grad_norm)}`
-        + (step.clip_factor != null ? `, clip factor ${fmt(step.clip_factor)}` : ''));
+      const clipping = state.config && state.config.clip != null;
+      notes.push(clipping ? `global ‖g‖ before clipping ${fmt(step.grad_norm)}`
+        + (step.clip_factor != null ? `, clip factor ${fmt(step.clip_factor)}` : '')
+        : `global ‖g‖ = ${fmt(step.grad_norm)} (no clipping)`);
     }
     const deltaClip = state.config && state.config.delta_clip;
     if (deltaClip) notes.push(`δ(l) capped at ±${fmt(deltaClip)} per element`);
@@ -147,13 +149,16 @@ export class FlowView {
         marker: { color: COLORS.vermillion, symbol: 'x', size: 10 } });
     }
     react(this.el, data, layout({
-      annotations: notes.length ? [{ text: notes.join('; '), xref: 'paper', yref: 'paper',
-        x: 1, y: 1, xanchor: 'right', yanchor: 'top', showarrow: false,
+      // one note a line, in the lower right corner: clear of the legend above the plot
+      annotations: notes.length ? [{ text: notes.join(';<br>'), xref: 'paper', yref: 'paper',
+        x: 1, y: 0, xanchor: 'right', yanchor: 'bottom', align: 'right', showarrow: false,
+        bgcolor: 'rgba(255,255,255,0.8)',
         font: { size: 11, color: clipped ? COLORS.vermillion : '#444' } }] : [],
       xaxis: names ? { title: { text: 'module (forward order)' }, zeroline: false, tickvals: x,
         ticktext: names, tickangle: -45, automargin: true }
         : { title: { text: 'layer (input side → output)' }, zeroline: false },
-      yaxis: { type: 'log', title: { text: 'norm' }, exponentformat: 'power' },
+      yaxis: { type: 'log', title: { text: 'norm', standoff: 8 }, exponentformat: 'power',
+        automargin: true },
     }));
   }
 }

@@ -19,6 +19,12 @@ export function configQuery(config, skip) {
   return out;
 }
 
+// the network a measurement is of, as the status line names it
+function network(params) {
+  return `depth ${params.depth}, width ${params.width}, batch ${params.batch_size}`
+    + (params.activation ? `, ${params.activation}` : '');
+}
+
 // options: path (GET), query(config) -> params, waiting (status text while measuring),
 // status (the element that says it), render(report) -> status text (tables, text),
 // draw(report) (plots: only while shown). Returns { show(), hide(), measure(force) }.
@@ -40,14 +46,19 @@ export function measuredView(article, host, { path, query, waiting, status, rend
     shownKey = key;
     pending = key;
     status.classList.remove('error');
-    status.textContent = waiting;
+    // what is still on screen belongs to the network measured before: dimmed, and said
+    const stale = report !== null;
+    article.classList.toggle('stale', stale);
+    status.textContent = stale ? `${waiting} — below, the previous network's results`
+      : waiting;
     article.setAttribute('aria-busy', 'true');
     try {
       const got = await host.transport.get(path, params);
       if (pending !== key) return; // a newer network was asked for meanwhile
       report = got;
       article.dataset.ready = 'true';
-      status.textContent = render(got);
+      article.classList.remove('stale');
+      status.textContent = `${network(params)}: ${render(got)}`;
       if (visible) draw(got);
     } catch (e) {
       if (pending !== key) return;
