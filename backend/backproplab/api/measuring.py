@@ -25,6 +25,9 @@ from fastapi import HTTPException, Request
 from ..engines.base import Cancelled
 
 RETRY_SECONDS = 5
+MEASUREMENT_ANSWERS = {  # what a measured route answers besides its report (OpenAPI)
+    429: {"description": "too many measurements asked for at once"},
+    503: {"description": "the measurement ran too long, or the server is stopping"}}
 _LIVE: weakref.WeakSet = weakref.WeakSet()  # every Measurement, stopped at exit
 
 

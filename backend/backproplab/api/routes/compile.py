@@ -5,6 +5,7 @@ from fastapi import APIRouter, HTTPException, Request
 from ...engines.compiled import analyze
 from ...engines.jax_engine import compile_key, jax_available
 from ..deps import MeasurementsDep, SettingsDep, run_config
+from ..measuring import MEASUREMENT_ANSWERS
 from ..models import CompileReport
 from .theory import config_query_parameters
 
@@ -17,9 +18,7 @@ MAX_WORK = 1e10  # depth·width²·batch: the op-by-op step is timed too
             openapi_extra={"parameters": config_query_parameters()},
             responses={422: {"description": "an invalid config field, a dtype XLA is not "
                                             "asked for here, a network too large, or no jax"},
-                       429: {"description": "too many measurements asked for at once"},
-                       503: {"description": "the measurement ran too long, or the server "
-                                            "is stopping"}})
+                       **MEASUREMENT_ANSWERS})
 async def compile_report(request: Request, settings: SettingsDep,
                          measurements: MeasurementsDep) -> CompileReport:
     """The JAX step of this config (query: any RunConfig field) compiled and timed:

@@ -10,6 +10,7 @@ from ...engines import memory
 from ...engines.torch_engine import resolve_device
 from ...model.spec import RecordSpec, RunSpec
 from ..deps import MeasurementsDep, SettingsDep, run_config
+from ..measuring import MEASUREMENT_ANSWERS
 from ..records import Num
 from ..responses import StrictJSONResponse
 from .theory import config_query_parameters
@@ -88,9 +89,7 @@ def _key(spec: RunSpec) -> RunSpec:
             openapi_extra={"parameters": config_query_parameters()},
             responses={422: {"description": "an invalid config field, or a network too "
                                             "large to measure"},
-                       429: {"description": "too many measurements asked for at once"},
-                       503: {"description": "the measurement ran too long, or the server "
-                                            "is stopping"}})
+                       **MEASUREMENT_ANSWERS})
 async def memory_report(request: Request, settings: SettingsDep,
                         measurements: MeasurementsDep) -> StrictJSONResponse:
     """Peak bytes of activations saved for the backward pass of this network (query: any
