@@ -388,3 +388,29 @@ def headless_run(server, config):
     job = server.manager.start_headless(checked.to_spec(), checked.model_dump())
     job.join(60)
     return job.id
+
+
+# --- the flow plot's note on clipping says whether there is any ---------------------------
+def flow_note(page):
+    page.wait_for_function("() => (document.getElementById('plot-flow').layout?.annotations"
+                           " || []).some(a => a.text.includes('‖g‖'))", timeout=20000)
+    return page.evaluate("() => document.getElementById('plot-flow').layout.annotations"
+                         ".map(a => a.text).join(' ')")
+
+
+def test_the_flow_note_says_no_clipping_when_there_is_none_and_sits_below_the_legend(
+        page, server):
+    open_lab(page, server)
+    note = flow_note(page)
+    assert "(no clipping)" in note and "clip factor" not in note, note
+    # the note's box lies below every legend entry (the legend sits above the plot)
+    boxes = page.evaluate("""() => {
+        const plot = document.getElementById('plot-flow');
+        const note = plot.querySelector('.annotation').getBoundingClientRect();
+        const legend = plot.querySelector('.legend').getBoundingClientRect();
+        return [note.top, legend.bottom]; }""")
+    assert boxes[0] >= boxes[1], boxes
+    page.goto("about:blank")  # a fresh load of the page with clipping set
+    open_lab(page, server, SMALL + "&clip=0.001")
+    note = flow_note(page)
+    assert "global ‖g‖ before clipping" in note and "clip factor" in note, note
