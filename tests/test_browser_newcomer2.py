@@ -283,12 +283,14 @@ def test_preset_clicks_leave_one_run_and_the_network_column_tells_runs_apart(pag
     finished = state(page, "runId")
     page.goto(f"{server.url}/#page=runs&runs.source=live")  # the Lab's runs only
     page.wait_for_selector(f"tr[data-run='{finished}']")
-    page.wait_for_timeout(1000)  # every replaced run has stored its ending by now
-    page.click("button:has-text('Refresh')")
-    page.wait_for_timeout(500)
     rows = page.locator("#runs-rows tr")
-    listed = {r.get_attribute("data-run"): r.locator("td").nth(3).text_content()
-              for r in rows.all()}
+    for _ in range(20):  # until every replaced run has ended (dropped) on the server
+        page.click("button:has-text('Refresh')")
+        page.wait_for_timeout(500)
+        listed = {r.get_attribute("data-run"): r.locator("td").nth(3).text_content()
+                  for r in rows.all()}
+        if "running" not in listed.values():
+            break
     # the page's first run and the three presets' runs were replaced mid-way: not kept
     # (a preset run that finished its 200 steps before the next click would be)
     assert listed[finished] == "done" and set(listed.values()) == {"done"}, listed
