@@ -416,3 +416,26 @@ def test_the_flow_note_says_no_clipping_when_there_is_none_and_sits_below_the_le
     open_lab(page, server, SMALL + "&clip=0.001")
     note = flow_note(page)
     assert "global ‖g‖ before clipping" in note and "clip factor" in note, note
+
+
+# --- step axes follow the run to its last step --------------------------------------------
+def test_the_step_axes_follow_the_run_to_its_last_step(page, server):
+    """The first frame has one step (the axis spans half a step either side of it); the
+    axes must still widen as the run goes, to its last step."""
+    for attempt in range(3):  # the first frame is sometimes throttled away: try a few runs
+        page.goto("about:blank")
+        open_lab(page, server, "depth=4&width=8&steps=30&batch_size=8")
+        if attempt:  # Reset shows step 0 alone and waits; Play then runs to the end
+            page.wait_for_function("() => window.backproplab.state.status === 'done'",
+                                   timeout=30000)
+            page.click("#reset")
+            page.wait_for_timeout(300)
+            page.click("#play")
+        page.wait_for_function("() => window.backproplab.state.status === 'done'",
+                               timeout=30000)
+        page.wait_for_timeout(400)  # the last throttled redraw
+        last = page.evaluate("() => window.backproplab.state.latest.step")
+        for plot in ("plot-loss", "plot-heatmap"):
+            shown = page.evaluate(f"() => document.getElementById('{plot}')"
+                                  "._fullLayout.xaxis.range")
+            assert shown[0] <= 0 and shown[1] >= last, (attempt, plot, shown, last)

@@ -41,8 +41,11 @@ export function stepAxis(steps) { return wholeAxis(steps.map((s) => s.step)); }
  *  Plotly never labels layer 1.5. */
 export function wholeAxis(xs) {
   const span = xs.length ? Math.max(...xs) - Math.min(...xs) : 0;
-  if (span >= 8) return {};
+  // every attribute said each time: an axis that once had a fixed range (one step)
+  // must widen again as the run goes on, whatever a redraw keeps from the last layout
+  if (span >= 8) return { autorange: true, tickmode: 'auto', tick0: null, dtick: null };
   // one step: Plotly would span −1..1 around it; half a step either side shows only it
-  const one = span === 0 ? { range: [xs[0] - 0.5, xs[0] + 0.5] } : {};
+  const one = span === 0 ? { autorange: false, range: [xs[0] - 0.5, xs[0] + 0.5] }
+    : { autorange: true };
   return { tickmode: 'linear', tick0: 0, dtick: 1, ...one };
 }
