@@ -17,6 +17,7 @@ from ..runs.manager import RunManager
 from ..runs.watched import WatchedRuns
 from ..settings import Settings
 from ..watch.secret import HEADER as SECRET_HEADER
+from ..watch.secret import REFUSED as PUSH_REFUSED
 from ..watch.secret import ensure_secret
 from . import offload
 from .live_protocol import PROTOCOL
@@ -155,7 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(StrictJSONBodies)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(PushSecret, secret=app.state.watch_secret, header=SECRET_HEADER)
+    app.add_middleware(PushSecret, secret=app.state.watch_secret, header=SECRET_HEADER,
+                       refused=PUSH_REFUSED)
     app.add_middleware(SameOrigin, extra=settings.allowed_origins)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     # outermost: it sees the server's own `send` (the WebSocket's transport)

@@ -58,7 +58,7 @@ class Measurement:
         self.limiter = anyio.CapacityLimiter(1)
         self.waiting = 0  # asked for and not yet answered (the running one included)
         self.stopping = threading.Event()
-        self._done = threading.Condition()
+        self._state = threading.Condition()  # guards _running and _cache (loop and thread)
         self._running = 0
         self._cache: OrderedDict[Hashable, Any] = OrderedDict()
         _LIVE.add(self)
@@ -68,14 +68,27 @@ class Measurement:
         gets a 503), waiters end before they start; wait up to `wait` s for the end."""
         self.stopping.set()
         if wait:
-            with self._done:
-                self._done.wait_for(lambda: self._running == 0, wait)
+            with self._state:
+                self._state.wait_for(lambda: self._running == 0, wait)
+
+    def _cached(self, key: Hashable) -> Any | None:
+        """The kept result (or None): read on the event loop and in the worker thread."""
+        with self._state:
+            if key not in self._cache:
+                return None
+            self._cache.move_to_end(key)
+            return self._cache[key]
+
+    def _keep(self, key: Hashable, result: Any) -> None:
+        with self._state:
+            self._cache[key] = result
+            while len(self._cache) > self.cached:
+                self._cache.popitem(last=False)
 
     async def run(self, request: Request, key: Hashable,
                   compute: Callable[[Callable[[], None]], Any]) -> Any:
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        if (kept := self._cached(key)) is not None:
+            return kept
         if self.stopping.is_set():
             raise HTTPException(503, "the server is stopping")
         if self.waiting >= self.max_waiting:
@@ -94,22 +107,20 @@ class Measurement:
                 raise TimeoutError()
 
         def work() -> Any:
-            if key in self._cache:  # measured while this request waited its turn
-                return self._cache[key]
+            if (kept := self._cached(key)) is not None:  # measured while this one waited
+                return kept
             _stop_at_exit()
             deadline[0] = time.monotonic() + self.seconds
-            with self._done:
+            with self._state:
                 self._running += 1
             try:
                 check()
                 result = compute(check)
             finally:
-                with self._done:
+                with self._state:
                     self._running -= 1
-                    self._done.notify_all()
-            self._cache[key] = result
-            while len(self._cache) > self.cached:
-                self._cache.popitem(last=False)
+                    self._state.notify_all()
+            self._keep(key, result)
             return result
 
         self.waiting += 1

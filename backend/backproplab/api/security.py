@@ -171,18 +171,16 @@ class PushSecret:
     server's secret, answered from the headers before the body is read: a stranger's
     large body costs the server nothing (the route checks the secret again)."""
 
-    def __init__(self, app: ASGIApp, secret: str, header: str):
-        self.app, self.secret, self.header = app, secret.encode(), header.lower().encode()
+    def __init__(self, app: ASGIApp, secret: str, header: str, refused: str):
+        self.app, self.secret, self.refused = app, secret.encode(), refused
+        self.header = header.lower().encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" \
                 and scope["path"].startswith(WATCH_PATHS):
             given = next((v for k, v in scope.get("headers", []) if k == self.header), b"")
             if not hmac.compare_digest(given, self.secret):
-                await _respond(send, 403, "pushing a watched run needs the server's secret "
-                                          "in the X-Backproplab-Secret header "
-                                          "(backproplab.watch reads it from the file the "
-                                          "server wrote at start)")
+                await _respond(send, 403, self.refused)
                 return
         await self.app(scope, receive, send)
 

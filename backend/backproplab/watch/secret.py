@@ -14,6 +14,8 @@ import stat
 from pathlib import Path
 
 HEADER = "X-Backproplab-Secret"
+REFUSED = (f"pushing a watched run needs the server's secret in the {HEADER} header "
+           f"(backproplab.watch reads it from the file the server wrote at start)")
 
 
 def secret_path() -> Path:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ...runs.codec import encode
 from ...runs.watched import Refused
+from ...watch.secret import REFUSED
 from ..deps import WatchedDep, WatchSecretDep, as_422
 from ..responses import StrictJSONResponse
 from ..watched_records import FirstNonfinite, WatchedConfig, WatchedStep, check_layers, dump_step
@@ -25,9 +26,7 @@ def pusher(expected: WatchSecretDep,
            secret: Annotated[str | None, Header(alias="X-Backproplab-Secret")] = None) -> None:
     """Only a process that can read the user's secret file may push runs."""
     if not secret or not hmac.compare_digest(secret.encode(), expected.encode()):
-        raise HTTPException(403, "pushing a watched run needs the server's secret in the "
-                                 "X-Backproplab-Secret header (backproplab.watch reads it "
-                                 "from the file the server wrote at start)")
+        raise HTTPException(403, REFUSED)
 
 
 Pusher = Annotated[None, Depends(pusher)]
