@@ -104,3 +104,12 @@ def open_page(browser, console_errors: bool = True, **context_options):
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(request, browser):
+    """A page (`open_page`) beside the module's `server` fixture, with the module's
+    PAGE_OPTIONS (e.g. {"accept_downloads": True})."""
+    request.getfixturevalue("server")
+    with open_page(browser, **getattr(request.module, "PAGE_OPTIONS", {})) as page:
+        yield page

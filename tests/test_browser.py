@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import make_server, open_page
+from conftest import make_server
 
 pytestmark = pytest.mark.browser
 SMALL = "depth=6&width=16&steps=20&batch_size=8"
@@ -20,10 +20,7 @@ def server():
         yield s
 
 
-@pytest.fixture
-def page(browser, server):
-    with open_page(browser, accept_downloads=True) as page:
-        yield page
+PAGE_OPTIONS = {"accept_downloads": True}  # for conftest's page
 
 
 def flow_points(page):

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from conftest import make_server, open_page
+from conftest import make_server
 
 pytestmark = pytest.mark.browser
 SMALL = "depth=6&width=16&steps=20&batch_size=8"
@@ -23,10 +23,7 @@ def server():
         yield s
 
 
-@pytest.fixture
-def page(browser, server):
-    with open_page(browser, console_errors=False) as page:
-        yield page
+PAGE_OPTIONS = {"console_errors": False}  # for conftest's page
 
 
 def config(page, key):

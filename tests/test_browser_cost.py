@@ -4,7 +4,7 @@ the server measured, in a table, as bars and in one sentence; errors in words.""
 import httpx
 import pytest
 
-from conftest import make_server, open_page, strict_loads
+from conftest import make_server, strict_loads
 
 pytestmark = pytest.mark.browser
 NET = "depth=3&width=8&batch_size=4&dtype=float64&activation=relu"
@@ -19,10 +19,7 @@ def server():
         yield s
 
 
-@pytest.fixture
-def page(browser, server):
-    with open_page(browser, console_errors=False) as page:
-        yield page
+PAGE_OPTIONS = {"console_errors": False}  # for conftest's page
 
 
 def shown_number(text: str) -> float:

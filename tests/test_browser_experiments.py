@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conftest import make_server, open_page
+from conftest import make_server
 
 pytestmark = pytest.mark.browser
 
@@ -16,12 +16,6 @@ pytestmark = pytest.mark.browser
 def server():
     with make_server(max_sessions=2) as s:
         yield s
-
-
-@pytest.fixture
-def page(browser, server):
-    with open_page(browser) as page:
-        yield page
 
 
 def shown(value: float) -> str:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import make_server, open_page, strict_loads
+from conftest import make_server, strict_loads
 
 pytestmark = pytest.mark.browser
 NET = "depth=10&width=8&batch_size=4&dtype=float64&checkpoint=sqrt"
@@ -20,10 +20,7 @@ def server():
         yield s
 
 
-@pytest.fixture
-def page(browser, server):
-    with open_page(browser, console_errors=False) as page:
-        yield page
+PAGE_OPTIONS = {"console_errors": False}  # for conftest's page
 
 
 UNITS = {"GB": 1e9, "MB": 1e6, "kB": 1e3, "bytes": 1}

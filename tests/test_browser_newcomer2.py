@@ -23,10 +23,7 @@ def server():
         yield s
 
 
-@pytest.fixture
-def page(browser, server):
-    with open_page(browser, console_errors=False) as page:
-        yield page
+PAGE_OPTIONS = {"console_errors": False}  # for conftest's page
 
 
 def open_lab(page, server, hash_=SMALL):

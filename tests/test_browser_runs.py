@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import make_server, open_page, strict_loads
+from conftest import make_server, strict_loads
 
 pytestmark = pytest.mark.browser
 XAVIER = {"depth": 8, "width": 16, "steps": 6, "batch_size": 8, "activation": "relu",
@@ -20,10 +20,7 @@ def server():
         yield s
 
 
-@pytest.fixture
-def page(browser, server):
-    with open_page(browser, accept_downloads=True) as page:
-        yield page
+PAGE_OPTIONS = {"accept_downloads": True}  # for conftest's page
 
 
 def headless_run(server, config):

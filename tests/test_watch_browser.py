@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import make_server, open_page
+from conftest import make_server
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.browser
@@ -62,12 +62,6 @@ def push(server, mode="ok"):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture
-def page(browser, server):
-    with open_page(browser) as page:
-        yield page
 
 
 def shown_table(page):
