@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import datetime
 import json
-import os
-import socket
 import time
 
 import httpx
 import numpy as np
 import websockets
 
-from _server import Server
+from _server import Server, raw_websocket
 from _timing import machine, table
 
 RUN = {"depth": 4, "width": 32, "steps": 20, "batch_size": 16}
@@ -99,26 +96,6 @@ SPECTRUM = {"depth": 30, "width": 1024, "batch_size": 1, "steps": 100,
 NEVER_READS = {"depth": 200, "width": 8, "steps": 3000}
 
 
-def _raw_websocket(port: int, message: dict) -> socket.socket:
-    """A WebSocket client that sends one message and then never reads."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}"
-                  f"\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    payload = json.dumps(message).encode()
-    mask = os.urandom(4)
-    size = bytes([0x80 | 126]) + len(payload).to_bytes(2, "big") if len(payload) > 125 \
-        else bytes([0x80 | len(payload)])
-    sock.sendall(b"\x81" + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-    return sock
-
-
 async def hostile(server: Server, normal: int, seconds: float):
     """Normal clients' frame gaps, /api/health, RSS, and each hostile outcome."""
     stop = asyncio.Event()
@@ -182,7 +159,7 @@ async def hostile(server: Server, normal: int, seconds: float):
             f"left after {time.perf_counter() - t0:.1f} s"
 
     async def never_reads() -> None:
-        sock = await asyncio.to_thread(_raw_websocket, server.port,
+        sock = await asyncio.to_thread(raw_websocket, server.port,
                                        {"type": "start", "config": NEVER_READS})
         t0 = time.perf_counter()
 

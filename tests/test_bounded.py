@@ -8,7 +8,6 @@ manager of an in-process server.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -22,6 +21,7 @@ import httpx
 import pytest
 import websockets
 
+from _server import Server, raw_websocket
 from conftest import make_server, open_page, strict_loads
 
 SMALL = {"depth": 3, "width": 8, "steps": 5, "batch_size": 8}
@@ -34,35 +34,8 @@ def run(coro, timeout: float = 90):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Subprocess:
+class Subprocess(Server):
     """`backproplab serve` in its own process: its resident memory is its own."""
-
-    def __init__(self, **settings):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/api/live"
-        self.env = {**os.environ, **{f"BACKPROPLAB_{k.upper()}": str(v)
-                                     for k, v in settings.items()}}
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backproplab.cli", "serve", "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.proc.kill()
-        raise RuntimeError("server did not start")
 
     def status(self, key: str) -> int:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -400,33 +373,12 @@ def test_origin_check_includes_the_scheme(live_server):
 
 
 # --- 4. slow consumers -------------------------------------------------------------------
-def _raw_websocket(port: int, first_message: dict) -> socket.socket:
-    """A WebSocket that sends one message and then never reads (tiny receive buffer)."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert b" 101 " in head
-    payload = json.dumps(first_message).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    assert len(payload) < 65536
-    header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") \
-        if len(payload) > 125 else bytes([0x81, 0x80 | len(payload)])
-    sock.sendall(header + mask + masked)
-    return sock
 
 
 def test_a_client_that_reads_nothing_is_cut_off_and_its_job_stops():
     with make_server(send_timeout=1.0, frame_rate=50) as server:
         big = {**LONG, "depth": 200, "width": 8, "steps": 3000}  # ~200 kB frames
-        sock = _raw_websocket(int(server.url.rsplit(":", 1)[1]), {"type": "start",
+        sock = raw_websocket(int(server.url.rsplit(":", 1)[1]), {"type": "start",
                                                                   "config": big})
         try:
             t0 = time.perf_counter()
