@@ -46,6 +46,10 @@ WORKER = textwrap.dedent("""
                 assert (w.step(loss) is None) == (rank == 1)
                 opt.zero_grad()
         dist.destroy_process_group()
+        # torch's gloo threads can abort the interpreter's own shutdown ("terminate called
+        # without an active exception", also with no watcher at all): the watcher has
+        # closed its file above, so leave without that shutdown.
+        os._exit(0)
 
     if __name__ == "__main__":
         mp.spawn(main, args=(sys.argv[1],), nprocs=2)
