@@ -29,3 +29,4 @@ def install_operators() -> None:
     Tracer.__neg__ = lambda x: ops.neg(x)
     Tracer.__getitem__ = lambda x, index: ops.getitem(x, index)
     Tracer.T = property(lambda x: ops.transpose(x))
+    Tracer.sum = lambda x, axis=None, keepdims=False: ops.sum(x, axis=axis, keepdims=keepdims)

@@ -1,8 +1,12 @@
 """The tape's primitives. Each one: its NumPy impl, then its JVP and VJP rules.
 
-Rules are written with these same ops, so they are traced again by an outer
-transformation (higher-order derivatives). Names follow JAX: `g` is the
-incoming cotangent, `t` a tangent, `ans` the primal output.
+Rules are written with these same ops, or with Python's operators (`g * y`,
+`g @ W`, `g.T`, `g.sum(axis=0)`), which on tracers apply these ops: either way an
+outer transformation traces them again (higher-order derivatives). Operators on
+plain arrays are NumPy's own, in C: a first-order backward pass, whose cotangents
+and saved values are arrays, runs the operator-written rules with no dispatch of
+ours, which is most of its cost per node. Names follow JAX: `g` is the incoming
+cotangent, `t` a tangent, `ans` the primal output.
 """
 
 from __future__ import annotations
@@ -48,25 +52,25 @@ defvjp(add, lambda g, ans, x, y: unbroadcast(g, _shape(x)),
 
 sub = Primitive("sub", np.subtract)
 defjvp(sub, lambda t, ans, x, y: _expand_to(t, _shape(ans)),
-       lambda t, ans, x, y: _expand_to(neg(t), _shape(ans)))
+       lambda t, ans, x, y: _expand_to(-t, _shape(ans)))
 defvjp(sub, lambda g, ans, x, y: unbroadcast(g, _shape(x)),
-       lambda g, ans, x, y: unbroadcast(neg(g), _shape(y)))
+       lambda g, ans, x, y: unbroadcast(-g, _shape(y)))
 
 mul = Primitive("mul", np.multiply)
-defjvp(mul, lambda t, ans, x, y: _expand_to(mul(t, y), _shape(ans)),
-       lambda t, ans, x, y: _expand_to(mul(x, t), _shape(ans)))
-defvjp(mul, lambda g, ans, x, y: unbroadcast(mul(g, y), _shape(x)),
-       lambda g, ans, x, y: unbroadcast(mul(g, x), _shape(y)))
+defjvp(mul, lambda t, ans, x, y: _expand_to(t * y, _shape(ans)),
+       lambda t, ans, x, y: _expand_to(x * t, _shape(ans)))
+defvjp(mul, lambda g, ans, x, y: unbroadcast(g * y, _shape(x)),
+       lambda g, ans, x, y: unbroadcast(g * x, _shape(y)))
 
 div = Primitive("div", np.divide)
-defjvp(div, lambda t, ans, x, y: _expand_to(div(t, y), _shape(ans)),
-       lambda t, ans, x, y: _expand_to(neg(div(mul(t, ans), y)), _shape(ans)))
-defvjp(div, lambda g, ans, x, y: unbroadcast(div(g, y), _shape(x)),
-       lambda g, ans, x, y: unbroadcast(neg(div(mul(g, ans), y)), _shape(y)))
+defjvp(div, lambda t, ans, x, y: _expand_to(t / y, _shape(ans)),
+       lambda t, ans, x, y: _expand_to(-(t * ans / y), _shape(ans)))
+defvjp(div, lambda g, ans, x, y: unbroadcast(g / y, _shape(x)),
+       lambda g, ans, x, y: unbroadcast(-(g * ans / y), _shape(y)))
 
 neg = Primitive("neg", np.negative)
-defjvp(neg, lambda t, ans, x: neg(t))
-defvjp(neg, lambda g, ans, x: neg(g))
+defjvp(neg, lambda t, ans, x: -t)
+defvjp(neg, lambda g, ans, x: -g)
 
 
 def _pow_dx(x, y):
@@ -88,16 +92,16 @@ defvjp(power, lambda g, ans, x, y: unbroadcast(mul(g, _pow_dx(x, y)), _shape(x))
        lambda g, ans, x, y: unbroadcast(mul(g, _pow_dy(ans, x)), _shape(y)))
 
 exp = Primitive("exp", np.exp)
-defjvp(exp, lambda t, ans, x: mul(t, ans))
-defvjp(exp, lambda g, ans, x: mul(g, ans))
+defjvp(exp, lambda t, ans, x: t * ans)
+defvjp(exp, lambda g, ans, x: g * ans)
 
 log = Primitive("log", np.log)
-defjvp(log, lambda t, ans, x: div(t, x))
-defvjp(log, lambda g, ans, x: div(g, x))
+defjvp(log, lambda t, ans, x: t / x)
+defvjp(log, lambda g, ans, x: g / x)
 
 sqrt = Primitive("sqrt", np.sqrt)
-defjvp(sqrt, lambda t, ans, x: div(mul(t, 0.5), ans))
-defvjp(sqrt, lambda g, ans, x: div(mul(g, 0.5), ans))
+defjvp(sqrt, lambda t, ans, x: t * 0.5 / ans)
+defvjp(sqrt, lambda g, ans, x: g * 0.5 / ans)
 
 
 # --- linear algebra and shapes ---------------------------------------------
@@ -136,7 +140,7 @@ def expand_row(g):
 
 
 matmul = Primitive("matmul", np.matmul)
-defjvp(matmul, lambda t, ans, x, y: matmul(t, y), lambda t, ans, x, y: matmul(x, t))
+defjvp(matmul, lambda t, ans, x, y: t @ y, lambda t, ans, x, y: x @ t)
 defvjp(matmul, _matmul_vjp_x, _matmul_vjp_y)
 
 
@@ -146,12 +150,12 @@ def _dense_impl(x, W, b):
 
 # dense(x, W, b) = x Wᵀ + b for a batch of row vectors x: (n, in), W: (out, in), b: (out,)
 dense = Primitive("dense", _dense_impl)
-defjvp(dense, lambda t, ans, x, W, b: matmul(t, transpose(W)),
-       lambda t, ans, x, W, b: matmul(x, transpose(t)),
+defjvp(dense, lambda t, ans, x, W, b: t @ W.T,
+       lambda t, ans, x, W, b: x @ t.T,
        lambda t, ans, x, W, b: _expand_to(t, _shape(ans)))
-defvjp(dense, lambda g, ans, x, W, b: matmul(g, W),  # the backward recurrence's Wᵀδ
-       lambda g, ans, x, W, b: matmul(transpose(g), x),  # ∇W = δ aᵀ summed over the batch
-       lambda g, ans, x, W, b: sum(g, axis=0))  # ∇b = Σ δ
+defvjp(dense, lambda g, ans, x, W, b: g @ W,  # the backward recurrence's Wᵀδ
+       lambda g, ans, x, W, b: g.T @ x,  # ∇W = δ aᵀ summed over the batch
+       lambda g, ans, x, W, b: g.sum(axis=0))  # ∇b = Σ δ
 
 
 def _transpose_impl(x, axes=None):
@@ -308,8 +312,8 @@ defvjp(where, None, lambda g, ans, c, x, y: unbroadcast(where(c, g, 0.0), _shape
 # --- activations --------------------------------------------------------------
 
 tanh = Primitive("tanh", np.tanh)
-defjvp(tanh, lambda t, ans, x: mul(t, sub(1.0, mul(ans, ans))))
-defvjp(tanh, lambda g, ans, x: mul(g, sub(1.0, mul(ans, ans))))
+defjvp(tanh, lambda t, ans, x: t * (1.0 - ans * ans))
+defvjp(tanh, lambda g, ans, x: g * (1.0 - ans * ans))
 
 
 def _sigmoid_impl(x):
@@ -319,8 +323,8 @@ def _sigmoid_impl(x):
 
 
 sigmoid = Primitive("sigmoid", _sigmoid_impl)
-defjvp(sigmoid, lambda t, ans, x: mul(t, mul(ans, sub(1.0, ans))))
-defvjp(sigmoid, lambda g, ans, x: mul(g, mul(ans, sub(1.0, ans))))
+defjvp(sigmoid, lambda t, ans, x: t * (ans * (1.0 - ans)))
+defvjp(sigmoid, lambda g, ans, x: g * (ans * (1.0 - ans)))
 
 
 def _positive(x):
@@ -329,8 +333,8 @@ def _positive(x):
 
 
 relu = Primitive("relu", lambda x: np.maximum(x, 0).astype(np.result_type(x), copy=False))
-defjvp(relu, lambda t, ans, x: mul(t, _positive(x)))
-defvjp(relu, lambda g, ans, x: mul(g, _positive(x)))
+defjvp(relu, lambda t, ans, x: t * _positive(x))
+defvjp(relu, lambda g, ans, x: g * _positive(x))
 
 
 def _leaky_slope(x, slope):
@@ -340,8 +344,8 @@ def _leaky_slope(x, slope):
 
 leaky_relu = Primitive("leaky_relu",
                        lambda x, slope=LEAKY_SLOPE: np.where(x > 0, x, slope * x))
-defjvp(leaky_relu, lambda t, ans, x, slope=LEAKY_SLOPE: mul(t, _leaky_slope(x, slope)))
-defvjp(leaky_relu, lambda g, ans, x, slope=LEAKY_SLOPE: mul(g, _leaky_slope(x, slope)))
+defjvp(leaky_relu, lambda t, ans, x, slope=LEAKY_SLOPE: t * _leaky_slope(x, slope))
+defvjp(leaky_relu, lambda g, ans, x, slope=LEAKY_SLOPE: g * _leaky_slope(x, slope))
 
 
 def _elu_impl(x, alpha=1.0):
@@ -354,8 +358,8 @@ def _elu_deriv(ans, x, alpha):
 
 
 elu = Primitive("elu", _elu_impl)
-defjvp(elu, lambda t, ans, x, alpha=1.0: mul(t, _elu_deriv(ans, x, alpha)))
-defvjp(elu, lambda g, ans, x, alpha=1.0: mul(g, _elu_deriv(ans, x, alpha)))
+defjvp(elu, lambda t, ans, x, alpha=1.0: t * _elu_deriv(ans, x, alpha))
+defvjp(elu, lambda g, ans, x, alpha=1.0: g * _elu_deriv(ans, x, alpha))
 
 def selu(x: Any) -> Any:
     """SELU = scale · elu(x, alpha) with the self-normalizing constants."""
@@ -383,8 +387,8 @@ def _gelu_deriv(x):
 
 
 gelu = Primitive("gelu", _gelu_impl)  # exact (erf) GELU, as torch's default
-defjvp(gelu, lambda t, ans, x: mul(t, _gelu_deriv(x)))
-defvjp(gelu, lambda g, ans, x: mul(g, _gelu_deriv(x)))
+defjvp(gelu, lambda t, ans, x: t * _gelu_deriv(x))
+defvjp(gelu, lambda g, ans, x: g * _gelu_deriv(x))
 
 
 def _silu_deriv(x):
@@ -394,8 +398,8 @@ def _silu_deriv(x):
 
 
 silu = Primitive("silu", lambda x: x * _sigmoid_impl(x))
-defjvp(silu, lambda t, ans, x: mul(t, _silu_deriv(x)))
-defvjp(silu, lambda g, ans, x: mul(g, _silu_deriv(x)))
+defjvp(silu, lambda t, ans, x: t * _silu_deriv(x))
+defvjp(silu, lambda g, ans, x: g * _silu_deriv(x))
 
 
 def _softplus_impl(x):
@@ -403,8 +407,8 @@ def _softplus_impl(x):
 
 
 softplus = Primitive("softplus", _softplus_impl)
-defjvp(softplus, lambda t, ans, x: mul(t, sigmoid(x)))
-defvjp(softplus, lambda g, ans, x: mul(g, sigmoid(x)))
+defjvp(softplus, lambda t, ans, x: t * sigmoid(x))
+defvjp(softplus, lambda g, ans, x: g * sigmoid(x))
 
 
 def linear(x: Any) -> Any:
@@ -431,16 +435,16 @@ def _mse_impl(pred, target):
     return np.mean(diff * diff)
 
 
-def _mse_grad(pred, target):
-    # d/dpred mean((pred - target)²) = 2 (pred - target) / N
-    return mul(sub(pred, target), 2.0 / int(np.prod(_shape(pred))))
+def _mse_grad(g, pred, target):
+    # g · d/dpred mean((pred - target)²) = g · 2 (pred - target) / N (g: a scalar)
+    return (pred - target) * (g * (2.0 / math.prod(_shape(pred))))
 
 
 mse = Primitive("mse", _mse_impl)
-defjvp(mse, lambda t, ans, p, y: sum(mul(t, _mse_grad(p, y))),
-       lambda t, ans, p, y: neg(sum(mul(t, _mse_grad(p, y)))))
-defvjp(mse, lambda g, ans, p, y: mul(g, _mse_grad(p, y)),
-       lambda g, ans, p, y: neg(mul(g, _mse_grad(p, y))))
+defjvp(mse, lambda t, ans, p, y: sum(_mse_grad(1.0, p, y) * t),
+       lambda t, ans, p, y: -sum(_mse_grad(1.0, p, y) * t))
+defvjp(mse, lambda g, ans, p, y: _mse_grad(g, p, y),
+       lambda g, ans, p, y: -_mse_grad(g, p, y))
 
 
 def one_hot(labels: np.ndarray, classes: int, dtype: Any) -> np.ndarray:
@@ -459,12 +463,12 @@ def _ce_grad(logits, labels):
     n, classes = _shape(logits)
     softmax = exp(log_softmax(logits, axis=-1))
     onehot = one_hot(labels, classes, primal_value(logits).dtype)
-    return div(sub(softmax, onehot), n)
+    return (softmax - onehot) / n
 
 
 softmax_cross_entropy = Primitive("softmax_cross_entropy", _ce_impl)
-defjvp(softmax_cross_entropy, lambda t, ans, z, labels: sum(mul(t, _ce_grad(z, labels))))
-defvjp(softmax_cross_entropy, lambda g, ans, z, labels: mul(g, _ce_grad(z, labels)))
+defjvp(softmax_cross_entropy, lambda t, ans, z, labels: sum(t * _ce_grad(z, labels)))
+defvjp(softmax_cross_entropy, lambda g, ans, z, labels: g * _ce_grad(z, labels))
 
 
 # the tape's activations, from the registry (backproplab.model.activations): each
