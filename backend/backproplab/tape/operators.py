@@ -1,6 +1,6 @@
-"""Python operators on traced values: `x + y`, `x @ W`, `x ** 2`, `-x`, `x[i]` and
-`x.T` apply the tape's primitives, so a function written with operators is traced
-like one written with `ops`.
+"""Python operators on traced values: `x + y`, `x @ W`, `x ** 2`, `-x`, `x[i]`, `x.T`
+and `x.sum(axis)` apply the tape's primitives, so a function written with operators is
+traced like one written with `ops` (the rules in ops.py are, in part).
 
 `core.Tracer` is defined before any primitive exists (core imports no ops), so it
 gets its operators here, from `install_operators()`, which the package calls once.

@@ -45,11 +45,29 @@ def _flatten_into(tree: Any, leaves: list) -> Any:
     if isinstance(tree, (list, tuple)):
         for item in tree:
             if isinstance(item, _CONTAINERS):
-                return (type(tree), [_flatten_into(item, leaves) for item in tree])
+                return (type(tree), _flat_items(tree, leaves))
         leaves.extend(tree)
         return (type(tree), len(tree))
     leaves.append(tree)
     return None
+
+
+def _flat_items(tree: list | tuple, leaves: list) -> list:
+    """The structures of a list's or tuple's items, a tuple or list of leaves (the
+    usual (W, b)) handled here rather than by a call of _flatten_into each."""
+    out = []
+    for item in tree:
+        if type(item) is tuple or type(item) is list:
+            for x in item:
+                if isinstance(x, _CONTAINERS):
+                    out.append(_flatten_into(item, leaves))
+                    break
+            else:
+                leaves.extend(item)
+                out.append((type(item), len(item)))
+        else:
+            out.append(_flatten_into(item, leaves))
+    return out
 
 
 def tree_unflatten(struct: Any, leaves: Sequence) -> Any:
@@ -65,7 +83,13 @@ def _build(struct: Any, leaves: Iterator) -> Any:
         return dict(zip(keys, _build(values, leaves), strict=True))
     if type(inner) is int:
         return kind(islice(leaves, inner))
-    return kind([_build(sub, leaves) for sub in inner])
+    out = []
+    for sub in inner:  # a (W, b)-like item built here, not by a call of _build each
+        if sub is not None and type(sub[1]) is int:
+            out.append(sub[0](islice(leaves, sub[1])))
+        else:
+            out.append(_build(sub, leaves))
+    return kind(out)
 
 
 def tree_map(fn: Callable, tree: Any, *rest: Any) -> Any:
