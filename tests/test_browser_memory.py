@@ -79,8 +79,11 @@ def test_memory_view_shows_the_measured_numbers(page, server):
         report["strategies"]["sqrt"]["jax"]["slope"], rel=5e-3)
     assert "JAX (residuals of jax.vjp" in page.locator("#view-memory .memory-status").first \
         .text_content()
-    star = next(t for t in drawn if t["name"] == "this network (tape)")
-    assert star["y"] == [report["current"]["peak_bytes"]]
+    # this network's point on each meter
+    for meter, key in (("tape", "peak_bytes"), ("torch", "torch_peak_bytes"),
+                       ("JAX", "jax_peak_bytes")):
+        star = next(t for t in drawn if t["name"] == f"this network ({meter})")
+        assert star["y"] == [report["current"][key]]
     for title in ("depth L (hidden layers, log scale)", "peak bytes saved for backward (log)"):
         box = page.locator(f"#plot-memory text:has-text('{title}')").bounding_box()
         plot = page.locator("#plot-memory").bounding_box()

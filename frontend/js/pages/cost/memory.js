@@ -55,10 +55,17 @@ function renderPlot(plot, report) {
         hovertemplate: `${name}, ${meter}: depth %{x}, %{y:.3s}B<extra></extra>` });
     }
   }
+  // this network's own point on each meter: a filled star on the tape's, an open star
+  // on the others' (torch, JAX), as their curves' markers are open
   const c = report.current;
-  data.push({ x: [c.depth], y: [c.peak_bytes], mode: 'markers', name: 'this network (tape)',
-    marker: { symbol: 'star', size: 14, color: COLORS.black },
-    hovertemplate: `this network: depth %{x}, ${c.strategy}, %{y:.3s}B<extra></extra>` });
+  for (const [key, meter, symbol] of [['', 'tape', 'star'], ['torch_', 'torch', 'star-square-open'],
+    ['jax_', 'JAX', 'star-diamond-open']]) {
+    const peak = c[`${key}peak_bytes`];
+    if (peak == null) continue;
+    data.push({ x: [c.depth], y: [plottable(peak)], mode: 'markers',
+      name: `this network (${meter})`, marker: { symbol, size: 14, color: COLORS.black },
+      hovertemplate: `this network, ${meter}: depth %{x}, ${c.strategy}, %{y:.3s}B<extra></extra>` });
+  }
   react(plot, data, layout({ margin: { l: 72, r: 16, t: 8, b: 48 },
     legend: { orientation: 'v', x: 1.02, y: 1 },
     xaxis: { type: 'log', title: { text: 'depth L (hidden layers, log scale)' } },
