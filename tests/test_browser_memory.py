@@ -93,8 +93,13 @@ def test_memory_view_shows_the_measured_numbers(page, server):
         assert plot["y"] <= box["y"] and box["y"] + box["height"] <= plot["y"] + plot["height"]
     summary = page.locator("#memory-summary").text_content()
     powers = [float(p) for p in re.findall(r"L\^(-?[\d.]+)", summary)]
-    assert powers == pytest.approx([report["strategies"]["none"]["slope"],
-                                    report["strategies"]["sqrt"]["slope"]], rel=1e-2)
+    assert powers == pytest.approx([report["strategies"][k]["slope"]
+                                    for k in ("none", "sqrt", "every")], rel=1e-2)
+    # torch against the tape, as the summary says it: the report's ratio at the deepest L
+    none = report["strategies"]["none"]
+    ratio = float(re.search(r"torch keeps ([\d.]+) × the tape's bytes", summary).group(1))
+    assert ratio == pytest.approx(none["torch"]["peak_bytes"][-1] / none["peak_bytes"][-1],
+                                  rel=1e-2)
     assert not page.errors
 
 

@@ -146,7 +146,25 @@ function sentence(report) {
     + `L^${fmt(s.sqrt.slope, 2)} with √L segments, which recompute `
     + `${fmt(s.sqrt.extra_forward[last], 2)} of a forward pass; k microbatches give the `
     + `full-batch gradient (largest relative difference ${fmt(worst, 2)}) with 1/k of the `
-    + 'activations alive at once.';
+    + 'activations alive at once.' + why(report);
+}
+
+// why the meters and the fixed segment length differ: the numbers are the report's
+function why(report) {
+  const s = report.strategies;
+  const last = report.depths.length - 1;
+  let text = ` With a segment every ${report.every} layers the bytes grow as `
+    + `L^${fmt(s.every.slope, 2)} here: L/${report.every} segment boundaries plus one `
+    + `segment's ${report.every} layers, linear in L only once L is many times `
+    + `${report.every}, so over these depths the fixed segment flattens the fit.`;
+  if (s.none.torch) {
+    const ratio = num(s.none.torch.peak_bytes[last]) / num(s.none.peak_bytes[last]);
+    text += ` torch keeps ${fmt(ratio, 2)} × the tape's bytes without checkpointing: its `
+      + 'autograd saves what each backward formula reads (a layer\'s input, which is the '
+      + 'previous layer\'s output, saved once), where the tape keeps every node\'s output '
+      + '(both z and φ(z)).';
+  }
+  return text;
 }
 
 function meters(report) {
