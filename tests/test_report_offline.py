@@ -217,3 +217,26 @@ def test_the_labs_html_report_button_saves_a_file_that_draws_offline(browser, tm
         assert page.errors == []
     finally:
         context.close()
+
+
+def test_the_flow_figure_shows_clipping_as_the_lab_does():
+    """Global-norm clipping: the norms after clipping (× the step's factor) beside the
+    measured ones, and the Lab's notes (‖g‖ before clipping, the factor, δ capping)."""
+    from backproplab.report import flow_figure
+
+    record = run(RunSpec(depth=4, width=8, steps=3, batch_size=4, clip=1e-3,
+                         delta_clip=0.5))
+    step = record["steps"][-1]
+    factor = step["clip_factor"]
+    assert 0 < factor < 1  # a bound this small clips
+    fig = flow_figure(record)
+    after = next(t for t in fig.data if t.name.startswith("‖∇W(l)‖ after clipping"))
+    assert list(after.y) == pytest.approx([layer["grad_w_norm"] * factor
+                                           for layer in step["layers"]], rel=1e-12)
+    title = fig.layout.title.text
+    assert f"global ‖g‖ before clipping {step['grad_norm']:.3g}" in title
+    assert f"clip factor {factor:.3g}" in title
+    assert "δ(l) capped at ±0.5 per element" in title
+    plain = flow_figure(run(RunSpec(depth=4, width=8, steps=2, batch_size=4)))
+    assert "(no clipping)" in plain.layout.title.text
+    assert not any(t.name.startswith("‖∇W(l)‖ after clipping") for t in plain.data)

@@ -63,12 +63,38 @@ def flow_figure(record: dict) -> go.Figure:
                         y=[_finite(math.sqrt(p) * anchor) if _finite(p) is not None else None
                            for p in profile],
                         name="‖δ(l)‖ theory", line={"color": COLORS["blue"], "dash": "dash"})
+    # global-norm clipping scales every gradient by one factor: the norms after it too
+    factor = _finite(step.get("clip_factor"))
+    if factor is not None and factor < 1:
+        fig.add_scatter(x=x, y=[_finite(g * factor) if (g := _finite(
+                            layer.get("grad_w_norm"))) is not None else None
+                            for layer in layers],
+                        name=f"‖∇W(l)‖ after clipping (× {factor:.3g})",
+                        line={"color": COLORS["orange"], "dash": "dot"}, connectgaps=False)
     bad = [layer["index"] for layer in layers if _finite(layer["delta_norm"]) is None]
     if bad:
         fig.add_scatter(x=bad, y=[1.0] * len(bad), mode="markers", name="overflow (NaN/∞)",
                         marker={"symbol": "x", "size": 10, "color": COLORS["vermillion"]})
-    return _layout(fig, f"Gradient flow at step {step['step']}", yaxis_type="log",
-                   xaxis_title="layer", yaxis_title="norm")
+    notes = clipping_notes(record.get("config") or {}, step)
+    return _layout(fig, f"Gradient flow at step {step['step']}"
+                   + (f"<br><sub>{html.escape('; '.join(notes))}</sub>" if notes else ""),
+                   yaxis_type="log", xaxis_title="layer", yaxis_title="norm")
+
+
+def clipping_notes(config: dict, step: dict) -> list[str]:
+    """What the Lab's flow view says under its plot: the global gradient norm (before
+    clipping, with the factor applied) and δ capping."""
+    notes = []
+    norm = _finite(step.get("grad_norm"))
+    if norm is not None:
+        factor = _finite(step.get("clip_factor"))
+        notes.append(f"global ‖g‖ before clipping {norm:.3g}"
+                     + (f", clip factor {factor:.3g}" if factor is not None else "")
+                     if config.get("clip") is not None
+                     else f"global ‖g‖ = {norm:.3g} (no clipping)")
+    if config.get("delta_clip"):
+        notes.append(f"δ(l) capped at ±{config['delta_clip']:.3g} per element")
+    return notes
 
 
 def heatmap_figure(record: dict) -> go.Figure:
