@@ -156,6 +156,52 @@ def test_in_place_relu_after_a_module_does_not_change_its_delta():
     assert deltas[0]["2.bn"] != pytest.approx(deltas[0]["2.act"])
 
 
+def reference_counts(values, lo: float, hi: float, bins: int) -> list[int]:
+    """Uniform bins on [lo, hi] in float64, the largest value in the last bin."""
+    import numpy as np
+
+    b = np.floor((np.asarray(values, dtype=np.float64) - lo) / max(hi - lo, 1e-12) * bins)
+    return np.bincount(np.clip(b, 0, bins - 1).astype(int), minlength=bins).tolist()
+
+
+@pytest.mark.parametrize("loss_scale", [1.0, 1e-42])
+def test_histograms_match_numpy_also_for_zero_and_subnormal_delta(loss_scale):
+    """float32, outputs small enough to be histogrammed whole: a_hist over the output,
+    delta_log_hist over log10 |δ| of the nonzero δ (ReLU makes many exactly 0, and a
+    loss scaled by 1e-42 makes the others subnormal floats), against NumPy in float64."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                      nn.Linear(16, 3))
+    outs = retained(m)
+    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    with backproplab.watch(m) as w:
+        (nn.functional.cross_entropy(m(x), y) * loss_scale).backward()
+        layers = w.step()["layers"]
+    tiny = torch.finfo(torch.float32).tiny
+    subnormal = 0
+    for layer in layers:
+        out = outs[layer["name"]][-1]
+        a = out.detach().double().numpy().ravel()
+        h = layer["a_hist"]
+        assert (h["lo"], h["hi"]) == (a.min(), a.max())
+        assert h["counts"] == reference_counts(a, h["lo"], h["hi"], 24), layer["name"]
+        g = out.grad.double().numpy().ravel()
+        nonzero = np.abs(g[g != 0])
+        subnormal += int((nonzero < tiny).sum())
+        d = layer["delta_log_hist"]
+        assert d["zero"] == int((g == 0).sum()) and d["nonfinite"] == 0
+        logs = np.log10(nonzero)
+        assert d["lo"] == pytest.approx(logs.min(), abs=1e-5)
+        assert d["hi"] == pytest.approx(logs.max(), abs=1e-5)
+        counts = reference_counts(logs, d["lo"], d["hi"], 24)
+        # float32 logs against float64 ones: a value on a bin's edge may fall either side
+        assert sum(abs(p - q) for p, q in zip(d["counts"], counts, strict=True)) <= 2
+        assert sum(d["counts"]) == len(logs)
+    assert (subnormal > 0) == (loss_scale < 1)
+
+
 def test_a_subsample_of_a_large_output_estimates_its_moments():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(64, 512), nn.Tanh()).double()

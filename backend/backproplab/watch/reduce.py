@@ -27,17 +27,6 @@ KIND_CODES = {"tanh": 1.0, "sigmoid": 2.0}
 FLOAT_COLUMNS = ("a_mean", "a_std", "saturated_frac", "dead_frac", "delta_norm",
                  "grad_w_norm", "grad_b_norm", "weight_norm", "update_norm", "sampled_w_norm",
                  "a_lo", "a_hi", "d_lo", "d_hi", "d_zero", "d_nonfinite")
-_ARANGE: dict = {}
-
-
-def _arange(torch: Any, n: int, device: Any) -> Any:
-    key = (n, str(device))
-    found = _ARANGE.get(key)
-    if found is None:
-        found = _ARANGE[key] = torch.arange(n, device=device)
-    return found
-
-
 @dataclass
 class Plan:
     """What stays the same from step to step: per module its saturation kind code,
@@ -53,49 +42,29 @@ class Plan:
     buffers: Buffers = field(default_factory=lambda: Buffers())
 
 
-def _saturated(torch: Any, A: Any, real: Any, n: Any, codes: list[float]) -> Any:
+def _saturated(torch: Any, A: Any, real: Any, n: Any, plan: Plan) -> Any:
     """Saturated fraction of the rows of saturating modules (tanh, sigmoid), 0 elsewhere."""
+    rows = plan.buffers.saturating(plan.saturation, A.device)
+    if not rows:
+        return plan.buffers.zeros(A.shape[0], A.dtype, A.device)
     out = torch.zeros(A.shape[0], dtype=A.dtype, device=A.device)
-    for code, test in ((1.0, lambda a: torch.abs(a) > TANH_SATURATED),
-                       (2.0, lambda a: a * (1 - a) < SIGMOID_SATURATED)):
-        rows = [i for i, c in enumerate(codes) if c == code]
-        if rows:
-            index = torch.tensor(rows, device=A.device)
-            hit = test(A[index])
-            if real is not None:
-                hit = hit & real[index]
-            out[index] = hit.sum(1).to(A.dtype) / n[index]
+    for code, index in rows:
+        a = A[index]
+        hit = (torch.abs(a) > TANH_SATURATED if code == 1.0
+               else a * (1 - a) < SIGMOID_SATURATED).to(A.dtype)
+        if real is not None:
+            hit = hit * real[index]
+        out[index] = hit.sum(1) / n[index]
     return out
 
 
-def _dead(torch: Any, maxima_by_module: list, modules: int, dtype: Any, device: Any) -> Any:
-    """Dead-unit fraction of rectifiers: a unit (element of the per-example output) is 0
-    for every example of the batch."""
-    maxima = [(i, m) for i, m in enumerate(maxima_by_module) if m is not None]
-    if not maxima:
-        return torch.zeros(modules, dtype=dtype, device=device)
-    layout = tuple((i, m.numel()) for i, m in maxima)
-
-    def sizes() -> list[float]:
-        out = [1.0] * modules
-        for i, n in layout:
-            out[i] = float(n)
-        return out
-
-    seg = _segments(torch, ("dead", layout), device,
-                    lambda: [i for i, n in layout for _ in range(n)])
-    zeros = (torch.cat([m.reshape(-1) for _, m in maxima]) == 0).to(dtype)
-    dead = torch.zeros(modules, dtype=dtype, device=device).index_add_(0, seg, zeros)
-    return dead / _segments(torch, ("sizes", modules, layout), device, sizes).to(dtype)
-
-
-def _histograms(torch: Any, values: Any, bins: int, buffers: Buffers):
+def _histograms(torch: Any, values: Any, idx: Any, bins: int, buffers: Buffers):
     """Per-row histograms of the finite entries (NaN, ±Inf and padding, passed as NaN,
     are left out): lo, hi (M,), counts (M, bins); uniform bins on [lo, hi], the largest
     value in the last bin; no data-dependent branch (no host sync). Works in place on
-    `values` (overwritten) and on buffers kept from step to step: fresh temporaries of
-    this size are fresh pages from the allocator on every step, whose faults cost more
-    than the arithmetic."""
+    `values` (overwritten) and `idx` (int32, its shape), buffers kept from step to step:
+    fresh temporaries of this size are fresh pages from the allocator on every step,
+    whose faults cost more than the arithmetic."""
     rows, inf = values.shape[0], math.inf
     values.nan_to_num_(nan=-inf, posinf=-inf, neginf=-inf)  # non-finite: −∞
     hi = values.amax(1)
@@ -107,20 +76,88 @@ def _histograms(torch: Any, values: Any, bins: int, buffers: Buffers):
     # finite entries land in [0, bins]; the others (and ∞·0 when hi − lo overflows) at −1
     values.sub_(lo[:, None]).mul_(scale[:, None])
     values.nan_to_num_(nan=-1.0, posinf=-1.0, neginf=-1.0)
-    # bin b of row r at r·(bins + 1) + b + 1; left out at r·(bins + 1)
-    values.floor_().clamp_(max=bins - 1).add_(buffers.offsets(rows, bins, values))
-    idx = buffers.get("bins", values.shape, torch.int32, values.device)
+    # to integers (truncation is the floor on [0, bins]); bin b of row r at
+    # r·(bins + 1) + b + 1, left out at r·(bins + 1)
     idx.copy_(values)
+    idx.clamp_(max=bins - 1).add_(buffers.offsets(rows, bins, idx))
     counts = torch.bincount(idx.reshape(-1), minlength=rows * (bins + 1))
     return lo, hi, counts.reshape(rows, bins + 1)[:, 1:]
 
 
+def _log10_abs(torch: Any, D: Any, zero: Any, sub: Any) -> None:
+    """log10 |D| in place; `zero` becomes 1 where D is 0 (NaN left out), else 0, and
+    the zeros' logs NaN (left out of the histogram, counted apart). The CPU's log of 0
+    and of subnormal numbers takes a slow path (~10× and ~25× the time per value, and
+    a ReLU network's δ are half zeros): zeros are set to 1 before, subnormals are
+    scaled by 2⁶⁴ into the normal range and 64·log10 2 is taken off after. Arithmetic
+    only: the CPU's comparisons and masked fills into bool tensors cost several times
+    a multiplication (the one cost: an infinite δ turns NaN, as non-finite as before)."""
+    tiny = torch.finfo(D.dtype).tiny
+    D.abs_()
+    torch.sign(D, out=zero).neg_().add_(1.0).nan_to_num_(nan=0.0)  # 1 at a zero
+    D.add_(zero)  # zeros → 1, others + 0 (exact)
+    # 1 at a subnormal: ⌊min(|d|/tiny, 1)⌋ is 0 there and 1 for normal numbers
+    torch.mul(D, 1.0 / tiny, out=sub).clamp_(max=1.0).floor_().neg_().add_(1.0)
+    D.addcmul_(sub, D, value=2.0 ** 64 - 1)  # subnormals · 2⁶⁴ (sub·D, never ∞·0 ...)
+    D.log10_()
+    D.add_(sub, alpha=-64 * math.log10(2.0))
+    D.div_(1.0 - zero)  # zeros: 0/0, NaN
+
+
+class Layout:
+    """The small tensors one step's shape implies (how many values each module's
+    output and δ had, how many calls, which rectifiers): made once and reused, as the
+    shape repeats step to step."""
+
+    def __init__(self, torch: Any, cap: StepCapture, modules: int, dtype: Any, device: Any):
+        self.counts = torch.tensor([cap.a_count, cap.d_count,
+                                    [max(c, 1) for c in cap.a_count],
+                                    [max(c, 1) for c in cap.out_numel]],
+                                   dtype=dtype).to(device)
+        self.n_a, self.numel = self.counts[2], self.counts[3]
+        # a module with fewer than SAMPLE values (or none this step) has padding to
+        # leave out: masks of 1 (real) and 0, and 0 and NaN to add before the histograms
+        self.real_a = self.real_d = self.pad = None
+        if any(c != SAMPLE for c in cap.a_count) or any(c != SAMPLE for c in cap.d_count):
+            k = torch.arange(SAMPLE, device=device)[None, :]
+            self.real_a = (k < self.counts[0][:, None]).to(dtype)
+            self.real_d = (k < self.counts[1][:, None]).to(dtype)
+            real = torch.cat([self.real_a, self.real_d])
+            self.pad = torch.zeros_like(real).masked_fill_(real == 0, math.nan)
+        self.sums_seg = _segments_of(torch, cap.out_sums, device)
+        self.norms_seg = _segments_of(torch, cap.delta_norms, device)
+        # rectifiers: the modules with a per-unit maximum, and how many units each has
+        maxima = [(i, m.numel()) for i, m in enumerate(cap.a_max) if m is not None]
+        self.dead_rows = self.dead_units = None
+        if maxima:
+            self.dead_rows = torch.tensor([i for i, _ in maxima], device=device)
+            self.dead_units = torch.tensor([n for _, n in maxima], device=device)
+            self.dead_size = self.dead_units.to(dtype)
+
+
+def layout_key(cap: StepCapture) -> tuple:
+    return (tuple(cap.a_count), tuple(cap.d_count), tuple(cap.out_numel),
+            tuple(map(len, cap.out_sums)), tuple(map(len, cap.delta_norms)),
+            tuple(-1 if m is None else m.numel() for m in cap.a_max))
+
+
+def _segments_of(torch: Any, parts: list[list], device: Any) -> Any:
+    """Module index of each entry of the flattened lists; None when every module has
+    exactly one (then the stacked entries are already per module)."""
+    if all(len(p) == 1 for p in parts):
+        return None
+    return torch.tensor([i for i, p in enumerate(parts) for _ in p], dtype=torch.int64,
+                        device=device)
+
+
 class Buffers:
     """Tensors kept from one recorded step to the next (the stacked samples, the
-    histogram bins), reallocated only when the number of modules changes."""
+    histogram bins, the layouts' index tensors), reallocated only when the shapes
+    change."""
 
     def __init__(self):
         self.found: dict = {}
+        self.layouts: dict = {}
 
     def get(self, name: str, shape: tuple, dtype: Any, device: Any) -> Any:
         import torch
@@ -129,6 +166,16 @@ class Buffers:
         t = self.found.get(key)
         if t is None:
             t = self.found[key] = torch.empty(shape, dtype=dtype, device=device)
+        return t
+
+    def zeros(self, n: int, dtype: Any, device: Any) -> Any:
+        """A (n,) tensor of zeros, never written to."""
+        key = ("zeros", n, dtype, str(device))
+        t = self.found.get(key)
+        if t is None:
+            import torch
+
+            t = self.found[key] = torch.zeros(n, dtype=dtype, device=device)
         return t
 
     def offsets(self, rows: int, bins: int, like: Any) -> Any:
@@ -141,18 +188,38 @@ class Buffers:
                                    * (bins + 1) + 1)[:, None]
         return t
 
+    def saturating(self, codes: list[float], device: Any) -> list:
+        """(code, row indices) of each saturation kind present."""
+        key = ("saturating", str(device))
+        found = self.found.get(key)
+        if found is None:
+            import torch
+
+            found = self.found[key] = [
+                (code, torch.tensor([i for i, c in enumerate(codes) if c == code],
+                                    device=device))
+                for code in sorted(set(codes) - {0.0})]
+        return found
+
+    def layout(self, cap: StepCapture, modules: int, dtype: Any, device: Any) -> Layout:
+        key = layout_key(cap)
+        found = self.layouts.get(key)
+        if found is None:
+            import torch
+
+            if len(self.layouts) > 16:  # shapes that keep changing: keep the latest
+                self.layouts.clear()
+            found = self.layouts[key] = Layout(torch, cap, modules, dtype, device)
+        return found
+
 
 def _stack(torch: Any, samples: list, out: Any) -> Any:
-    """The modules' samples as the rows of `out` (zeros for a module without one)."""
-    zeros = None
-    rows = []
-    for s in samples:
-        if s is None:
-            if zeros is None:
-                zeros = torch.zeros(SAMPLE, dtype=out.dtype, device=out.device)
-            s = zeros
-        rows.append(s if s.dtype == out.dtype else s.to(out.dtype))
-    return torch.stack(rows, out=out)
+    """The modules' samples as the rows of `out` (zeros for a module without one), in
+    one copy."""
+    if any(s is None or s.dtype != out.dtype for s in samples):
+        zeros = torch.zeros(SAMPLE, dtype=out.dtype, device=out.device)
+        samples = [zeros if s is None else s.to(out.dtype) for s in samples]
+    return torch.stack(samples, out=out)
 
 
 _SEGMENTS: dict = {}
@@ -170,19 +237,23 @@ def _segments(torch: Any, key: tuple, device: Any, make: Any = None) -> Any:
     return found
 
 
-def _segment_sum(torch: Any, parts: list[list], dtype: Any, device: Any, square: bool):
-    """Σ over each module's list of 0-d tensors (of squares when `square`), (M,); one
-    stack when every module has exactly one (the usual step)."""
+def _segment_sum(torch: Any, parts: list[list], seg: Any, dtype: Any, device: Any,
+                 norms: bool) -> Any:
+    """Σ over each module's list of 0-d tensors, (M,); for `norms`, the root of the sum
+    of their squares (a norm of norms). One stack when every module has exactly one
+    (the usual step: then a norm is taken as it is, not squared and rooted)."""
     flat = [t for p in parts for t in p]
     if not flat:
         return torch.zeros(len(parts), dtype=dtype, device=device)
-    values = torch.stack([t if t.dtype == dtype else t.to(dtype) for t in flat])
-    if square:
-        values = values * values
-    if len(flat) == len(parts) and all(len(p) == 1 for p in parts):
+    if any(t.dtype != dtype for t in flat):
+        flat = [t.to(dtype) for t in flat]
+    values = torch.stack(flat)
+    if seg is None:
         return values
-    seg = _segments(torch, tuple(i for i, p in enumerate(parts) for _ in p), device)
-    return torch.zeros(len(parts), dtype=dtype, device=device).index_add_(0, seg, values)
+    if norms:
+        values = values * values
+    out = torch.zeros(len(parts), dtype=dtype, device=device).index_add_(0, seg, values)
+    return torch.sqrt(out) if norms else out
 
 
 def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, device: Any,
@@ -193,52 +264,56 @@ def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, devi
     import torch
 
     modules, bins, buffers = len(plan.weights), plan.bins, plan.buffers
-    # rows 0..M−1: the outputs' samples, M..2M−1: log10 |δ| (the histograms' input)
-    values = buffers.get("values", (2 * modules, SAMPLE), dtype, device)
-    A = _stack(torch, cap.a_sample, values[:modules])
-    D = _stack(torch, cap.d_sample, buffers.get("delta", (modules, SAMPLE), dtype, device))
-    scratch = buffers.get("scratch", (modules, SAMPLE), dtype, device)
-    # the per-module counts in one host-to-device copy
-    counts_in = torch.tensor([cap.a_count, cap.d_count, [max(c, 1) for c in cap.a_count],
-                              [max(c, 1) for c in cap.out_numel]], dtype=dtype).to(device)
-    n_a, numel = counts_in[2], counts_in[3]
-    # a module with fewer than SAMPLE values (or none this step) has padding to mask
-    real_a = real_d = None
-    if any(c != SAMPLE for c in cap.a_count) or any(c != SAMPLE for c in cap.d_count):
-        k = _arange(torch, SAMPLE, device)[None, :]
-        real_a, real_d = k < counts_in[0][:, None], k < counts_in[1][:, None]
+    lay = buffers.layout(cap, modules, dtype, device)
+    # rows 0..M−1: the outputs' samples, M..2M−1: the δ samples, then log10 |δ| (the
+    # histograms' input), in one buffer
+    values = _stack(torch, cap.a_sample + cap.d_sample,
+                    buffers.get("values", (2 * modules, SAMPLE), dtype, device))
+    A, D = values[:modules], values[modules:]
+    # one work buffer as large as `values` (a smaller working set than one buffer per
+    # use: the caches are cold after backward): scratch for the moments, then the
+    # zero and subnormal masks of δ, then (as int32) the histograms' bin numbers
+    work = buffers.get("work", (2 * modules, SAMPLE), dtype, device)
+    scratch = work[:modules]
     # moments of the subsample (two passes, in place), the exact mean from the sums
-    if real_a is None:  # (var_mean is several times slower on the CPU)
-        torch.sub(A, A.mean(1)[:, None], out=scratch)
+    if lay.real_a is None:  # (var_mean is several times slower on the CPU)
+        torch.sub(A, A.mean(1, keepdim=True), out=scratch)
         std = torch.sqrt(scratch.mul_(scratch).mean(1))
     else:
-        pad_a = ~real_a
-        mean_s = scratch.copy_(A).masked_fill_(pad_a, 0.0).sum(1) / n_a
-        torch.sub(A, mean_s[:, None], out=scratch)
-        std = torch.sqrt(scratch.mul_(scratch).masked_fill_(pad_a, 0.0).sum(1) / n_a)
-    a_mean = _segment_sum(torch, cap.out_sums, dtype, device, square=False) / numel
-    saturated = _saturated(torch, A, real_a, n_a, plan.saturation)
-    delta_norm = torch.sqrt(_segment_sum(torch, cap.delta_norms, dtype, device, square=True))
-    dead = _dead(torch, cap.a_max, modules, dtype, device)
-    zero = D == 0
-    d_zero = (zero if real_d is None else zero & real_d).sum(1)
-    torch.abs(D, out=values[modules:]).log10_()  # 0 → −inf: counted apart (d_zero)
-    if real_a is not None:  # padding: left out of the histograms
-        values.masked_fill_(~torch.cat([real_a, real_d]), math.nan)
-    lo, hi, counts = _histograms(torch, values, bins, buffers)
+        mean_s = torch.mul(A, lay.real_a, out=scratch).sum(1) / lay.n_a
+        torch.sub(A, mean_s[:, None], out=scratch).mul_(lay.real_a)
+        std = torch.sqrt(scratch.mul_(scratch).sum(1) / lay.n_a)
+    a_mean = _segment_sum(torch, cap.out_sums, lay.sums_seg, dtype, device, False) / lay.numel
+    saturated = _saturated(torch, A, lay.real_a, lay.n_a, plan)
+    delta_norm = _segment_sum(torch, cap.delta_norms, lay.norms_seg, dtype, device, True)
+    if lay.dead_rows is None:
+        dead = buffers.zeros(modules, dtype, device)
+    else:  # a unit (element of the per-example output) is 0 for every example
+        zeros = (torch.cat([m.reshape(-1) for m in cap.a_max if m is not None]) == 0)
+        # a sum over each module's run of units (index_add_ is serial on the CPU)
+        per_module = torch.segment_reduce(zeros.to(dtype), "sum", lengths=lay.dead_units,
+                                          unsafe=True)
+        dead = torch.zeros(modules, dtype=dtype, device=device).index_copy_(
+            0, lay.dead_rows, per_module / lay.dead_size)
+    zero = work[:modules]
+    _log10_abs(torch, D, zero, work[modules:])  # zeros are counted apart (d_zero)
+    d_zero = (zero if lay.real_d is None else zero.mul_(lay.real_d)).sum(1)
+    if lay.pad is not None:  # padding: NaN, left out of the histograms
+        values.add_(lay.pad)
+    idx = work.view(-1).view(torch.int32)[:values.numel()].view(values.shape)
+    lo, hi, counts = _histograms(torch, values, idx, bins, buffers)
     # NaN and ±Inf among the sampled δ: what is neither in a bin nor zero
-    d_nonfinite = counts_in[1] - counts[modules:].sum(1) - d_zero
+    d_nonfinite = lay.counts[1] - counts[modules:].sum(1) - d_zero
     columns = torch.stack([a_mean, std, saturated, dead, delta_norm, *norms,
                            lo[:modules], hi[:modules], lo[modules:], hi[modules:],
                            d_zero.to(dtype), d_nonfinite.to(dtype)], 1)
-    table = torch.cat([columns, counts[:modules].to(dtype), counts[modules:].to(dtype)], 1)
-    # the extras: tensors (loss, norms, scales) stacked, plain numbers as they are
-    tensors = [e.detach().reshape(()).to(torch.float64) for e in extras
-               if isinstance(e, torch.Tensor)]
-    parts = [table.reshape(-1).to(torch.float64)]
-    if tensors:
-        parts.append(torch.stack(tensors).to(device))
-    packed = torch.cat(parts).cpu().numpy()  # the one device-to-host transfer of the step
+    table = torch.cat([columns, counts[:modules], counts[modules:]], 1)
+    # the extras: tensors (loss, norms, scales) after the table, plain numbers as they
+    # are; one concatenation to float64 and the one device-to-host transfer of the step
+    tensors = [e.detach().reshape(1) if e.device == table.device
+               else e.detach().reshape(1).to(table.device)
+               for e in extras if isinstance(e, torch.Tensor)]
+    packed = torch.cat([table.reshape(-1).to(torch.float64), *tensors]).cpu().numpy()
     numbers = iter(packed[table.numel():].tolist())
     tail = [next(numbers) if isinstance(e, torch.Tensor) else float(e) for e in extras]
     return np.concatenate([packed[:table.numel()], np.asarray(tail, dtype=np.float64)])
