@@ -322,23 +322,27 @@ def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, devi
 PARAM_GROUPS = ("grad_w", "grad_b", "weight", "update", "sampled_w")
 
 
-def param_norms(torch: Any, taken: list[tuple], cold: list[tuple], modules: int, dtype: Any,
-                device: Any) -> list:
+def param_norms(torch: Any, taken: list, cold: list, segments: tuple, modules: int,
+                dtype: Any, device: Any) -> list:
     """Per module ‖∇W‖, ‖∇b‖, ‖W‖ (weights: every parameter not named like a bias),
     and ‖ΔW‖, ‖W‖ over the weights' sampled entries, in PARAM_GROUPS order, each the
-    root of a sum of squares over the module's tensors: `taken` (segment, a 0-d norm
-    taken before: ‖W‖ before the update), `cold` (segment, tensor) normed here in one
-    fused call; segment = group·modules + module."""
-    norms = [n for _, n in taken]
-    seg = [g for g, _ in taken]
+    root of a sum of squares over the module's tensors: `taken`, 0-d norms taken
+    before (‖W‖ before the update), then `cold`, tensors normed here in one fused
+    call; `segments`, one per norm: group·modules + module."""
+    norms = list(taken)
     if cold:
-        norms += torch._foreach_norm([t for _, t in cold])
-        seg += [g for g, _ in cold]
+        norms += torch._foreach_norm(cold)
     out = torch.zeros(len(PARAM_GROUPS) * modules, dtype=dtype, device=device)
     if norms:
-        values = torch.stack([n if n.dtype == dtype else n.to(dtype) for n in norms])
-        out.index_add_(0, _segments(torch, tuple(seg), device), values * values)
-    return list(torch.sqrt(out).reshape(len(PARAM_GROUPS), modules))
+        if any(n.dtype != dtype for n in norms):
+            norms = [n.to(dtype) for n in norms]
+        values = torch.stack(norms)
+        out.index_add_(0, _segments(torch, segments, device), values.mul_(values))
+    return list(torch.sqrt_(out).reshape(len(PARAM_GROUPS), modules))
+
+
+(A_MEAN, A_STD, SATURATED, DEAD, DELTA, GRAD_W, GRAD_B, WEIGHT, UPDATE, SAMPLED_W, A_LO, A_HI,
+ D_LO, D_HI, D_ZERO, D_NONFINITE) = range(len(FLOAT_COLUMNS))
 
 
 def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: list[int],
@@ -347,37 +351,37 @@ def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: l
     Statistics a module does not have are None: no forward this step (a_*), no δ, no
     parameter of that kind or no gradient, not a rectifier (dead_frac), not saturating."""
     bins = plan.bins
-    width = len(FLOAT_COLUMNS) + 2 * bins
+    columns = len(FLOAT_COLUMNS)
+    width = columns + 2 * bins
     modules = len(names)
     table = packed[:modules * width].reshape(modules, width)
-    rows = table.tolist()
-    hists = table[:, len(FLOAT_COLUMNS):].astype(np.int64).tolist()  # ints, at once
+    rows = table[:, :columns].tolist()
+    a_counts = table[:, columns:columns + bins].astype(np.int64).tolist()  # ints, at once
+    d_counts = table[:, columns + bins:].astype(np.int64).tolist()
+    has_w, has_b, has_weight, has_update = (has["grad_w"], has["grad_b"], has["weight"],
+                                            has["update"])
+    saturating = plan.saturation
     layers = []
-    c = {k: j for j, k in enumerate(FLOAT_COLUMNS)}
     for index, i in enumerate(order):
         r = rows[i]
         forward = cap.a_sample[i] is not None
         backward = cap.d_sample[i] is not None
-        weight = r[c["weight_norm"]] if has["weight"][i] else None  # no forward: not taken
-        layer = {
+        layers.append({
             "index": index, "name": names[i], "kind": kinds[i],
-            "delta_norm": r[c["delta_norm"]] if backward else None,
-            "grad_w_norm": r[c["grad_w_norm"]] if has["grad_w"][i] else None,
-            "grad_b_norm": r[c["grad_b_norm"]] if has["grad_b"][i] else None,
-            "weight_norm": weight,
-            "update_ratio": r[c["update_norm"]] / r[c["sampled_w_norm"]]
-            if has["update"][i] and r[c["sampled_w_norm"]] else None,
-            "a_mean": r[c["a_mean"]] if forward else None,
-            "a_std": r[c["a_std"]] if forward else None,
-            "saturated_frac": r[c["saturated_frac"]] if forward and plan.saturation[i]
+            "delta_norm": r[DELTA] if backward else None,
+            "grad_w_norm": r[GRAD_W] if has_w[i] else None,
+            "grad_b_norm": r[GRAD_B] if has_b[i] else None,
+            "weight_norm": r[WEIGHT] if has_weight[i] else None,  # no forward: not taken
+            "update_ratio": r[UPDATE] / r[SAMPLED_W] if has_update[i] and r[SAMPLED_W]
             else None,
-            "dead_frac": r[c["dead_frac"]] if cap.a_max[i] is not None else None,
-            "a_hist": {"lo": r[c["a_lo"]], "hi": r[c["a_hi"]],
-                       "counts": hists[i][:bins]} if forward else None,
-            "delta_log_hist": {"lo": r[c["d_lo"]], "hi": r[c["d_hi"]],
-                               "counts": hists[i][bins:],
-                               "zero": int(r[c["d_zero"]]),
-                               "nonfinite": int(r[c["d_nonfinite"]])} if backward else None,
-        }
-        layers.append(layer)
+            "a_mean": r[A_MEAN] if forward else None,
+            "a_std": r[A_STD] if forward else None,
+            "saturated_frac": r[SATURATED] if forward and saturating[i] else None,
+            "dead_frac": r[DEAD] if cap.a_max[i] is not None else None,
+            "a_hist": {"lo": r[A_LO], "hi": r[A_HI], "counts": a_counts[i]} if forward
+            else None,
+            "delta_log_hist": {"lo": r[D_LO], "hi": r[D_HI], "counts": d_counts[i],
+                               "zero": int(r[D_ZERO]), "nonfinite": int(r[D_NONFINITE])}
+            if backward else None,
+        })
     return layers, packed[modules * width:], bool(np.isfinite(table).all())

@@ -69,6 +69,11 @@ class Watcher:
         self._forward_hooks = [capture.forward_hook(self, i, self.plan.rectifier[i])
                                for i in range(len(self.watched))]
         self._grad_hook = capture.grad_hook(self)
+        # each watched parameter and its segment in reduce.param_norms (group·M + module)
+        self.grad_slots = [(p, group * len(self.watched) + i)
+                           for i, w in enumerate(self.watched)
+                           for group, params in ((0, w.weights), (1, w.biases)) for p in params]
+        self._has: dict = {}
         self.handles: list = []
         self.capture = capture.StepCapture(len(self.watched))
         self.order: list[int] | None = None
@@ -180,27 +185,36 @@ class Watcher:
         return torch.where(bad.any(), steps[bad.to(torch.uint8).argmax()],
                            torch.tensor(-1.0, dtype=torch.float64, device=device))
 
-    def _norm_inputs(self) -> tuple[list, list, dict]:
-        """(segment, norm) and (segment, tensor) for reduce.param_norms: each watched
-        gradient as it is at the optimizer step (unscaled, clipped, synchronized), each
-        weight's norm from the module's forward pass (before the update)."""
+    def _norm_inputs(self) -> tuple[list, list, list, dict]:
+        """For reduce.param_norms: the weights' norms from the modules' forward pass
+        (before the update), each watched gradient as it is at the optimizer step
+        (unscaled, clipped, synchronized), their segments, and which modules have
+        which."""
         cap, modules = self.capture, len(self.watched)
-        taken, cold = [], []
-        has_w, has_b = [], []
-        for i, (ws, bs) in enumerate(zip(self.plan.weights, self.plan.biases, strict=True)):
-            for group, params, has in ((0, ws, has_w), (1, bs, has_b)):
-                seen = False
-                for p in params:
-                    g = p.grad if p.grad is not None else cap.grads.get(id(p))
-                    if g is not None:
-                        cold.append((group * modules + i, g.detach()))
-                        seen = True
-                has.append(seen)
+        taken, segments = [], []
         for i, found in enumerate(cap.w_norms):
-            for norm in found or ():
-                taken.append((2 * modules + i, norm))
-        return taken, cold, {"grad_w": has_w, "grad_b": has_b,
-                             "weight": [n is not None for n in cap.w_norms]}
+            if found:
+                taken += found
+                segments += [2 * modules + i] * len(found)
+        grads = []
+        for p, segment in self.grad_slots:
+            g = p.grad
+            if g is None:
+                g = cap.grads.get(id(p))
+                if g is None:
+                    continue
+            grads.append(g.detach() if g.requires_grad else g)
+            segments.append(segment)
+        key = tuple(segments)
+        has = self._has.get(key)
+        if has is None:
+            if len(self._has) > 16:
+                self._has.clear()
+            seen = set(segments)
+            has = self._has[key] = {
+                name: [group * modules + i in seen for i in range(modules)]
+                for group, name in enumerate(("grad_w", "grad_b", "weight"))}
+        return taken, grads, segments, has
 
     def _record(self, s: int, loss: Any, grad_norm: Any, accuracy: Any) -> dict:
         import torch
@@ -216,9 +230,9 @@ class Watcher:
             seen = set(cap.order)
             self.order = list(cap.order) + [i for i in range(len(self.watched))
                                             if i not in seen]
-        taken, cold, has = self._norm_inputs()
+        taken, cold, segments, has = self._norm_inputs()
         modules = len(self.watched)
-        has["update"] = [False] * modules
+        has = {**has, "update": [False] * modules}
         # the sampled entries now against their copies from the forward pass
         before, after, segment = [], [], []
         for i, snap in enumerate(cap.w_snap):
@@ -229,10 +243,9 @@ class Watcher:
                 has["update"][i] = has["grad_w"][i]
         if before:
             with torch.no_grad():
-                diffs = torch._foreach_sub(after, before)
-            for i, diff, snap in zip(segment, diffs, before, strict=True):
-                cold.append((3 * modules + i, diff))
-                cold.append((4 * modules + i, snap))
+                cold += torch._foreach_sub(after, before)
+            cold += before
+            segments += [3 * modules + i for i in segment] + [4 * modules + i for i in segment]
         other_grads = [p.grad for p in self.plan.others if p.grad is not None]
         extras = [loss if loss is not None else math.nan,
                   torch.linalg.vector_norm(torch.stack(torch._foreach_norm(other_grads)))
@@ -242,7 +255,8 @@ class Watcher:
                   and cap.scale is not None else math.nan,
                   grad_norm if grad_norm is not None else math.nan,
                   self._pending_loss()]
-        norms = reduce.param_norms(torch, taken, cold, modules, self.acc, self.device)
+        norms = reduce.param_norms(torch, taken, cold, tuple(segments), modules, self.acc,
+                                   self.device)
         packed = reduce.device_summary(cap, self.plan, norms, extras, self.device, self.acc)
         names = [w.name for w in self.watched]
         kinds = [w.kind for w in self.watched]
