@@ -104,12 +104,18 @@ def _log10_abs(torch: Any, D: Any, zero: Any, sub: Any) -> None:
     D.div_(1.0 - zero)  # zeros: 0/0, NaN
 
 
+def _missing(samples: list) -> list[int]:
+    return [i for i, s in enumerate(samples) if s is None]
+
+
 class Layout:
     """The small tensors one step's shape implies (how many values each module's
-    output and δ had, how many calls, which rectifiers): made once and reused, as the
-    shape repeats step to step."""
+    output and δ had, which rectifiers have how many units): made once and reused, as
+    the shape repeats step to step."""
 
     def __init__(self, torch: Any, cap: StepCapture, modules: int, dtype: Any, device: Any):
+        self.shape = (list(cap.a_count), list(cap.d_count), list(cap.out_numel),
+                      list(cap.units))
         self.counts = torch.tensor([cap.a_count, cap.d_count,
                                     [max(c, 1) for c in cap.a_count],
                                     [max(c, 1) for c in cap.out_numel]],
@@ -124,30 +130,23 @@ class Layout:
             self.real_d = (k < self.counts[1][:, None]).to(dtype)
             real = torch.cat([self.real_a, self.real_d])
             self.pad = torch.zeros_like(real).masked_fill_(real == 0, math.nan)
-        self.sums_seg = _segments_of(torch, cap.out_sums, device)
-        self.norms_seg = _segments_of(torch, cap.delta_norms, device)
+        # modules without a forward or a δ this step (a count of 0 values says so only
+        # for an empty output): their rows are cleared
+        self.missing_a, self.missing_d = _missing(cap.a_sample), _missing(cap.d_sample)
         # rectifiers: the modules with a per-unit maximum, and how many units each has
-        maxima = [(i, m.numel()) for i, m in enumerate(cap.a_max) if m is not None]
+        maxima = [(i, n) for i, n in enumerate(cap.units) if n]
         self.dead_rows = self.dead_units = None
         if maxima:
             self.dead_rows = torch.tensor([i for i, _ in maxima], device=device)
             self.dead_units = torch.tensor([n for _, n in maxima], device=device)
             self.dead_size = self.dead_units.to(dtype)
 
-
-def layout_key(cap: StepCapture) -> tuple:
-    return (tuple(cap.a_count), tuple(cap.d_count), tuple(cap.out_numel),
-            tuple(map(len, cap.out_sums)), tuple(map(len, cap.delta_norms)),
-            tuple(-1 if m is None else m.numel() for m in cap.a_max))
-
-
-def _segments_of(torch: Any, parts: list[list], device: Any) -> Any:
-    """Module index of each entry of the flattened lists; None when every module has
-    exactly one (then the stacked entries are already per module)."""
-    if all(len(p) == 1 for p in parts):
-        return None
-    return torch.tensor([i for i, p in enumerate(parts) for _ in p], dtype=torch.int64,
-                        device=device)
+    def fits(self, cap: StepCapture) -> bool:
+        a_count, d_count, numel, units = self.shape
+        return (cap.a_count == a_count and cap.d_count == d_count
+                and cap.out_numel == numel and cap.units == units
+                and _missing(cap.a_sample) == self.missing_a
+                and _missing(cap.d_sample) == self.missing_d)
 
 
 class Buffers:
@@ -157,7 +156,7 @@ class Buffers:
 
     def __init__(self):
         self.found: dict = {}
-        self.layouts: dict = {}
+        self.layouts: list[Layout] = []
 
     def get(self, name: str, shape: tuple, dtype: Any, device: Any) -> Any:
         import torch
@@ -202,24 +201,16 @@ class Buffers:
         return found
 
     def layout(self, cap: StepCapture, modules: int, dtype: Any, device: Any) -> Layout:
-        key = layout_key(cap)
-        found = self.layouts.get(key)
-        if found is None:
-            import torch
+        """The latest layouts (the usual step: the same as the step before), matched by
+        comparing lists of ints."""
+        for found in self.layouts:
+            if found.fits(cap):
+                return found
+        import torch
 
-            if len(self.layouts) > 16:  # shapes that keep changing: keep the latest
-                self.layouts.clear()
-            found = self.layouts[key] = Layout(torch, cap, modules, dtype, device)
+        found = Layout(torch, cap, modules, dtype, device)
+        self.layouts = [found] + self.layouts[:7]
         return found
-
-
-def _stack(torch: Any, samples: list, out: Any) -> Any:
-    """The modules' samples as the rows of `out` (zeros for a module without one), in
-    one copy."""
-    if any(s is None or s.dtype != out.dtype for s in samples):
-        zeros = torch.zeros(SAMPLE, dtype=out.dtype, device=out.device)
-        samples = [zeros if s is None else s.to(out.dtype) for s in samples]
-    return torch.stack(samples, out=out)
 
 
 _SEGMENTS: dict = {}
@@ -237,23 +228,16 @@ def _segments(torch: Any, key: tuple, device: Any, make: Any = None) -> Any:
     return found
 
 
-def _segment_sum(torch: Any, parts: list[list], seg: Any, dtype: Any, device: Any,
-                 norms: bool) -> Any:
-    """Σ over each module's list of 0-d tensors, (M,); for `norms`, the root of the sum
-    of their squares (a norm of norms). One stack when every module has exactly one
-    (the usual step: then a norm is taken as it is, not squared and rooted)."""
-    flat = [t for p in parts for t in p]
-    if not flat:
-        return torch.zeros(len(parts), dtype=dtype, device=device)
-    if any(t.dtype != dtype for t in flat):
-        flat = [t.to(dtype) for t in flat]
-    values = torch.stack(flat)
-    if seg is None:
-        return values
-    if norms:
-        values = values * values
-    out = torch.zeros(len(parts), dtype=dtype, device=device).index_add_(0, seg, values)
-    return torch.sqrt(out) if norms else out
+def _add_later_calls(torch: Any, first: Any, more: dict[int, list], norms: bool) -> Any:
+    """Each module's first call's sums (or norms), with those of its later calls in
+    the step added in (for norms: the root of the sum of squares)."""
+    for i, values in more.items():
+        extra = torch.stack([v.to(first.dtype) for v in values])
+        if norms:
+            first[i] = torch.sqrt(first[i] * first[i] + (extra * extra).sum())
+        else:
+            first[i] += extra.sum()
+    return first
 
 
 def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, device: Any,
@@ -263,12 +247,17 @@ def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, devi
     columns (see param_norms)."""
     import torch
 
-    modules, bins, buffers = len(plan.weights), plan.bins, plan.buffers
+    modules, bins, buffers, rows = len(plan.weights), plan.bins, plan.buffers, cap.rows
     lay = buffers.layout(cap, modules, dtype, device)
     # rows 0..M−1: the outputs' samples, M..2M−1: the δ samples, then log10 |δ| (the
-    # histograms' input), in one buffer
-    values = _stack(torch, cap.a_sample + cap.d_sample,
-                    buffers.get("values", (2 * modules, SAMPLE), dtype, device))
+    # histograms' input), as the hooks wrote them (a module that did not run: zeros)
+    values = rows.values
+    for i in lay.missing_a:
+        values[i].zero_()
+        rows.sums[i] = 0.0
+    for i in lay.missing_d:
+        values[modules + i].zero_()
+        rows.norms[i] = 0.0
     A, D = values[:modules], values[modules:]
     # one work buffer as large as `values` (a smaller working set than one buffer per
     # use: the caches are cold after backward): scratch for the moments, then the
@@ -283,9 +272,9 @@ def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, devi
         mean_s = torch.mul(A, lay.real_a, out=scratch).sum(1) / lay.n_a
         torch.sub(A, mean_s[:, None], out=scratch).mul_(lay.real_a)
         std = torch.sqrt(scratch.mul_(scratch).sum(1) / lay.n_a)
-    a_mean = _segment_sum(torch, cap.out_sums, lay.sums_seg, dtype, device, False) / lay.numel
+    a_mean = _add_later_calls(torch, rows.sums, cap.more_sums, False) / lay.numel
     saturated = _saturated(torch, A, lay.real_a, lay.n_a, plan)
-    delta_norm = _segment_sum(torch, cap.delta_norms, lay.norms_seg, dtype, device, True)
+    delta_norm = _add_later_calls(torch, rows.norms, cap.more_norms, True)
     if lay.dead_rows is None:
         dead = buffers.zeros(modules, dtype, device)
     else:  # a unit (element of the per-example output) is 0 for every example

@@ -75,7 +75,8 @@ class Watcher:
                            for group, params in ((0, w.weights), (1, w.biases)) for p in params]
         self._has: dict = {}
         self.handles: list = []
-        self.capture = capture.StepCapture(len(self.watched))
+        self.rows = capture.Rows(len(self.watched), self.acc, self.device)
+        self.capture = capture.StepCapture(len(self.watched), self.rows)
         self.order: list[int] | None = None
         # the losses of steps not recorded, kept on the device and checked for NaN/±Inf
         # all at once with the next recorded step (a check per step cost 0.1 ms)
@@ -148,7 +149,7 @@ class Watcher:
         if self.active:
             upcoming = self._recorded(s + 1)
             if upcoming:
-                self.capture = capture.StepCapture(len(self.watched))
+                self.capture = capture.StepCapture(len(self.watched), self.rows)
                 if not self.handles:
                     self._attach()
             elif self.handles:
