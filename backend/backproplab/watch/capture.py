@@ -100,10 +100,10 @@ class StepCapture:
         self.more_norms: dict[int, list] = {}
         self.grads: dict = {}  # id(param) -> its .grad after the latest accumulation
         # at the module's first forward of the step, so before the optimizer's update
-        # (and while the weights are in cache): ‖W‖ per weight, and a copy of each
-        # weight's sampled entries for ‖ΔW‖/‖W‖
+        # (and while the weights are in cache): ‖W‖ per weight, and whether a copy of
+        # each weight's sampled entries (for ‖ΔW‖/‖W‖) went into the snapshot buffer
         self.w_norms: list = [None] * modules
-        self.w_snap: list = [None] * modules
+        self.w_snap: list = [False] * modules
         self.scale = None  # the GradScaler scale the backward ran with
 
 
@@ -152,7 +152,8 @@ def forward_hook(watcher: Any, i: int, rectifier: bool):
             if weights:
                 cap.w_norms[i] = [vector_norm(p.detach()) for p in weights]
                 if sampled:
-                    cap.w_snap[i] = [v.clone() for v in watcher.module_samples(i)]
+                    watcher.snapshot_samples(i)
+                    cap.w_snap[i] = True
         if t.requires_grad:
             t.register_hook(watcher.delta_hooks[i])
 

@@ -311,22 +311,29 @@ def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, devi
 PARAM_GROUPS = ("grad_w", "grad_b", "weight", "update", "sampled_w")
 
 
-def param_norms(torch: Any, taken: list, cold: list, segments: tuple, modules: int,
-                dtype: Any, device: Any) -> list:
+def param_norms(torch: Any, taken: list, cold: list, squares: Any, segments: tuple,
+                modules: int, dtype: Any, device: Any) -> list:
     """Per module ‖∇W‖, ‖∇b‖, ‖W‖ (weights: every parameter not named like a bias),
     and ‖ΔW‖, ‖W‖ over the weights' sampled entries, in PARAM_GROUPS order, each the
     root of a sum of squares over the module's tensors: `taken`, 0-d norms taken
     before (‖W‖ before the update), then `cold`, tensors normed here in one fused
-    call; `segments`, one per norm: group·modules + module."""
+    call, then `squares`, sums of squares taken before (or None); `segments`, one per
+    value: group·modules + module."""
     norms = list(taken)
     if cold:
         norms += torch._foreach_norm(cold)
-    out = torch.zeros(len(PARAM_GROUPS) * modules, dtype=dtype, device=device)
+    parts = []
     if norms:
         if any(n.dtype != dtype for n in norms):
             norms = [n.to(dtype) for n in norms]
         values = torch.stack(norms)
-        out.index_add_(0, _segments(torch, segments, device), values.mul_(values))
+        parts.append(values.mul_(values))
+    if squares is not None:
+        parts.append(squares.to(dtype))
+    out = torch.zeros(len(PARAM_GROUPS) * modules, dtype=dtype, device=device)
+    if parts:
+        out.index_add_(0, _segments(torch, segments, device),
+                       parts[0] if len(parts) == 1 else torch.cat(parts))
     return list(torch.sqrt_(out).reshape(len(PARAM_GROUPS), modules))
 
 

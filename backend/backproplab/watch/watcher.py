@@ -65,6 +65,7 @@ class Watcher:
             k += len(ws)
         self.weight_samples = [self._weight_sample(p) for ws in self.plan.weights
                                for p in ws] if update_ratio else []
+        self.samples_flat: list | None = None  # see _samples_layout
         self.delta_hooks = [capture.delta_hook(self, i) for i in range(len(self.watched))]
         self._forward_hooks = [capture.forward_hook(self, i, self.plan.rectifier[i])
                                for i in range(len(self.watched))]
@@ -126,9 +127,53 @@ class Watcher:
             p, view, idx, ptr = self.weight_samples[k] = self._weight_sample(p)
         return view if view is not None else torch.take(p.detach(), idx)
 
-    def module_samples(self, i: int) -> list:
-        """The sampled entries of module i's weights, now (for its forward hook)."""
-        return [self._sampled(k) for k in self.weight_slots[i]]
+    def _samples_layout(self) -> None:
+        """Every weight's sampled entries end to end in one flat buffer (n_k entries
+        for weight k): `snapshot` holds their copies from the forward pass, `work`
+        (twice as long) their differences from now and, after them, their squares;
+        one segment_reduce sums each weight's part."""
+        import torch
+
+        lengths = [self._sampled(k).numel() for k in range(len(self.weight_samples))]
+        total, modules = sum(lengths), len(self.watched)
+        snapshot = torch.zeros(total, dtype=self.acc, device=self.device)
+        work = torch.empty(2 * total, dtype=self.acc, device=self.device)
+        starts = [sum(lengths[:k]) for k in range(len(lengths))]
+        module_of = [i for i, slots in enumerate(self.weight_slots) for _ in slots]
+        self.samples_flat = [lengths, snapshot, work,
+                             [snapshot[a:a + n] for a, n in zip(starts, lengths, strict=True)],
+                             torch.tensor(lengths + lengths, device=self.device),
+                             [3 * modules + i for i in module_of]
+                             + [4 * modules + i for i in module_of]]
+
+    def snapshot_samples(self, i: int) -> None:
+        """Copy module i's weights' sampled entries as they are now (its forward hook,
+        before the optimizer's update) into the snapshot buffer."""
+        if self.samples_flat is None:
+            self._samples_layout()
+        lengths, _, _, snaps, _, _ = self.samples_flat
+        for k in self.weight_slots[i]:
+            now = self._sampled(k)
+            if now.numel() != lengths[k]:  # a weight replaced by one of another size
+                self._samples_layout()
+                return self.snapshot_samples(i)
+            snaps[k].copy_(now)
+        return None
+
+    def update_squares(self) -> tuple[Any, list[int]]:
+        """Σ (ΔW)² and Σ W² over each weight's sampled entries (W: the snapshot), in
+        one (2K,) tensor, and their segments for reduce.param_norms."""
+        import torch
+
+        lengths, snapshot, work, _, both, segments = self.samples_flat
+        total = snapshot.numel()
+        torch.mul(snapshot, snapshot, out=work[total:])
+        now = [self._sampled(k) for k in range(len(lengths))]
+        if any(v.device != self.device for v in now):
+            now = [v.to(self.device) for v in now]
+        diff = torch.cat(now, out=work[:total]).sub_(snapshot)
+        diff.mul_(diff)
+        return torch.segment_reduce(work, "sum", lengths=both, unsafe=True), segments
 
     # --- one optimizer step ---------------------------------------------------------
     def step(self, loss: Any = None, grad_norm: Any = None,
@@ -233,20 +278,14 @@ class Watcher:
                                             if i not in seen]
         taken, cold, segments, has = self._norm_inputs()
         modules = len(self.watched)
-        has = {**has, "update": [False] * modules}
-        # the sampled entries now against their copies from the forward pass
-        before, after, segment = [], [], []
-        for i, snap in enumerate(cap.w_snap):
-            if snap is not None:
-                before += snap
-                after += [self._sampled(k) for k in self.weight_slots[i]]
-                segment += [i] * len(snap)
-                has["update"][i] = has["grad_w"][i]
-        if before:
-            with torch.no_grad():
-                cold += torch._foreach_sub(after, before)
-            cold += before
-            segments += [3 * modules + i for i in segment] + [4 * modules + i for i in segment]
+        # the sampled entries now against their copies from the forward pass (a module
+        # without a forward this step has none: its stale values are not reported)
+        squares = None
+        if any(cap.w_snap):
+            squares, update_segments = self.update_squares()
+            segments += update_segments
+        has = {**has, "update": [bool(snap) and g for snap, g in zip(cap.w_snap, has["grad_w"],
+                                                                     strict=True)]}
         other_grads = [p.grad for p in self.plan.others if p.grad is not None]
         extras = [loss if loss is not None else math.nan,
                   torch.linalg.vector_norm(torch.stack(torch._foreach_norm(other_grads)))
@@ -256,8 +295,8 @@ class Watcher:
                   and cap.scale is not None else math.nan,
                   grad_norm if grad_norm is not None else math.nan,
                   self._pending_loss()]
-        norms = reduce.param_norms(torch, taken, cold, tuple(segments), modules, self.acc,
-                                   self.device)
+        norms = reduce.param_norms(torch, taken, cold, squares, tuple(segments), modules,
+                                   self.acc, self.device)
         packed = reduce.device_summary(cap, self.plan, norms, extras, self.device, self.acc)
         names = [w.name for w in self.watched]
         kinds = [w.kind for w in self.watched]
