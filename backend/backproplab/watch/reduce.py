@@ -70,9 +70,9 @@ def _histograms(torch: Any, values: Any, idx: Any, bins: int, buffers: Buffers):
     hi = values.amax(1)
     values.nan_to_num_(nan=inf, posinf=inf, neginf=inf)  # non-finite: +∞ (only −∞ were)
     lo = values.amin(1)
-    some = hi >= lo  # False for a row without a finite value (lo = inf, hi = -inf)
-    lo, hi = torch.where(some, lo, 0.0), torch.where(some, hi, 0.0)
-    scale = bins / torch.clamp(hi - lo, min=1e-12)
+    # a row without a finite value (lo = +∞, hi = −∞): 0 and 0
+    lo, hi = lo.nan_to_num_(posinf=0.0), hi.nan_to_num_(neginf=0.0)
+    scale = torch.div(buffers.scalar(bins, values), torch.clamp(hi - lo, min=1e-12))
     # finite entries land in [0, bins]; the others (and ∞·0 when hi − lo overflows) at −1
     values.sub_(lo[:, None]).mul_(scale[:, None])
     values.nan_to_num_(nan=-1.0, posinf=-1.0, neginf=-1.0)
@@ -84,24 +84,28 @@ def _histograms(torch: Any, values: Any, idx: Any, bins: int, buffers: Buffers):
     return lo, hi, counts.reshape(rows, bins + 1)[:, 1:]
 
 
-def _log10_abs(torch: Any, D: Any, zero: Any, sub: Any) -> None:
-    """log10 |D| in place; `zero` becomes 1 where D is 0 (NaN left out), else 0, and
-    the zeros' logs NaN (left out of the histogram, counted apart). The CPU's log of 0
-    and of subnormal numbers takes a slow path (~10× and ~25× the time per value, and
-    a ReLU network's δ are half zeros): zeros are set to 1 before, subnormals are
-    scaled by 2⁶⁴ into the normal range and 64·log10 2 is taken off after. Arithmetic
-    only: the CPU's comparisons and masked fills into bool tensors cost several times
-    a multiplication (the one cost: an infinite δ turns NaN, as non-finite as before)."""
+def _log10_abs(torch: Any, D: Any, real: Any, work: Any, buffers: Buffers) -> Any:
+    """log10 |D| in place, NaN where D is 0 (left out of the histogram); returns the
+    number of zeros per row (among `real`, a bool mask, or all). The CPU's log of 0
+    and of subnormal numbers takes a slow path (~10× and ~25× the time per value,
+    and a ReLU network's δ are half zeros): subnormals are scaled by 2⁶⁴ into the
+    normal range and 64·log10 2 is taken off after, zeros become NaN (x/x·x) before
+    the log. Arithmetic where it can: on the CPU, comparisons and masked fills cost
+    several times a multiplication (the one cost: an infinite δ turns NaN, as
+    non-finite as before)."""
     tiny = torch.finfo(D.dtype).tiny
+    rows = D.shape[0]
+    zero = D == 0
+    zeros = torch.sum(zero if real is None else zero & real, 1, dtype=D.dtype)
     D.abs_()
-    torch.sign(D, out=zero).neg_().add_(1.0).nan_to_num_(nan=0.0)  # 1 at a zero
-    D.add_(zero)  # zeros → 1, others + 0 (exact)
-    # 1 at a subnormal: ⌊min(|d|/tiny, 1)⌋ is 0 there and 1 for normal numbers
-    torch.mul(D, 1.0 / tiny, out=sub).clamp_(max=1.0).floor_().neg_().add_(1.0)
-    D.addcmul_(sub, D, value=2.0 ** 64 - 1)  # subnormals · 2⁶⁴ (sub·D, never ∞·0 ...)
+    # 1 at a zero or a subnormal, else 0 (NaN stays NaN): ⌈max(1 − |d|/tiny, 0)⌉
+    sub = torch.add(buffers.scalar(1.0, D), D, alpha=-1.0 / tiny, out=work[:rows])
+    sub.clamp_(min=0.0).ceil_()
+    D.addcmul_(sub, D, value=2.0 ** 64 - 1)  # subnormals · 2⁶⁴ (sub·D: never ∞·0 ...)
+    D.mul_(torch.div(D, D, out=work[rows:]))  # 0/0 = NaN at the zeros, x/x = 1 elsewhere
     D.log10_()
     D.add_(sub, alpha=-64 * math.log10(2.0))
-    D.div_(1.0 - zero)  # zeros: 0/0, NaN
+    return zeros
 
 
 def _missing(samples: list) -> list[int]:
@@ -123,23 +127,23 @@ class Layout:
         self.n_a, self.numel = self.counts[2], self.counts[3]
         # a module with fewer than SAMPLE values (or none this step) has padding to
         # leave out: masks of 1 (real) and 0, and 0 and NaN to add before the histograms
-        self.real_a = self.real_d = self.pad = None
+        self.real_a = self.real_d = self.real_d_bool = self.pad = None
         if any(c != SAMPLE for c in cap.a_count) or any(c != SAMPLE for c in cap.d_count):
             k = torch.arange(SAMPLE, device=device)[None, :]
             self.real_a = (k < self.counts[0][:, None]).to(dtype)
-            self.real_d = (k < self.counts[1][:, None]).to(dtype)
+            self.real_d_bool = k < self.counts[1][:, None]
+            self.real_d = self.real_d_bool.to(dtype)
             real = torch.cat([self.real_a, self.real_d])
             self.pad = torch.zeros_like(real).masked_fill_(real == 0, math.nan)
         # modules without a forward or a δ this step (a count of 0 values says so only
         # for an empty output): their rows are cleared
         self.missing_a, self.missing_d = _missing(cap.a_sample), _missing(cap.d_sample)
-        # rectifiers: the modules with a per-unit maximum, and how many units each has
-        maxima = [(i, n) for i, n in enumerate(cap.units) if n]
-        self.dead_rows = self.dead_units = None
-        if maxima:
-            self.dead_rows = torch.tensor([i for i, _ in maxima], device=device)
-            self.dead_units = torch.tensor([n for _, n in maxima], device=device)
-            self.dead_size = self.dead_units.to(dtype)
+        # rectifiers: how many units each has (0 elsewhere: an empty segment)
+        self.dead_units = self.dead_size = None
+        if any(cap.units):
+            self.dead_units = torch.tensor(cap.units, device=device)
+            self.dead_size = torch.tensor([max(n, 1) for n in cap.units], dtype=dtype,
+                                          device=device)
 
     def fits(self, cap: StepCapture) -> bool:
         a_count, d_count, numel, units = self.shape
@@ -175,6 +179,16 @@ class Buffers:
             import torch
 
             t = self.found[key] = torch.zeros(n, dtype=dtype, device=device)
+        return t
+
+    def scalar(self, value: float, like: Any) -> Any:
+        """A 0-d tensor holding `value` (an operand of one fused op)."""
+        key = ("scalar", value, like.dtype, str(like.device))
+        t = self.found.get(key)
+        if t is None:
+            import torch
+
+            t = self.found[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
         return t
 
     def offsets(self, rows: int, bins: int, like: Any) -> Any:
@@ -267,42 +281,40 @@ def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, devi
     # moments of the subsample (two passes, in place), the exact mean from the sums
     if lay.real_a is None:  # (var_mean is several times slower on the CPU)
         torch.sub(A, A.mean(1, keepdim=True), out=scratch)
-        std = torch.sqrt(scratch.mul_(scratch).mean(1))
+        std = torch.linalg.vector_norm(scratch, dim=1).mul_(1.0 / math.sqrt(SAMPLE))
     else:
         mean_s = torch.mul(A, lay.real_a, out=scratch).sum(1) / lay.n_a
         torch.sub(A, mean_s[:, None], out=scratch).mul_(lay.real_a)
-        std = torch.sqrt(scratch.mul_(scratch).sum(1) / lay.n_a)
+        std = torch.linalg.vector_norm(scratch, dim=1).div_(lay.n_a.sqrt())
     a_mean = _add_later_calls(torch, rows.sums, cap.more_sums, False) / lay.numel
     saturated = _saturated(torch, A, lay.real_a, lay.n_a, plan)
     delta_norm = _add_later_calls(torch, rows.norms, cap.more_norms, True)
-    if lay.dead_rows is None:
+    if lay.dead_units is None:
         dead = buffers.zeros(modules, dtype, device)
     else:  # a unit (element of the per-example output) is 0 for every example
-        zeros = (torch.cat([m.reshape(-1) for m in cap.a_max if m is not None]) == 0)
+        zeros = torch.cat([m.reshape(-1) for m in cap.a_max if m is not None]) == 0
         # a sum over each module's run of units (index_add_ is serial on the CPU)
-        per_module = torch.segment_reduce(zeros.to(dtype), "sum", lengths=lay.dead_units,
-                                          unsafe=True)
-        dead = torch.zeros(modules, dtype=dtype, device=device).index_copy_(
-            0, lay.dead_rows, per_module / lay.dead_size)
-    zero = work[:modules]
-    _log10_abs(torch, D, zero, work[modules:])  # zeros are counted apart (d_zero)
-    d_zero = (zero if lay.real_d is None else zero.mul_(lay.real_d)).sum(1)
+        dead = torch.segment_reduce(zeros.to(dtype), "sum", lengths=lay.dead_units,
+                                    unsafe=True).div_(lay.dead_size)
+    d_zero = _log10_abs(torch, D, lay.real_d_bool, work, buffers)  # zeros counted apart
     if lay.pad is not None:  # padding: NaN, left out of the histograms
         values.add_(lay.pad)
     idx = work.view(-1).view(torch.int32)[:values.numel()].view(values.shape)
     lo, hi, counts = _histograms(torch, values, idx, bins, buffers)
     # NaN and ±Inf among the sampled δ: what is neither in a bin nor zero
-    d_nonfinite = lay.counts[1] - counts[modules:].sum(1) - d_zero
+    d_nonfinite = lay.counts[1] - counts[modules:].sum(1, dtype=dtype) - d_zero
     columns = torch.stack([a_mean, std, saturated, dead, delta_norm, *norms,
                            lo[:modules], hi[:modules], lo[modules:], hi[modules:],
-                           d_zero.to(dtype), d_nonfinite.to(dtype)], 1)
+                           d_zero, d_nonfinite], 1)
     table = torch.cat([columns, counts[:modules], counts[modules:]], 1)
     # the extras: tensors (loss, norms, scales) after the table, plain numbers as they
     # are; one concatenation to float64 and the one device-to-host transfer of the step
     tensors = [e.detach().reshape(1) if e.device == table.device
                else e.detach().reshape(1).to(table.device)
                for e in extras if isinstance(e, torch.Tensor)]
-    packed = torch.cat([table.reshape(-1).to(torch.float64), *tensors]).cpu().numpy()
+    packed = torch.cat([table.reshape(-1), *tensors],
+                       out=buffers.get("packed", (table.numel() + len(tensors),),
+                                       torch.float64, device)).cpu().numpy()
     numbers = iter(packed[table.numel():].tolist())
     tail = [next(numbers) if isinstance(e, torch.Tensor) else float(e) for e in extras]
     return np.concatenate([packed[:table.numel()], np.asarray(tail, dtype=np.float64)])
