@@ -398,6 +398,25 @@ def test_the_first_of_several_bad_losses_is_named_at_the_next_recorded_step():
                                      "what": "loss"}
 
 
+def test_a_bad_value_in_a_per_example_loss_not_recorded_is_found():
+    """w.step(loss) with the unreduced per-example losses on steps not recorded: a NaN in
+    one example names its step, at the next recorded step and at close()."""
+    m = nn.Sequential(nn.Linear(2, 1))
+    for last in (3, 2):  # step 3 is recorded (every=3); a run that ends at step 2 is not
+        with backproplab.watch(m, every=3) as w:
+            for step in range(last + 1):
+                per_example = m(torch.ones(4, 2)).sum(1)
+                if step == 2:
+                    per_example = per_example * torch.tensor([1.0, math.nan, 1.0, 1.0])
+                per_example.mean().backward()
+                w.step(per_example.mean() if step % 3 == 0 else per_example)
+                m.zero_grad()
+            if last == 3:
+                assert w.first_nonfinite["step"] == 2
+        assert w.first_nonfinite == {"step": 2, "module": None, "in": "forward",
+                                     "what": "loss"}
+
+
 def test_out_file_is_json_lines_that_read_back_as_the_record(tmp_path):
     m = model(True)
     x, y = data()

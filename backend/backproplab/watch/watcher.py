@@ -203,7 +203,7 @@ class Watcher:
 
     def _check_loss(self, s: int, loss: Any) -> None:
         """The loss of a step that is not recorded: a tensor is kept (no kernel, no
-        sync) for `_pending_loss` at the next recorded step."""
+        sync) for `_pending_losses` at the next recorded step."""
         if self.first_nonfinite is not None or loss is None:
             return
         import torch
@@ -214,22 +214,27 @@ class Watcher:
             self.first_nonfinite = {"step": s, "module": None, "in": "forward",
                                     "what": "loss"}
 
-    def _pending_loss(self) -> Any:
-        """On the device: the first unrecorded step whose loss had a NaN/±Inf since
-        the last recorded step, or −1."""
+    def _pending_losses(self) -> tuple[list[int], list]:
+        """The unrecorded steps' losses kept since the last recorded step, to travel
+        with this step's transfer: (steps, tensors), each tensor one value: the loss,
+        or for a loss of several values whether all were finite (1 or 0)."""
         kept, self.unrecorded = self.unrecorded, []
         if not kept or self.first_nonfinite is not None:
-            return -1.0
+            return [], []
         import torch
 
-        device = kept[0][1].device
-        finite = torch.stack([torch.isfinite(t).all().to(device) for _, t in kept]) \
-            if any(t.numel() != 1 or t.device != device for _, t in kept) \
-            else torch.isfinite(torch.stack([t.reshape(()) for _, t in kept]))
-        steps = torch.tensor([float(s) for s, _ in kept], dtype=torch.float64, device=device)
-        bad = ~finite
-        return torch.where(bad.any(), steps[bad.to(torch.uint8).argmax()],
-                           torch.tensor(-1.0, dtype=torch.float64, device=device))
+        return [s for s, _ in kept], [t if t.numel() == 1 else torch.isfinite(t).all()
+                                      for _, t in kept]
+
+    @staticmethod
+    def _first_bad(steps: list[int], values: list, tensors: list) -> int | None:
+        """The first of `steps` whose loss was NaN/±Inf (values as they came back)."""
+        import torch
+
+        for s, v, t in zip(steps, values, tensors, strict=True):
+            if (t.dtype is torch.bool and v != 1.0) or not math.isfinite(v):
+                return s
+        return None
 
     def _norm_inputs(self) -> tuple[list, list, list, dict]:
         """For reduce.param_norms: the weights' norms from the modules' forward pass
@@ -293,8 +298,10 @@ class Watcher:
                   cap.scale if cap.scale is not None else math.nan,
                   self.scaler._get_scale_async() if self.scaler is not None
                   and cap.scale is not None else math.nan,
-                  grad_norm if grad_norm is not None else math.nan,
-                  self._pending_loss()]
+                  grad_norm if grad_norm is not None else math.nan]
+        # the losses of the steps not recorded since the last one, checked on the host
+        pending_steps, pending = self._pending_losses()
+        extras += pending
         norms = reduce.param_norms(torch, taken, cold, squares, tuple(segments), modules,
                                    self.acc, self.device)
         packed = reduce.device_summary(cap, self.plan, norms, extras, self.device, self.acc)
@@ -302,7 +309,8 @@ class Watcher:
         kinds = [w.kind for w in self.watched]
         layers, tail, finite = reduce.host_layers(packed, names, kinds, self.order, self.plan,
                                                   cap, has)
-        loss_v, other_norm, scale, scale_now, pre_clip, pending = (float(v) for v in tail)
+        loss_v, other_norm, scale, scale_now, pre_clip = (float(v) for v in tail[:5])
+        bad = self._first_bad(pending_steps, tail[5:].tolist(), pending) if pending else None
         step = {"step": s, "loss": loss_v if loss is not None else None,
                 "accuracy": None if accuracy is None else float(accuracy),
                 "time_s": time.perf_counter() - self.start, "layers": layers}
@@ -326,8 +334,8 @@ class Watcher:
             step["clip_factor"] = min(1.0, total / pre_clip) if pre_clip > 0 else 1.0
         else:
             step["grad_norm"] = total
-        if self.first_nonfinite is None and pending >= 0:
-            self.first_nonfinite = {"step": int(pending), "module": None, "in": "forward",
+        if self.first_nonfinite is None and bad is not None:
+            self.first_nonfinite = {"step": bad, "module": None, "in": "forward",
                                     "what": "loss"}
         # a finite table, not divided by a loss scale: every layer value is finite, so
         # only the step's own numbers need a look (walking 41 layers cost 0.3 ms)
@@ -384,9 +392,11 @@ class Watcher:
             return
         self._detach()
         if self.first_nonfinite is None and self.unrecorded:
-            pending = float(self._pending_loss())
-            if pending >= 0:
-                self.first_nonfinite = {"step": int(pending), "module": None,
+            steps, pending = self._pending_losses()
+            values = [float(t.detach().reshape(())) for t in pending]  # one sync, at the end
+            bad = self._first_bad(steps, values, pending) if steps else None
+            if bad is not None:
+                self.first_nonfinite = {"step": bad, "module": None,
                                         "in": "forward", "what": "loss"}
         end = {"first_nonfinite": self.first_nonfinite, "steps_seen": self.step_index}
         if self.file is not None:
