@@ -303,19 +303,47 @@ def test_a_step_the_scaler_skips_is_not_a_blow_up():
 
 
 def test_every_k_records_one_step_in_k_and_removes_the_hooks_between():
+    """On a recorded step one global forward hook (it hands each watched module's
+    output to that module's hook) and a post-accumulate-grad hook per parameter; none
+    between."""
+    from torch.nn.modules.module import _global_forward_hooks
+
     m = model(True)
     x, y = data()
     seen = []
     with backproplab.watch(m, every=10) as w:
         for step in range(25):
-            hooked = bool(m[0]._forward_hooks)
+            hooked = (len(_global_forward_hooks), len(m[0].weight._post_accumulate_grad_hooks
+                                                     or ()))
             nn.functional.cross_entropy(m(x), y).backward()
             rec = w.step()
             m.zero_grad()
             seen.append(rec is not None)
-            assert hooked == (step % 10 == 0)
+            assert hooked == ((1, 1) if step % 10 == 0 else (0, 0))
     assert [i for i, s in enumerate(seen) if s] == [0, 10, 20]
-    assert not m[0]._forward_hooks and not m[0].weight._post_accumulate_grad_hooks
+    assert not _global_forward_hooks and not m[0]._forward_hooks
+    assert not m[0].weight._post_accumulate_grad_hooks
+
+
+def test_two_watchers_and_an_unwatched_model_in_one_step_keep_apart():
+    """The global forward hook of each watcher sees every module called; each records
+    only its own model's, as a watcher alone does."""
+    x, y = data()
+    alone = model(True, seed=3)
+    with backproplab.watch(alone) as w:
+        nn.functional.cross_entropy(alone(x), y).backward()
+        expected = w.step()["layers"]
+    a, b, other = model(True, seed=3), model(True, seed=4), model(True, seed=5)
+    with backproplab.watch(a) as wa, backproplab.watch(b) as wb:
+        loss = sum(nn.functional.cross_entropy(m(x), y) for m in (a, b, other))
+        loss.backward()
+        got_a, got_b = wa.step()["layers"], wb.step()["layers"]
+    assert [g["name"] for g in got_a] == [g["name"] for g in got_b] == \
+        [e["name"] for e in expected]
+    for g, e in zip(got_a, expected, strict=True):
+        for key in ("delta_norm", "grad_w_norm", "a_mean", "a_std", "weight_norm"):
+            assert close(g[key], e[key]) if e[key] is not None else g[key] is None, key
+    assert not close(got_b[0]["a_mean"], got_a[0]["a_mean"])  # b's own numbers
 
 
 def test_a_module_called_twice_reports_both_calls():
