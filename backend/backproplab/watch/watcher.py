@@ -210,8 +210,12 @@ class Watcher:
                 self.capture = capture.StepCapture(len(self.watched), self.rows)
                 if not self.handles:
                     self._attach()
-            elif self.handles:
-                self._detach()
+            else:
+                if self.handles:
+                    self._detach()
+                # let go of what the recorded step held (its gradients above all: kept
+                # alive past zero_grad, they cost the steps that follow fresh memory)
+                self.capture = None
         return result
 
     def _check_loss(self, s: int, loss: Any) -> None:
