@@ -325,6 +325,24 @@ def test_every_k_records_one_step_in_k_and_removes_the_hooks_between():
     assert not m[0].weight._post_accumulate_grad_hooks
 
 
+def test_a_recorded_step_keeps_no_gradient_alive_past_zero_grad():
+    """Holding a recorded step's gradients through the unrecorded steps that follow
+    made each of them allocate fresh memory for its own (1–2 ms a step on an MLP)."""
+    import gc
+    import weakref
+
+    m = model(True)
+    x, y = data()
+    with backproplab.watch(m, every=10) as w:
+        for step in range(3):
+            nn.functional.cross_entropy(m(x), y).backward()
+            grads = [weakref.ref(p.grad) for p in m.parameters()]
+            assert (w.step() is not None) == (step == 0)
+            m.zero_grad(set_to_none=True)
+            gc.collect()
+            assert all(g() is None for g in grads), step
+
+
 def test_two_watchers_and_an_unwatched_model_in_one_step_keep_apart():
     """The global forward hook of each watcher sees every module called; each records
     only its own model's, as a watcher alone does."""
