@@ -164,22 +164,25 @@ def reference_counts(values, lo: float, hi: float, bins: int) -> list[int]:
     return np.bincount(np.clip(b, 0, bins - 1).astype(int), minlength=bins).tolist()
 
 
-@pytest.mark.parametrize("loss_scale", [1.0, 1e-42])
-def test_histograms_match_numpy_also_for_zero_and_subnormal_delta(loss_scale):
-    """float32, outputs small enough to be histogrammed whole: a_hist over the output,
+@pytest.mark.parametrize(("dtype", "loss_scale"), [(torch.float32, 1.0),
+                                                   (torch.float32, 1e-42),
+                                                   (torch.float64, 1e-318)])
+def test_histograms_match_numpy_also_for_zero_and_subnormal_delta(dtype, loss_scale):
+    """Outputs small enough to be histogrammed whole: a_hist over the output,
     delta_log_hist over log10 |δ| of the nonzero δ (ReLU makes many exactly 0, and a
-    loss scaled by 1e-42 makes the others subnormal floats), against NumPy in float64."""
+    loss scaled by 1e-42, or 1e-318 in float64, makes the others subnormal floats),
+    against NumPy in float64."""
     import numpy as np
 
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
-                      nn.Linear(16, 3))
+                      nn.Linear(16, 3)).to(dtype)
     outs = retained(m)
-    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    x, y = torch.randn(32, 6, dtype=dtype), torch.randint(0, 3, (32,))
     with backproplab.watch(m) as w:
         (nn.functional.cross_entropy(m(x), y) * loss_scale).backward()
         layers = w.step()["layers"]
-    tiny = torch.finfo(torch.float32).tiny
+    tiny = torch.finfo(dtype).tiny
     subnormal = 0
     for layer in layers:
         out = outs[layer["name"]][-1]

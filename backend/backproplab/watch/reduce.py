@@ -86,14 +86,18 @@ def _histograms(torch: Any, values: Any, idx: Any, bins: int, buffers: Buffers):
 
 def _log10_abs(torch: Any, D: Any, real: Any, work: Any, buffers: Buffers) -> Any:
     """log10 |D| in place, NaN where D is 0 (left out of the histogram); returns the
-    number of zeros per row (among `real`, a bool mask, or all). The CPU's log of 0
-    and of subnormal numbers takes a slow path (~10× and ~25× the time per value,
-    and a ReLU network's δ are half zeros): subnormals are scaled by 2⁶⁴ into the
-    normal range and 64·log10 2 is taken off after, zeros become NaN (x/x·x) before
-    the log. Arithmetic where it can: on the CPU, comparisons and masked fills cost
-    several times a multiplication (the one cost: an infinite δ turns NaN, as
-    non-finite as before)."""
+    number of zeros per row (among `real`, a bool mask, or all). The CPU's log of 0,
+    of NaN and of subnormal numbers takes a slow path (~10× and ~25× the time per
+    value, and a ReLU network's δ are half zeros): subnormals are scaled by 2⁶⁴ (2¹²⁸
+    in float64) into the normal range and zeros set to a normal number too small to
+    move a scaled subnormal before the log, the scale's log taken off both after, and
+    the zeros made NaN (×0/0). Arithmetic where it can: on the CPU,
+    comparisons and masked fills cost several times a multiplication (the one cost:
+    an infinite δ turns NaN, as non-finite as before)."""
     tiny = torch.finfo(D.dtype).tiny
+    # float32: a subnormal ≥ 2⁻¹⁴⁹ scales to ≥ 2⁻⁸⁵, whose half ulp 2⁻¹⁰⁹ ≫ 2⁻¹²⁰ ≥ tiny
+    # float64: ≥ 2⁻¹⁰⁷⁴ scales to ≥ 2⁻⁹⁴⁶, half ulp 2⁻⁹⁹⁹ ≫ 2⁻¹⁰¹⁰ ≥ tiny
+    power, floor = (64, 2.0 ** -120) if D.dtype == torch.float32 else (128, 2.0 ** -1010)
     rows = D.shape[0]
     zero = D == 0
     zeros = torch.sum(zero if real is None else zero & real, 1, dtype=D.dtype)
@@ -101,10 +105,11 @@ def _log10_abs(torch: Any, D: Any, real: Any, work: Any, buffers: Buffers) -> An
     # 1 at a zero or a subnormal, else 0 (NaN stays NaN): ⌈max(1 − |d|/tiny, 0)⌉
     sub = torch.add(buffers.scalar(1.0, D), D, alpha=-1.0 / tiny, out=work[:rows])
     sub.clamp_(min=0.0).ceil_()
-    D.addcmul_(sub, D, value=2.0 ** 64 - 1)  # subnormals · 2⁶⁴ (sub·D: never ∞·0 ...)
-    D.mul_(torch.div(D, D, out=work[rows:]))  # 0/0 = NaN at the zeros, x/x = 1 elsewhere
+    nan_at_zero = torch.div(D, D, out=work[rows:])  # 0/0 = NaN at the zeros, else 1
+    D.addcmul_(sub, D, value=2.0 ** power - 1)  # subnormals · 2^power (sub·D: no ∞·0)
+    D.add_(sub, alpha=floor)  # zeros → floor; a scaled subnormal does not move
     D.log10_()
-    D.add_(sub, alpha=-64 * math.log10(2.0))
+    D.add_(sub, alpha=-power * math.log10(2.0)).mul_(nan_at_zero)
     return zeros
 
 
