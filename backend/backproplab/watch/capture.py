@@ -2,7 +2,8 @@
 
 Forward hook (after module m ran): the sum of its output (exact mean; a NaN or ±Inf
 anywhere makes it non-finite), a fixed random subsample of SAMPLE values (moments and
-the histogram), for rectifiers the per-unit maximum over the batch (dead units), at
+the histogram), for rectifiers the number of units whose maximum over the batch is 0
+(dead units), at
 its first call of the step ‖W‖ of its weights and a copy of their sampled entries
 (before the optimizer's update, while the weights are in cache); and a tensor hook
 on the output. The values are copied out at once, before any in-place op
@@ -64,8 +65,8 @@ class SampleIndex:
 class Rows:
     """Buffers the hooks write into, kept from step to step: row i of `values` holds
     module i's output sample, row M + i its δ sample; `sums` the sums of the
-    outputs, `norms` the ‖δ‖ (first call of each module in the step), with a view
-    per module made once."""
+    outputs, `norms` the ‖δ‖, `dead` the rectifiers' dead units (first call of each
+    module in the step), with a view per module made once."""
 
     def __init__(self, modules: int, dtype: Any, device: Any):
         import torch
@@ -76,8 +77,9 @@ class Rows:
         self.d = list(self.values[modules:])
         self.sums = torch.zeros(modules, dtype=dtype, device=device)
         self.norms = torch.zeros(modules, dtype=dtype, device=device)
-        self.sum_at = list(self.sums)
-        self.norm_at = list(self.norms)
+        self.dead = torch.zeros(modules, dtype=dtype, device=device)  # rectifiers' dead units
+        self.sum_at, self.norm_at, self.dead_at = list(self.sums), list(self.norms), \
+            list(self.dead)
         self.dims = {n: tuple(range(n)) for n in range(1, 9)}  # sum over every dim
 
 
@@ -91,7 +93,6 @@ class StepCapture:
         self.out_numel = [0] * modules
         self.a_sample: list = [None] * modules  # its row of rows.values, once written
         self.a_count = [0] * modules
-        self.a_max: list = [None] * modules  # rectifiers: max over the batch per unit
         self.units = [0] * modules  # rectifiers: how many units (elements per example)
         self.d_sample: list = [None] * modules
         self.d_count = [0] * modules
@@ -146,9 +147,13 @@ def forward_hook(watcher: Any, i: int, rectifier: bool):
             else:  # another dtype or device: copied over
                 rows.sum_at[i].copy_(torch.sum(y, dtype=accumulator(y.dtype)))
                 row.copy_(take(y, idx))
-            if rectifier and y.dim() >= 2:
-                cap.a_max[i] = torch.amax(y.reshape(y.shape[0], -1), 0)
-                cap.units[i] = cap.a_max[i].numel()
+            if rectifier and y.dim() >= 2:  # dead units: 0 for every example
+                dead = torch.amax(y.reshape(y.shape[0], -1), 0) == 0
+                cap.units[i] = dead.numel()
+                if dead.device == rows.device:
+                    torch.sum(dead, (0,), dtype=rows.dtype, out=rows.dead_at[i])
+                else:
+                    rows.dead_at[i].copy_(dead.sum())
             if weights:
                 cap.w_norms[i] = [vector_norm(p.detach()) for p in weights]
                 if sampled:

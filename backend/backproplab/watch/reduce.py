@@ -143,12 +143,9 @@ class Layout:
         # modules without a forward or a δ this step (a count of 0 values says so only
         # for an empty output): their rows are cleared
         self.missing_a, self.missing_d = _missing(cap.a_sample), _missing(cap.d_sample)
-        # rectifiers: how many units each has (0 elsewhere: an empty segment)
-        self.dead_units = self.dead_size = None
-        if any(cap.units):
-            self.dead_units = torch.tensor(cap.units, device=device)
-            self.dead_size = torch.tensor([max(n, 1) for n in cap.units], dtype=dtype,
-                                          device=device)
+        # rectifiers: how many units each has (1 elsewhere, whose count stays 0)
+        self.dead_size = torch.tensor([max(n, 1) for n in cap.units], dtype=dtype,
+                                      device=device)
 
     def fits(self, cap: StepCapture) -> bool:
         a_count, d_count, numel, units = self.shape
@@ -273,7 +270,7 @@ def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, devi
     values = rows.values
     for i in lay.missing_a:
         values[i].zero_()
-        rows.sums[i] = 0.0
+        rows.sums[i] = rows.dead[i] = 0.0
     for i in lay.missing_d:
         values[modules + i].zero_()
         rows.norms[i] = 0.0
@@ -294,13 +291,7 @@ def device_summary(cap: StepCapture, plan: Plan, norms: list, extras: list, devi
     a_mean = _add_later_calls(torch, rows.sums, cap.more_sums, False) / lay.numel
     saturated = _saturated(torch, A, lay.real_a, lay.n_a, plan)
     delta_norm = _add_later_calls(torch, rows.norms, cap.more_norms, True)
-    if lay.dead_units is None:
-        dead = buffers.zeros(modules, dtype, device)
-    else:  # a unit (element of the per-example output) is 0 for every example
-        zeros = torch.cat([m.reshape(-1) for m in cap.a_max if m is not None]) == 0
-        # a sum over each module's run of units (index_add_ is serial on the CPU)
-        dead = torch.segment_reduce(zeros.to(dtype), "sum", lengths=lay.dead_units,
-                                    unsafe=True).div_(lay.dead_size)
+    dead = rows.dead / lay.dead_size  # a unit: an element of the per-example output
     d_zero = _log10_abs(torch, D, lay.real_d_bool, work, buffers)  # zeros counted apart
     if lay.pad is not None:  # padding: NaN, left out of the histograms
         values.add_(lay.pad)
@@ -390,7 +381,7 @@ def host_layers(packed: np.ndarray, names: list[str], kinds: list[str], order: l
             "a_mean": r[A_MEAN] if forward else None,
             "a_std": r[A_STD] if forward else None,
             "saturated_frac": r[SATURATED] if forward and saturating[i] else None,
-            "dead_frac": r[DEAD] if cap.a_max[i] is not None else None,
+            "dead_frac": r[DEAD] if cap.units[i] else None,
             "a_hist": {"lo": r[A_LO], "hi": r[A_HI], "counts": a_counts[i]} if forward
             else None,
             "delta_log_hist": {"lo": r[D_LO], "hi": r[D_HI], "counts": d_counts[i],
