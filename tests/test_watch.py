@@ -346,6 +346,42 @@ def test_a_recorded_step_keeps_no_gradient_alive_past_zero_grad():
             assert all(g() is None for g in grads), step
 
 
+def test_a_module_skipped_on_some_steps_reports_nothing_stale():
+    """The hooks write into buffers kept from step to step: a module that does not run
+    in a step reports None there, and its own numbers again when it runs."""
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.act, self.c = (nn.Linear(5, 8), nn.Linear(8, 8), nn.ReLU(),
+                                                nn.Linear(8, 3))
+
+        def forward(self, x, use_b):
+            h = self.act(self.a(x))
+            return self.c(self.b(h) if use_b else h)
+
+    torch.manual_seed(0)
+    m = Branchy().double()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    x, y = data()
+    with backproplab.watch(m) as w:
+        for use_b in (True, False, True, False):
+            with torch.no_grad():
+                expected = m.b(m.act(m.a(x)))
+            nn.functional.cross_entropy(m(x, use_b), y).backward()
+            opt.step()
+            layers = {layer["name"]: layer for layer in w.step()["layers"]}
+            opt.zero_grad()
+            b = layers["b"]
+            if use_b:
+                assert close(b["a_mean"], float(expected.mean()))
+                assert b["a_hist"]["hi"] == float(expected.max())
+            else:
+                assert all(b[k] is None for k in ("a_mean", "a_std", "a_hist", "delta_norm",
+                                                  "delta_log_hist", "grad_w_norm",
+                                                  "weight_norm", "update_ratio"))
+
+
 def test_two_watchers_and_an_unwatched_model_in_one_step_keep_apart():
     """The global forward hook of each watcher sees every module called; each records
     only its own model's, as a watcher alone does."""
