@@ -20,6 +20,7 @@ the repeats of the ratio of blocks timed one right after the other.
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import datetime
 import importlib
@@ -96,6 +97,7 @@ def watch_at(rev: str):
                            capture_output=True, text=True, check=True).stdout.split()
     package = Path(tempfile.mkdtemp()) / "watch_at_rev"
     package.mkdir()
+    atexit.register(shutil.rmtree, package.parent, True)
     for name in names:
         source = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{name}"],
                                 capture_output=True, text=True, check=True).stdout
