@@ -11,13 +11,19 @@ the repeats of the ratio of blocks timed one right after the other.
     python benchmarks/watch_overhead.py            # re-runs itself in a loopback-only
                                                    # network namespace for wandb
     python benchmarks/watch_overhead.py --repeats 25
+    python benchmarks/watch_overhead.py --no-wandb --against HEAD~3   # before → now
+
+`--against REV` adds to the CPU-time table the watcher as it was at git revision REV
+(run from a copy of its package), alternating block by block with the current one.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import datetime
+import importlib
 import os
 import shutil
 import subprocess
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,10 +89,28 @@ def plain(v: Variant):
     return step
 
 
-def watched(v: Variant, every: int, out: str):
+def watch_at(rev: str):
+    """backproplab.watch as it was at git revision `rev`, imported as `watch_at_rev`."""
+    root = Path(__file__).resolve().parent.parent
+    folder = "backend/backproplab/watch/"
+    names = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", rev, folder],
+                           capture_output=True, text=True, check=True).stdout.split()
+    package = Path(tempfile.mkdtemp()) / "watch_at_rev"
+    package.mkdir()
+    atexit.register(shutil.rmtree, package.parent, True)
+    for name in names:
+        source = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{name}"],
+                                capture_output=True, text=True, check=True).stdout
+        source = source.replace("from .. import", "from backproplab import")
+        (package / Path(name).name).write_text(source.replace("from ..", "from backproplab."))
+    sys.path.insert(0, str(package.parent))
+    return importlib.import_module("watch_at_rev")
+
+
+def watched(v: Variant, every: int, out: str, package=None):
     import backproplab
 
-    w = backproplab.watch(v.model, every=every, out=out)
+    w = (package or backproplab).watch(v.model, every=every, out=out)
 
     def step():
         loss = v.loss()
@@ -186,19 +211,24 @@ def measure(kind: str, repeats: int, with_wandb: bool) -> list[list]:
     return rows
 
 
-def cpu_time(kind: str, blocks: int) -> list[list]:
+def cpu_time(kind: str, blocks: int, before=None) -> list[list]:
     """plain, watch(every=1) and watch(every=10) by this thread's CPU time
     (time.thread_time: what the other processes of a shared machine take is not
-    counted), `blocks` interleaved blocks of 10 steps; ratios paired block by block."""
+    counted), `blocks` interleaved blocks of 10 steps; ratios paired block by block.
+    `before`: an earlier version of the watch package, timed alongside."""
     torch.manual_seed(0)
     base = mlp() if kind == "mlp" else cnn()
     x, y = batches(kind)
     tmp = tempfile.mkdtemp(prefix="backproplab-bench-")
     fns, closers = {"plain": plain(Variant(base, x, y))}, []
-    for every in (1, 10):
-        fn, w = watched(Variant(base, x, y), every, os.path.join(tmp, f"cpu{every}.jsonl"))
-        fns[f"watch(every={every})"] = fn
-        closers.append(w.close)
+    for label, package in (("", None), ("before: ", before)):
+        if label and package is None:
+            continue
+        for every in (1, 10):
+            fn, w = watched(Variant(base, x, y), every,
+                            os.path.join(tmp, f"cpu{label[:1]}{every}.jsonl"), package)
+            fns[f"{label}watch(every={every})"] = fn
+            closers.append(w.close)
     for fn in fns.values():
         for _ in range(10):
             fn()
@@ -212,8 +242,13 @@ def cpu_time(kind: str, blocks: int) -> list[list]:
     for close in closers:
         close()
     shutil.rmtree(tmp, ignore_errors=True)
-    return [[kind, name, float(np.median(ms[name])),
+    rows = [[kind, name, float(np.median(ms[name])),
              paired_ratio(ms, name, "plain") if name != "plain" else 1.0] for name in fns]
+    if before is not None:  # the change itself, paired block by block
+        rows += [[kind, f"now / before, every={every}", "–",
+                  paired_ratio(ms, f"watch(every={every})", f"before: watch(every={every})")]
+                 for every in (1, 10)]
+    return rows
 
 
 def in_namespace() -> bool:
@@ -226,6 +261,10 @@ def main() -> None:
     parser.add_argument("--no-wandb", action="store_true")
     parser.add_argument("--cpu-blocks", type=int, default=20,
                         help="blocks of 10 steps for the CPU-time table (0: none)")
+    parser.add_argument("--against", metavar="REV",
+                        help="also time the watcher at this git revision (CPU-time table)")
+    parser.add_argument("--cpu-only", action="store_true",
+                        help="only the CPU-time table (no wall-clock table, no anchors)")
     args = parser.parse_args()
     with_wandb = not args.no_wandb
     if with_wandb and not in_namespace():
@@ -247,17 +286,21 @@ def main() -> None:
             print("(wandb is not installed: `pip install .[bench]`; left out)")
             with_wandb = False
     torch.set_num_threads(1)
+    before = watch_at(args.against) if args.against else None
     rows = []
-    for kind in ("mlp", "cnn"):
+    for kind in ("mlp", "cnn") if not args.cpu_only else ():
         rows += measure(kind, args.repeats, with_wandb)
     print(f"# watch overhead — {datetime.datetime.now():%Y-%m-%d %H:%M}, {machine()}, "
           f"torch {torch.__version__}, numpy {np.__version__}, 1 torch thread")
     print("mlp: depth 20, width 256, batch 128; cnn: 4 conv layers, 1×28×28, batch 32\n")
-    print(table(["model", "per step", "ms", "× plain"], rows))
+    if rows:
+        print(table(["model", "per step", "ms", "× plain"], rows))
     if args.cpu_blocks:
-        cpu = [row for kind in ("mlp", "cnn") for row in cpu_time(kind, args.cpu_blocks)]
+        load = os.getloadavg()[0]
+        cpu = [row for kind in ("mlp", "cnn") for row in cpu_time(kind, args.cpu_blocks, before)]
         print(f"\nthread CPU time, {args.cpu_blocks} interleaved blocks of 10 steps, "
-              f"load average {os.getloadavg()[0]:.1f}\n")
+              f"load average {load:.1f} → {os.getloadavg()[0]:.1f}"
+              + (f"; before: the watcher at {args.against}" if before else "") + "\n")
         print(table(["model", "per step", "CPU ms", "× plain"], cpu))
 
 

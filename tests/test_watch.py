@@ -156,6 +156,55 @@ def test_in_place_relu_after_a_module_does_not_change_its_delta():
     assert deltas[0]["2.bn"] != pytest.approx(deltas[0]["2.act"])
 
 
+def reference_counts(values, lo: float, hi: float, bins: int) -> list[int]:
+    """Uniform bins on [lo, hi] in float64, the largest value in the last bin."""
+    import numpy as np
+
+    b = np.floor((np.asarray(values, dtype=np.float64) - lo) / max(hi - lo, 1e-12) * bins)
+    return np.bincount(np.clip(b, 0, bins - 1).astype(int), minlength=bins).tolist()
+
+
+@pytest.mark.parametrize(("dtype", "loss_scale"), [(torch.float32, 1.0),
+                                                   (torch.float32, 1e-42),
+                                                   (torch.float64, 1e-318)])
+def test_histograms_match_numpy_also_for_zero_and_subnormal_delta(dtype, loss_scale):
+    """Outputs small enough to be histogrammed whole: a_hist over the output,
+    delta_log_hist over log10 |δ| of the nonzero δ (ReLU makes many exactly 0, and a
+    loss scaled by 1e-42, or 1e-318 in float64, makes the others subnormal floats),
+    against NumPy in float64."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                      nn.Linear(16, 3)).to(dtype)
+    outs = retained(m)
+    x, y = torch.randn(32, 6, dtype=dtype), torch.randint(0, 3, (32,))
+    with backproplab.watch(m) as w:
+        (nn.functional.cross_entropy(m(x), y) * loss_scale).backward()
+        layers = w.step()["layers"]
+    tiny = torch.finfo(dtype).tiny
+    subnormal = 0
+    for layer in layers:
+        out = outs[layer["name"]][-1]
+        a = out.detach().double().numpy().ravel()
+        h = layer["a_hist"]
+        assert (h["lo"], h["hi"]) == (a.min(), a.max())
+        assert h["counts"] == reference_counts(a, h["lo"], h["hi"], 24), layer["name"]
+        g = out.grad.double().numpy().ravel()
+        nonzero = np.abs(g[g != 0])
+        subnormal += int((nonzero < tiny).sum())
+        d = layer["delta_log_hist"]
+        assert d["zero"] == int((g == 0).sum()) and d["nonfinite"] == 0
+        logs = np.log10(nonzero)
+        assert d["lo"] == pytest.approx(logs.min(), abs=1e-5)
+        assert d["hi"] == pytest.approx(logs.max(), abs=1e-5)
+        counts = reference_counts(logs, d["lo"], d["hi"], 24)
+        # float32 logs against float64 ones: a value on a bin's edge may fall either side
+        assert sum(abs(p - q) for p, q in zip(d["counts"], counts, strict=True)) <= 2
+        assert sum(d["counts"]) == len(logs)
+    assert (subnormal > 0) == (loss_scale < 1)
+
+
 def test_a_subsample_of_a_large_output_estimates_its_moments():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(64, 512), nn.Tanh()).double()
@@ -262,14 +311,89 @@ def test_every_k_records_one_step_in_k_and_removes_the_hooks_between():
     seen = []
     with backproplab.watch(m, every=10) as w:
         for step in range(25):
-            hooked = bool(m[0]._forward_hooks)
+            hooked = (bool(m[0]._forward_hooks),
+                      bool(m[0].weight._post_accumulate_grad_hooks))
             nn.functional.cross_entropy(m(x), y).backward()
             rec = w.step()
             m.zero_grad()
             seen.append(rec is not None)
-            assert hooked == (step % 10 == 0)
+            assert hooked == ((step % 10 == 0),) * 2
     assert [i for i, s in enumerate(seen) if s] == [0, 10, 20]
     assert not m[0]._forward_hooks and not m[0].weight._post_accumulate_grad_hooks
+
+
+def test_a_recorded_step_keeps_no_gradient_alive_past_zero_grad():
+    """Holding a recorded step's gradients through the unrecorded steps that follow
+    made each of them allocate fresh memory for its own (1–2 ms a step on an MLP)."""
+    import gc
+    import weakref
+
+    m = model(True)
+    x, y = data()
+    with backproplab.watch(m, every=10) as w:
+        for step in range(3):
+            nn.functional.cross_entropy(m(x), y).backward()
+            grads = [weakref.ref(p.grad) for p in m.parameters()]
+            assert (w.step() is not None) == (step == 0)
+            m.zero_grad(set_to_none=True)
+            gc.collect()
+            assert all(g() is None for g in grads), step
+
+
+def test_a_module_skipped_on_some_steps_reports_nothing_stale():
+    """The hooks write into buffers kept from step to step: a module that does not run
+    in a step reports None there, and its own numbers again when it runs."""
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.act, self.c = (nn.Linear(5, 8), nn.Linear(8, 8), nn.ReLU(),
+                                                nn.Linear(8, 3))
+
+        def forward(self, x, use_b):
+            h = self.act(self.a(x))
+            return self.c(self.b(h) if use_b else h)
+
+    torch.manual_seed(0)
+    m = Branchy().double()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    x, y = data()
+    with backproplab.watch(m) as w:
+        for use_b in (True, False, True, False):
+            with torch.no_grad():
+                expected = m.b(m.act(m.a(x)))
+            nn.functional.cross_entropy(m(x, use_b), y).backward()
+            opt.step()
+            layers = {layer["name"]: layer for layer in w.step()["layers"]}
+            opt.zero_grad()
+            b = layers["b"]
+            if use_b:
+                assert close(b["a_mean"], float(expected.mean()))
+                assert b["a_hist"]["hi"] == float(expected.max())
+            else:
+                assert all(b[k] is None for k in ("a_mean", "a_std", "a_hist", "delta_norm",
+                                                  "delta_log_hist", "grad_w_norm",
+                                                  "weight_norm", "update_ratio"))
+
+
+def test_two_watchers_and_an_unwatched_model_in_one_step_keep_apart():
+    """Each watcher records only its own model's modules, as a watcher alone does."""
+    x, y = data()
+    alone = model(True, seed=3)
+    with backproplab.watch(alone) as w:
+        nn.functional.cross_entropy(alone(x), y).backward()
+        expected = w.step()["layers"]
+    a, b, other = model(True, seed=3), model(True, seed=4), model(True, seed=5)
+    with backproplab.watch(a) as wa, backproplab.watch(b) as wb:
+        loss = sum(nn.functional.cross_entropy(m(x), y) for m in (a, b, other))
+        loss.backward()
+        got_a, got_b = wa.step()["layers"], wb.step()["layers"]
+    assert [g["name"] for g in got_a] == [g["name"] for g in got_b] == \
+        [e["name"] for e in expected]
+    for g, e in zip(got_a, expected, strict=True):
+        for key in ("delta_norm", "grad_w_norm", "a_mean", "a_std", "weight_norm"):
+            assert close(g[key], e[key]) if e[key] is not None else g[key] is None, key
+    assert not close(got_b[0]["a_mean"], got_a[0]["a_mean"])  # b's own numbers
 
 
 def test_a_module_called_twice_reports_both_calls():
@@ -349,6 +473,25 @@ def test_the_first_of_several_bad_losses_is_named_at_the_next_recorded_step():
         # read with step 4's record, before close()
         assert rec["step"] == 4
         assert w.first_nonfinite == {"step": 1, "module": None, "in": "forward",
+                                     "what": "loss"}
+
+
+def test_a_bad_value_in_a_per_example_loss_not_recorded_is_found():
+    """w.step(loss) with the unreduced per-example losses on steps not recorded: a NaN in
+    one example names its step, at the next recorded step and at close()."""
+    m = nn.Sequential(nn.Linear(2, 1))
+    for last in (3, 2):  # step 3 is recorded (every=3); a run that ends at step 2 is not
+        with backproplab.watch(m, every=3) as w:
+            for step in range(last + 1):
+                per_example = m(torch.ones(4, 2)).sum(1)
+                if step == 2:
+                    per_example = per_example * torch.tensor([1.0, math.nan, 1.0, 1.0])
+                per_example.mean().backward()
+                w.step(per_example.mean() if step % 3 == 0 else per_example)
+                m.zero_grad()
+            if last == 3:
+                assert w.first_nonfinite["step"] == 2
+        assert w.first_nonfinite == {"step": 2, "module": None, "in": "forward",
                                      "what": "loss"}
 
 
