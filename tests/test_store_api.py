@@ -119,7 +119,9 @@ def test_compare_and_its_report(client):
 
 def test_a_live_run_is_stored_step_by_step(client):
     with client.websocket_connect("/api/live") as ws:
-        ws.send_text(json.dumps({"type": "start", "config": {**SMALL, "steps": 100000}}))
+        # long enough (~30 s) to be running still when it is stopped, also under load
+        ws.send_text(json.dumps({"type": "start", "config": {
+            **SMALL, "depth": 8, "width": 64, "batch_size": 32, "steps": 100000}}))
         seen = []
         while len(seen) < 5:
             frame = strict_loads(ws.receive_text())
@@ -132,8 +134,8 @@ def test_a_live_run_is_stored_step_by_step(client):
         for frame in seen:
             assert stored["record"]["steps"][frame["step"]]["loss"] == frame["loss"]
         ws.send_text(json.dumps({"type": "stop"}))
-        while strict_loads(ws.receive_text())["type"] != "stopped":
-            pass
+        while (frame := strict_loads(ws.receive_text()))["type"] != "stopped":
+            assert frame["type"] != "error", frame  # (e.g. no_run: it had ended before)
     assert client.get(f"/api/runs/{run_id}").json()["status"] == "stopped"
 
 
