@@ -9,7 +9,7 @@ left after fusion costs ~1–2 µs to launch, about a small layer's matmul: each
 statistic is one batched operation over all layers at once (δ stacked from the
 scan's slots, the layers' norms in one conditional, moments of z and a and both
 histograms over one padded stack), not one operation per layer. Only where the
-stacked δ would be large (STACK_MAX_VALUES) is each δ(l) reduced inside the
+stacked δ would outgrow the cache (STACK_MAX_VALUES) is each δ(l) reduced inside the
 backward pass instead, while in cache, and never stored.
 The statistics are those of the host and device reductions (probes.stats,
 model.norms), written for jax.numpy (jax_xp).
@@ -83,7 +83,7 @@ def layer_norms(*groups) -> list:
 
 # --- δ out of the backward pass -----------------------------------------------------------
 
-STACK_MAX_VALUES = 1 << 21  # δ values of a part stacked (8 MB in float32), else reduced
+STACK_MAX_VALUES = 1 << 18  # δ values of a part stacked (1 MB in float32: in L2), else reduced
 
 
 def stacks_delta(spec: RunSpec, size: int) -> bool:

@@ -138,9 +138,10 @@ def _weighted(values: list, weights: list[float]):
                         *values)
 
 
-def _update(spec: RunSpec, state: dict, grads: dict, hyper):
-    """(new state, ΔW per leaf); hyper = [lr, 1−β₁ᵗ, 1−β₂ᵗ] (engines.optim's rules)."""
-    lr, c1, c2 = hyper[0], hyper[1], hyper[2]
+def _update(spec: RunSpec, state: dict, grads: dict, hyper, lr):
+    """(new state, ΔW per leaf); hyper = [lr, 1−β₁ᵗ, 1−β₂ᵗ] (engines.optim's rules),
+    lr: hyper[0] (or the same value ordered after the probes' norms: _after)."""
+    c1, c2 = hyper[1], hyper[2]
     tree = jax.tree.map
     new = {}
     if spec.optimizer == "sgd":  # ΔW = −lr·g
@@ -155,6 +156,17 @@ def _update(spec: RunSpec, state: dict, grads: dict, hyper):
                        new["m"], new["v"])
     new["params"] = tree(lambda p, u: p + u, state["params"], updates)
     return {**state, **new}, updates
+
+
+def _after(norms, value):
+    """value, once `norms` are computed: a norm is ≥ 0 or NaN, so the select always
+    picks value, but XLA cannot know it and must order the norms (the one operation,
+    a conditional, that computes all layers') before what uses value. The update
+    writes the weights in place (the state is donated); ordered after ‖W‖ has read
+    them, XLA needs no copy of every weight to keep them (an optimization barrier
+    does not survive XLA's scheduling on the CPU)."""
+    first = norms[0]
+    return jnp.where((first >= 0) | jnp.isnan(first), value, jnp.nan)
 
 
 def _weight_and_bias_norms(tree: dict, weights_of: dict | None = None):
@@ -207,7 +219,8 @@ def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> 
             grads = jax.tree.map(lambda g: g * scale, grads)
         weight_norms = grad_norms[2] if probe else None
         if update:
-            state, updates = _update(spec, state, grads, hyper)
+            lr = _after(grad_norms[2], hyper[0]) if probe else hyper[0]
+            state, updates = _update(spec, state, grads, hyper, lr)
         if not probe:
             return state, {"loss": loss, "output": output}
         if not update:
