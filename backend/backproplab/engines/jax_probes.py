@@ -204,10 +204,30 @@ def _moments(Z, A, z_out):
 
 def _histograms(values: list, bins: int):
     """probes.histograms over rows of different lengths at once, each padded with
-    NaN (outside every bin) to the longest; also the padded rows."""
+    NaN (outside every bin) to the longest; also the padded rows.
+
+    The same counts as probes.histograms, in fewer operations per value: with t =
+    (x − lo)·scale, a value is in a bin iff t is finite (x finite, and no ∞·0 where
+    hi − lo overflows), and for t ≥ 0 the conversion to an integer is the floor, so
+    clip(t, 0, bins − 1) needs no floor of its own. Fewer operations per value than
+    bytes keep XLA from cutting the loop into tasks for its thread pool (its cost
+    model's rule for a compute-bound loop), which on a busy CPU costs more than the
+    loop itself."""
     longest = max(v.shape[1] for v in values)
     rows = jnp.concatenate([_padded(v, longest, jnp.nan) for v in values], 0)
-    return (*probes.histograms(JAX, rows, bins), rows)
+    layers = rows.shape[0]
+    valid = jnp.isfinite(rows)
+    lo = jnp.min(jnp.where(valid, rows, math.inf), axis=1)
+    hi = jnp.max(jnp.where(valid, rows, -math.inf), axis=1)
+    some = hi >= lo  # False for a row without a finite value (lo = inf, hi = -inf)
+    lo, hi = jnp.where(some, lo, 0.0), jnp.where(some, hi, 0.0)
+    scale = bins / jnp.maximum(hi - lo, 1e-12)  # 0 when hi - lo overflows
+    t = (rows - lo[:, None]) * scale[:, None]
+    # not in a bin: to an overflow bin per row, cut off below
+    position = jnp.where(jnp.isfinite(t), jnp.clip(t, 0, bins - 1), float(bins))
+    index = position.astype(jnp.int32) + (np.arange(layers, dtype=np.int32) * (bins + 1))[:, None]
+    counts = jnp.bincount(index.reshape(-1), length=layers * (bins + 1))
+    return lo, hi, counts.reshape(layers, bins + 1)[:, :bins], rows
 
 
 def summary_block(spec: RunSpec, parts: list, n_sub: int, units, norms: dict):
@@ -336,7 +356,10 @@ def spectrum_size(spec: RunSpec) -> int:
 
 def pack(block: list, loss, output, sv: Any | None):
     """The one vector a recorded step reads back: the statistics' fields, loss,
-    output, spectrum: one concatenation."""
+    output, spectrum: one concatenation. (XLA leaves each field's last operation
+    apart from it, ~25 operations, but fusing them into the concatenation, which
+    XLA does for a few operands at a time, measured slower: one loop choosing
+    among all sources for every value.)"""
     dtype = block[0].dtype
     pieces = [*block, loss.reshape(1), output.reshape(-1)]
     if sv is not None:

@@ -28,6 +28,7 @@ from .jax_xp import JAX
 from .optim import ADAM_EPS, BETA1, BETA2, MOMENTUM
 
 UNROLL = 4  # scan iterations per loop trip: fewer loop overheads, a program still small
+COPY_MAX_VALUES = 1 << 18  # weights XLA may copy before the update (1 MB in float32)
 
 
 # --- parameters: [W(1), b(1), ..., W(L+1), b(L+1)] <-> first, stacked hidden, output ------
@@ -186,6 +187,9 @@ def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> 
     grad_fn = jax.value_and_grad(make_loss(spec, keep=n_sub if probe else None),
                                  argnums=(0, 1), has_aux=True)
     per_example = probe and spec.record.per_example
+    # weights too large to copy cheaply (see _after); below, a copy costs less than
+    # the order, which keeps the update from running beside the statistics
+    large = spec.depth * spec.width * spec.width > COPY_MAX_VALUES
 
     def step(state, x, labels, targets, hyper, units, q0):
         params = state["params"]
@@ -219,7 +223,7 @@ def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> 
             grads = jax.tree.map(lambda g: g * scale, grads)
         weight_norms = grad_norms[2] if probe else None
         if update:
-            lr = _after(grad_norms[2], hyper[0]) if probe else hyper[0]
+            lr = _after(grad_norms[2], hyper[0]) if probe and large else hyper[0]
             state, updates = _update(spec, state, grads, hyper, lr)
         if not probe:
             return state, {"loss": loss, "output": output}
