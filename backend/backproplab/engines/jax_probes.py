@@ -287,15 +287,24 @@ def summary_block(spec: RunSpec, parts: list, n_sub: int, units, norms: dict):
     return [values[name].astype(dtype).reshape(-1) for name, _ in layout.groups]
 
 
+@functools.lru_cache(maxsize=64)
+def _fields(rows: int, bins: int, samples: int) -> tuple[tuple, int]:
+    """((name, start, stop, shape or None for a vector), ...) of the packed block, and
+    its length: worked out once per layout, not at every recorded step."""
+    plan, at = [], 0
+    for name, columns in block_layout(bins, samples).groups:
+        vector = columns == 1 and name != "delta_sample"
+        plan.append((name, at, at + rows * columns, None if vector else (rows, columns)))
+        at += rows * columns
+    return tuple(plan), at
+
+
 def summary_of(spec: RunSpec, fields: np.ndarray) -> probes.Summary:
     """The host-side Summary of the packed fields (samples trimmed to each group)."""
     k = min(spec.record.delta_samples, spec.width)
-    rows, values, at = spec.depth + 1, {}, 0
-    for name, columns in block_layout(spec.record.hist_bins, k).groups:
-        part = fields[at:at + rows * columns]
-        values[name] = part if columns == 1 and name != "delta_sample" else \
-            part.reshape(rows, columns)
-        at += rows * columns
+    plan, _ = _fields(spec.depth + 1, spec.record.hist_bins, k)
+    values = {name: fields[start:stop] if shape is None else fields[start:stop].reshape(shape)
+              for name, start, stop, shape in plan}
     samples = values.pop("delta_sample")
     out_k = min(k, spec.out_features)
     return probes.Summary(**values, delta_sample=samples[:-1].tolist() +
@@ -370,7 +379,7 @@ def pack(block: list, loss, output, sv: Any | None):
 def unpack(spec: RunSpec, packed: np.ndarray, with_spectrum: bool) -> tuple:
     """(Summary, loss, output, spectrum or None) from the vector `pack` made."""
     k = min(spec.record.delta_samples, spec.width)
-    at = (spec.depth + 1) * block_layout(spec.record.hist_bins, k).width
+    at = _fields(spec.depth + 1, spec.record.hist_bins, k)[1]
     loss = float(packed[at])
     out_size = spec.batch_size * spec.out_features
     output = packed[at + 1:at + 1 + out_size].reshape(spec.batch_size, spec.out_features)
