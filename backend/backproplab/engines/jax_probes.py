@@ -366,9 +366,8 @@ def spectrum_size(spec: RunSpec) -> int:
 def pack(block: list, loss, output, sv: Any | None):
     """The one vector a recorded step reads back: the statistics' fields, loss,
     output, spectrum: one concatenation. (XLA leaves each field's last operation
-    apart from it, ~25 operations, but fusing them into the concatenation, which
-    XLA does for a few operands at a time, measured slower: one loop choosing
-    among all sources for every value.)"""
+    apart from it, ~25 operations; concatenating a few fields at a time, which XLA
+    fuses with those operations, launched 26 fewer but measured slower.)"""
     dtype = block[0].dtype
     pieces = [*block, loss.reshape(1), output.reshape(-1)]
     if sv is not None:
