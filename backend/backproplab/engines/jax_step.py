@@ -28,6 +28,7 @@ from .jax_xp import JAX
 from .optim import ADAM_EPS, BETA1, BETA2, MOMENTUM
 
 UNROLL = 4  # scan iterations per loop trip: fewer loop overheads, a program still small
+COPY_MAX_VALUES = 1 << 18  # weights XLA may copy before the update (1 MB in float32)
 
 
 # --- parameters: [W(1), b(1), ..., W(L+1), b(L+1)] <-> first, stacked hidden, output ------
@@ -138,9 +139,10 @@ def _weighted(values: list, weights: list[float]):
                         *values)
 
 
-def _update(spec: RunSpec, state: dict, grads: dict, hyper):
-    """(new state, ΔW per leaf); hyper = [lr, 1−β₁ᵗ, 1−β₂ᵗ] (engines.optim's rules)."""
-    lr, c1, c2 = hyper[0], hyper[1], hyper[2]
+def _update(spec: RunSpec, state: dict, grads: dict, hyper, lr):
+    """(new state, ΔW per leaf); hyper = [lr, 1−β₁ᵗ, 1−β₂ᵗ] (engines.optim's rules),
+    lr: hyper[0] (or the same value ordered after the probes' norms: _after)."""
+    c1, c2 = hyper[1], hyper[2]
     tree = jax.tree.map
     new = {}
     if spec.optimizer == "sgd":  # ΔW = −lr·g
@@ -155,6 +157,17 @@ def _update(spec: RunSpec, state: dict, grads: dict, hyper):
                        new["m"], new["v"])
     new["params"] = tree(lambda p, u: p + u, state["params"], updates)
     return {**state, **new}, updates
+
+
+def _after(norms, value):
+    """value, once `norms` are computed: a norm is ≥ 0 or NaN, so the select always
+    picks value, but XLA cannot know it and must order the norms (the one operation,
+    a conditional, that computes all layers') before what uses value. The update
+    writes the weights in place (the state is donated); ordered after ‖W‖ has read
+    them, XLA needs no copy of every weight to keep them (an optimization barrier
+    does not survive XLA's scheduling on the CPU)."""
+    first = norms[0]
+    return jnp.where((first >= 0) | jnp.isnan(first), value, jnp.nan)
 
 
 def _weight_and_bias_norms(tree: dict, weights_of: dict | None = None):
@@ -174,6 +187,9 @@ def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> 
     grad_fn = jax.value_and_grad(make_loss(spec, keep=n_sub if probe else None),
                                  argnums=(0, 1), has_aux=True)
     per_example = probe and spec.record.per_example
+    # weights too large to copy cheaply (see _after); below, a copy costs less than
+    # the order, which keeps the update from running beside the statistics
+    large = spec.depth * spec.width * spec.width > COPY_MAX_VALUES
 
     def step(state, x, labels, targets, hyper, units, q0):
         params = state["params"]
@@ -207,7 +223,8 @@ def make_step(spec: RunSpec, probe: bool, with_spectrum: bool, update: bool) -> 
             grads = jax.tree.map(lambda g: g * scale, grads)
         weight_norms = grad_norms[2] if probe else None
         if update:
-            state, updates = _update(spec, state, grads, hyper)
+            lr = _after(grad_norms[2], hyper[0]) if probe and large else hyper[0]
+            state, updates = _update(spec, state, grads, hyper, lr)
         if not probe:
             return state, {"loss": loss, "output": output}
         if not update:
