@@ -71,6 +71,14 @@ def make_server(port: int = 0, **settings):
     return ServerThread(Settings(**settings), port=port)
 
 
+@pytest.fixture(scope="module")
+def server(request):
+    """A server on 127.0.0.1 for the module, with the module's SERVER_SETTINGS (e.g.
+    {"max_sessions": 64, "frame_rate": 30}); a module may define its own instead."""
+    with make_server(**getattr(request.module, "SERVER_SETTINGS", {})) as s:
+        yield s
+
+
 # --- Chromium (Debian's, driven by Python Playwright; never `playwright install`) ---
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

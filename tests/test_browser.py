@@ -14,10 +14,7 @@ PLOT_DATA = ("() => ['plot-flow', 'plot-loss', 'plot-heatmap'].map(id => JSON.st
              "document.getElementById(id).data.map(t => [t.x, t.y, t.z])))")
 
 
-@pytest.fixture(scope="module")
-def server():
-    with make_server(frame_rate=30) as s:
-        yield s
+SERVER_SETTINGS = {"frame_rate": 30}  # for conftest's server
 
 
 PAGE_OPTIONS = {"accept_downloads": True}  # for conftest's page

@@ -4,7 +4,7 @@ the server measured, in a table, as bars and in one sentence; errors in words.""
 import httpx
 import pytest
 
-from conftest import make_server, strict_loads
+from conftest import strict_loads
 
 pytestmark = pytest.mark.browser
 NET = "depth=3&width=8&batch_size=4&dtype=float64&activation=relu"
@@ -13,10 +13,7 @@ LABELS = {"jaxpr_equations": "jaxpr equations", "hlo_before": "HLO instructions 
           "fusions": "fusions"}
 
 
-@pytest.fixture(scope="module")
-def server():
-    with make_server(max_sessions=2, frame_rate=30) as s:
-        yield s
+SERVER_SETTINGS = {"max_sessions": 2, "frame_rate": 30}  # for conftest's server
 
 
 PAGE_OPTIONS = {"console_errors": False}  # for conftest's page

@@ -7,15 +7,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conftest import make_server
-
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def server():
-    with make_server(max_sessions=2) as s:
-        yield s
+SERVER_SETTINGS = {"max_sessions": 2}  # for conftest's server
 
 
 def shown(value: float) -> str:

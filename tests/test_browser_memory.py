@@ -8,16 +8,13 @@ import threading
 
 import pytest
 
-from conftest import make_server, strict_loads
+from conftest import strict_loads
 
 pytestmark = pytest.mark.browser
 NET = "depth=10&width=8&batch_size=4&dtype=float64&checkpoint=sqrt"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with make_server(max_sessions=64, frame_rate=30) as s:
-        yield s
+SERVER_SETTINGS = {"max_sessions": 64, "frame_rate": 30}  # for conftest's server
 
 
 PAGE_OPTIONS = {"console_errors": False}  # for conftest's page

@@ -9,8 +9,6 @@ import re
 
 import pytest
 
-from conftest import make_server
-
 pytestmark = pytest.mark.browser
 SMALL = "depth=6&width=16&steps=20&batch_size=8"
 READY = "() => window.backproplab?.state.schema && (document.getElementById('plot-flow').data" \
@@ -93,10 +91,7 @@ LAYOUT_PROBLEMS = r"""(root) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server():
-    with make_server(max_sessions=16, frame_rate=30) as s:
-        yield s
+SERVER_SETTINGS = {"max_sessions": 16, "frame_rate": 30}  # for conftest's server
 
 
 PAGE_OPTIONS = {"console_errors": False}  # for conftest's page

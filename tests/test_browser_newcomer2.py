@@ -17,10 +17,7 @@ pytestmark = pytest.mark.browser
 DONE = "() => window.backproplab.state.status === 'done'"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with make_server(max_sessions=16, frame_rate=30) as s:
-        yield s
+SERVER_SETTINGS = {"max_sessions": 16, "frame_rate": 30}  # for conftest's server
 
 
 PAGE_OPTIONS = {"console_errors": False}  # for conftest's page

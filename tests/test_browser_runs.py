@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import make_server, strict_loads
+from conftest import strict_loads
 
 pytestmark = pytest.mark.browser
 XAVIER = {"depth": 8, "width": 16, "steps": 6, "batch_size": 8, "activation": "relu",
@@ -14,10 +14,7 @@ XAVIER = {"depth": 8, "width": 16, "steps": 6, "batch_size": 8, "activation": "r
 HE = {**XAVIER, "init": "he_normal", "lr": 0.02}
 
 
-@pytest.fixture(scope="module")
-def server():
-    with make_server(max_sessions=4, frame_rate=30) as s:
-        yield s
+SERVER_SETTINGS = {"max_sessions": 4, "frame_rate": 30}  # for conftest's server
 
 
 PAGE_OPTIONS = {"accept_downloads": True}  # for conftest's page

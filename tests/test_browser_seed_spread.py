@@ -8,7 +8,7 @@ import shutil
 import httpx
 import pytest
 
-from conftest import make_server, strict_loads
+from conftest import strict_loads
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -16,10 +16,7 @@ BAND = "() => (document.getElementById('plot-flow').data || [])" \
        ".some(t => (t.name || '').startsWith('spread of'))"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with make_server(max_sessions=16, frame_rate=30) as s:
-        yield s
+SERVER_SETTINGS = {"max_sessions": 16, "frame_rate": 30}  # for conftest's server
 
 
 @pytest.fixture

@@ -5,14 +5,6 @@ route reads it; strict bodies pass unchanged."""
 import httpx
 import pytest
 
-from conftest import make_server
-
-
-@pytest.fixture(scope="module")
-def server():
-    with make_server() as s:
-        yield s
-
 
 @pytest.mark.parametrize("path", ["/api/tape/inspect", "/api/runs", "/api/phase"])
 @pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
