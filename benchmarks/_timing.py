@@ -1,10 +1,19 @@
-"""Shared timing helpers for the benchmarks: interleaved repeats, median ms."""
+"""Shared timing helpers for the benchmarks: interleaved repeats, median ms, and a
+subpackage as it was at a git revision (a "before" timed in the same run)."""
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import platform
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -64,3 +73,22 @@ def table(header: list[str], rows: list[list[object]]) -> str:
              for r in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def package_at(rev: str, name: str) -> ModuleType:
+    """backproplab.<name> as it was at git revision `rev`, imported as `<name>_at_rev`
+    (its relative imports of the rest of backproplab point at the installed one)."""
+    root = Path(__file__).resolve().parent.parent
+    folder = f"backend/backproplab/{name}/"
+    names = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", rev, folder],
+                           capture_output=True, text=True, check=True).stdout.split()
+    package = Path(tempfile.mkdtemp()) / f"{name}_at_rev"
+    package.mkdir()
+    atexit.register(shutil.rmtree, package.parent, True)
+    for path in names:
+        source = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{path}"],
+                                capture_output=True, text=True, check=True).stdout
+        source = source.replace("from .. import", "from backproplab import")
+        (package / Path(path).name).write_text(source.replace("from ..", "from backproplab."))
+    sys.path.insert(0, str(package.parent))
+    return importlib.import_module(f"{name}_at_rev")

@@ -15,16 +15,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from _timing import machine, paired_ratio, samples_ms, table
+from _timing import machine, package_at, paired_ratio, samples_ms, table
 from backproplab import tape
 from backproplab.tape import ops
 
@@ -47,21 +42,6 @@ def tape_loss(params, x, y, ops=ops):
         a = ops.tanh(ops.dense(a, W, b))
     return ops.mse(a, y)
 
-
-def tape_at(rev: str):
-    """backproplab.tape as it was at git revision `rev`, imported as `tape_at_rev`."""
-    root = Path(__file__).resolve().parent.parent
-    folder = "backend/backproplab/tape/"
-    names = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", rev, folder],
-                           capture_output=True, text=True, check=True).stdout.split()
-    package = Path(tempfile.mkdtemp()) / "tape_at_rev"
-    package.mkdir()
-    for name in names:
-        source = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{name}"],
-                                capture_output=True, text=True, check=True).stdout
-        (package / Path(name).name).write_text(source.replace("from ..", "from backproplab."))
-    sys.path.insert(0, str(package.parent))
-    return importlib.import_module("tape_at_rev")
 
 
 def hand_step(params, x, y):
@@ -95,7 +75,7 @@ def main() -> None:
     rows = []
     vg = tape.value_and_grad(tape_loss)
     if args.against:
-        before = tape_at(args.against)
+        before = package_at(args.against, "tape")
         vg_before = before.value_and_grad(lambda p, x, y: tape_loss(p, x, y, before.ops))
     sizes = [tuple(map(int, s.split(","))) for s in args.sizes] if args.sizes else SIZES
     for depth, width, batch in sizes:

@@ -20,10 +20,8 @@ the repeats of the ratio of blocks timed one right after the other.
 from __future__ import annotations
 
 import argparse
-import atexit
 import copy
 import datetime
-import importlib
 import os
 import shutil
 import subprocess
@@ -31,13 +29,12 @@ import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from _timing import machine, paired_ratio, samples_ms, table
+from _timing import machine, package_at, paired_ratio, samples_ms, table
 
 NETNS_FLAG = "BACKPROPLAB_BENCH_NETNS"
 
@@ -88,23 +85,6 @@ def plain(v: Variant):
         return loss.item()
     return step
 
-
-def watch_at(rev: str):
-    """backproplab.watch as it was at git revision `rev`, imported as `watch_at_rev`."""
-    root = Path(__file__).resolve().parent.parent
-    folder = "backend/backproplab/watch/"
-    names = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", rev, folder],
-                           capture_output=True, text=True, check=True).stdout.split()
-    package = Path(tempfile.mkdtemp()) / "watch_at_rev"
-    package.mkdir()
-    atexit.register(shutil.rmtree, package.parent, True)
-    for name in names:
-        source = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{name}"],
-                                capture_output=True, text=True, check=True).stdout
-        source = source.replace("from .. import", "from backproplab import")
-        (package / Path(name).name).write_text(source.replace("from ..", "from backproplab."))
-    sys.path.insert(0, str(package.parent))
-    return importlib.import_module("watch_at_rev")
 
 
 def watched(v: Variant, every: int, out: str, package=None):
@@ -286,7 +266,7 @@ def main() -> None:
             print("(wandb is not installed: `pip install .[bench]`; left out)")
             with_wandb = False
     torch.set_num_threads(1)
-    before = watch_at(args.against) if args.against else None
+    before = package_at(args.against, "watch") if args.against else None
     rows = []
     for kind in ("mlp", "cnn") if not args.cpu_only else ():
         rows += measure(kind, args.repeats, with_wandb)
