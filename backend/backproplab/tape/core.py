@@ -110,8 +110,6 @@ def defvjp(prim: Primitive, *rules: Callable | None) -> None:
     def vjp(g, ans, primals, params, positions):
         if positions[-1] >= len(per_argument):
             raise _missing("VJP", prim, positions[-1])
-        if len(positions) == 1:  # the usual case, without the loop
-            return [per_argument[positions[0]](g, ans, *primals, **params)]
         cotangents = []
         for i in positions:
             cotangents.append(per_argument[i](g, ans, *primals, **params))
@@ -124,7 +122,7 @@ def defvjp(prim: Primitive, *rules: Callable | None) -> None:
 # Memory and work accounting (thread-local, shared by nested traces)
 
 
-@dataclass(slots=True)
+@dataclass
 class Meter:
     """Bytes of values saved on tapes live at once, and forward ops evaluated."""
 
@@ -300,8 +298,7 @@ class ReverseTrace:
                     primals[i] = p = a._primal
                     positions.append(i)
                     parents.append(a)
-                    if isinstance(p, Tracer):
-                        outer = True
+                    outer = outer or isinstance(p, Tracer)
                 else:
                     outer = True
         ans = prim(*primals, **params) if outer else prim.impl(*primals, **params)
@@ -309,13 +306,11 @@ class ReverseTrace:
         m.forward_ops += 1
         if not self.save:  # keeps nothing to go back through
             return Box(ans, self, prim, (), _NO_PARAMS, (), (), None)
-        nodes = self.nodes
-        box = Box(ans, self, prim, primals, params, positions, parents, len(nodes))
-        nodes.append(box)
-        live = m.live_bytes + (ans.nbytes if type(ans) is np.ndarray else nbytes_of(ans))
-        m.live_bytes = live
-        if live > m.peak_bytes:
-            m.peak_bytes = live
+        box = Box(ans, self, prim, primals, params, positions, parents, len(self.nodes))
+        self.nodes.append(box)
+        m.live_bytes += ans.nbytes if type(ans) is np.ndarray else nbytes_of(ans)
+        if m.live_bytes > m.peak_bytes:
+            m.peak_bytes = m.live_bytes
         return box
 
     def release(self) -> None:
@@ -362,7 +357,6 @@ def backward_pass(
         cts[i] = ct if cts[i] is None else cts[i] + ct
     m = trace.meter
     start = max(node.index for node, _ in seeds)
-    rules, ndarray = vjp_rules, np.ndarray
     for i in range(start, -1, -1):
         node = nodes[i]
         prim = node.prim
@@ -371,14 +365,13 @@ def backward_pass(
         g = cts[i]
         if g is not None:
             cts[i] = None
-            vjp = rules.get(prim)
+            vjp = vjp_rules.get(prim)
             if vjp is None:
                 raise _missing("VJP", prim)
             outs = vjp(g, node._primal, node.primals, node.params, node.positions)
             for parent, ct in zip(node.parents, outs, strict=True):
                 j = parent.index
-                old = cts[j]
-                cts[j] = ct if old is None else old + ct
+                cts[j] = ct if cts[j] is None else cts[j] + ct
             if node.tap is not None:
                 _report_tap(node, g, outs)
             if inspect:
@@ -394,7 +387,7 @@ def backward_pass(
                 )
         ans = node._primal
         if consume and ans is not None:
-            m.live_bytes -= ans.nbytes if type(ans) is ndarray else nbytes_of(ans)
+            m.live_bytes -= ans.nbytes if type(ans) is np.ndarray else nbytes_of(ans)
             node._primal = None
             node.primals = ()
     if consume:  # the tape is used up: free what follows the seeds as well
