@@ -7,9 +7,20 @@ import collections
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import capture, modules, record, reduce
+
+
+class SampleBuffers(NamedTuple):
+    """Every weight's sampled entries end to end (see Watcher._samples_layout)."""
+
+    lengths: list[int]  # entries of weight k
+    snapshot: Any  # their copies from the forward pass
+    work: Any  # twice as long: the differences from now, then the snapshot's squares
+    snaps: list  # weight k's view of `snapshot`
+    both: Any  # lengths twice, as a tensor (segment_reduce over `work`)
+    segments: list[int]  # their segments in reduce.param_norms
 
 
 class Watcher:
@@ -65,7 +76,7 @@ class Watcher:
             k += len(ws)
         self.weight_samples = [self._weight_sample(p) for ws in self.plan.weights
                                for p in ws] if update_ratio else []
-        self.samples_flat: list | None = None  # see _samples_layout
+        self.samples_flat: SampleBuffers | None = None  # see _samples_layout
         self.delta_hooks = [capture.delta_hook(self, i) for i in range(len(self.watched))]
         self._forward_hooks = [capture.forward_hook(self, i, self.plan.rectifier[i])
                                for i in range(len(self.watched))]
@@ -145,24 +156,24 @@ class Watcher:
         work = torch.empty(2 * total, dtype=self.acc, device=self.device)
         starts = [sum(lengths[:k]) for k in range(len(lengths))]
         module_of = [i for i, slots in enumerate(self.weight_slots) for _ in slots]
-        self.samples_flat = [lengths, snapshot, work,
-                             [snapshot[a:a + n] for a, n in zip(starts, lengths, strict=True)],
-                             torch.tensor(lengths + lengths, device=self.device),
-                             [3 * modules + i for i in module_of]
-                             + [4 * modules + i for i in module_of]]
+        self.samples_flat = SampleBuffers(
+            lengths, snapshot, work,
+            [snapshot[a:a + n] for a, n in zip(starts, lengths, strict=True)],
+            torch.tensor(lengths + lengths, device=self.device),
+            [3 * modules + i for i in module_of] + [4 * modules + i for i in module_of])
 
     def snapshot_samples(self, i: int) -> None:
         """Copy module i's weights' sampled entries as they are now (its forward hook,
         before the optimizer's update) into the snapshot buffer."""
         if self.samples_flat is None:
             self._samples_layout()
-        lengths, _, _, snaps, _, _ = self.samples_flat
+        flat = self.samples_flat
         for k in self.weight_slots[i]:
             now = self._sampled(k)
-            if now.numel() != lengths[k]:  # a weight replaced by one of another size
+            if now.numel() != flat.lengths[k]:  # a weight replaced by one of another size
                 self._samples_layout()
                 return self.snapshot_samples(i)
-            snaps[k].copy_(now)
+            flat.snaps[k].copy_(now)
         return None
 
     def update_squares(self) -> tuple[Any, list[int]]:
@@ -170,15 +181,17 @@ class Watcher:
         one (2K,) tensor, and their segments for reduce.param_norms."""
         import torch
 
-        lengths, snapshot, work, _, both, segments = self.samples_flat
+        flat = self.samples_flat
+        snapshot, work = flat.snapshot, flat.work
         total = snapshot.numel()
         torch.mul(snapshot, snapshot, out=work[total:])
-        now = [self._sampled(k) for k in range(len(lengths))]
+        now = [self._sampled(k) for k in range(len(flat.lengths))]
         if any(v.device != self.device for v in now):
             now = [v.to(self.device) for v in now]
         diff = torch.cat(now, out=work[:total]).sub_(snapshot)
         diff.mul_(diff)
-        return torch.segment_reduce(work, "sum", lengths=both, unsafe=True), segments
+        return torch.segment_reduce(work, "sum", lengths=flat.both, unsafe=True), \
+            flat.segments
 
     # --- one optimizer step ---------------------------------------------------------
     def step(self, loss: Any = None, grad_norm: Any = None,
