@@ -145,6 +145,40 @@ def test_stepper_walks_every_node_with_the_servers_delta(page, server):
         f"backward mode: {len(walk['steps'])} / {len(walk['steps'])}")
 
 
+def test_stepper_shows_each_nodes_jaxpr_equations_beside_the_tape(page, server):
+    """Beside the tape's numbers, the equations of JAX's trace that carry the lit
+    node's scope: the lines shown are the server's, node by node, both modes."""
+    import httpx
+
+    page.goto(f"{server.url}/#depth=2&width=3&activation=tanh&steps=5")
+    page.wait_for_function("() => document.querySelectorAll('#stepper-graph .node').length > 0")
+    walk = httpx.post(f"{server.url}/api/tape/inspect",
+                      json={"depth": 2, "width": 3, "activation": "tanh", "init": "xavier_normal",
+                            "sigma_w": 1.0, "sigma_b": 0.0, "seed": 0, "loss": "mse"}).json()
+    jx = walk["jaxpr"]
+    title = page.locator("#stepper-jaxpr-title")
+    assert f"{len(jx['backward'])} equations for the tape’s {len(walk['steps'])} nodes" \
+        in title.text_content()
+    assert page.locator("#stepper-jaxpr h3").is_visible()
+    for step in walk["steps"]:
+        page.click("#stepper-next")
+        mine = [e["text"] for e in jx["backward"] if e["node"] == step["index"]]
+        assert page.locator("#stepper-jaxpr-eqns").text_content().split("\n") == mine
+        assert title.text_content().startswith(
+            f"{step['label']}: {len(mine)} of the {len(jx['backward'])} equations, "
+            f"scope transpose(jvp({step['label']}))")
+    # the output layer's dense: ∂W and ∂a, two matmuls, as JAX writes them
+    page.click("#stepper-reset")
+    page.click("#stepper-next")
+    page.click("#stepper-next")
+    assert page.locator("#stepper-jaxpr-eqns").text_content().count("dot_general[") == 2
+    page.click("#stepper-forward")  # forward mode, its first node lit
+    first = walk["forward"][0]
+    mine = [e["text"] for e in jx["forward"] if e["node"] == first["index"]]
+    assert page.locator("#stepper-jaxpr-eqns").text_content().split("\n") == mine
+    assert title.text_content().startswith(f"{first['label']}: {len(mine)} of the")
+
+
 def test_depth_500_at_20_frames_per_second_stays_smooth(page, server):
     """Frames are batched per animation frame: at depth 500 the main thread keeps
     painting while ~20 frames per second stream in."""

@@ -248,7 +248,8 @@ const phaseView = new PhaseView($('plot-phase'), (w2, b2) => {
 });
 const modes = new ModesView($('plot-modes'));
 const stepper = new StepperView({ svg: $('stepper-graph'), strip: $('stepper-strip'),
-  eq: $('stepper-eq'), pos: $('stepper-pos'), toggle: $('stepper-forward') });
+  eq: $('stepper-eq'), pos: $('stepper-pos'), toggle: $('stepper-forward'),
+  jaxprTitle: $('stepper-jaxpr-title'), jaxprEqns: $('stepper-jaxpr-eqns') });
 
 const RUN_PLOTS = ['plot-flow', 'plot-heatmap', 'plot-loss', 'plot-activations', 'plot-spectrum'];
 let labVisible = true;

@@ -226,6 +226,29 @@ class ForwardStep(BaseModel):
     tangent_out: Tensor
 
 
+class JaxprEquation(BaseModel):
+    """One equation of a jaxpr, named by the tape node whose scope it carries."""
+
+    node: int | None = Field(description="the tape node (backward: graph id; forward: the "
+                                          "forward tape's index); None: no node's scope")
+    scope: str = Field(description="JAX's name stack, e.g. transpose(jvp(dense#6))")
+    primitive: str
+    inputs: list[str]
+    outputs: list[str]
+    text: str
+
+
+class JaxprWalk(BaseModel):
+    """The same network's passes as JAX traces them (traced, not run)."""
+
+    jax: str
+    dtype: str
+    backward: list[JaxprEquation] = Field(description="jax.vjp's backward pass: the "
+                                                      "equations on the cotangent's path")
+    forward: list[JaxprEquation] = Field(description="jax.jvp's forward mode: the equations "
+                                                     "on the tangent's path")
+
+
 class TapeInspection(BaseModel):
     graph: TapeGraph
     steps: list[BackwardStep]
@@ -234,6 +257,7 @@ class TapeInspection(BaseModel):
     forward: list[ForwardStep]
     input: Tensor
     names: list[str]
+    jaxpr: JaxprWalk | None = Field(None, description="None where jax is not installed")
 
 
 class JacobianModes(BaseModel):

@@ -71,7 +71,19 @@ def backprop_walk(spec: RunSpec, tangent_input: int = 0) -> dict[str, Any]:
     forward = list(tape.RecordedTape(lambda xx: loss_of_input(spec, values, xx), x,
                                      names=["x"]).forward_steps({"x": v}))
     return {"graph": graph, "steps": steps, "recurrences": recurrences, "gradients": grads,
-            "forward": forward, "input": x, "names": names}
+            "forward": forward, "input": x, "names": names,
+            "jaxpr": _jaxpr(spec, graph, forward, tangent_input)}
+
+
+def _jaxpr(spec: RunSpec, graph: dict, forward: list, tangent_input: int) -> dict | None:
+    """The same passes as JAX's jaxprs (engines.jax_inspect); None without jax."""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is None:
+        return None
+    from .jax_inspect import walk
+
+    return walk(spec, graph, forward, tangent_input)
 
 
 def loss_of_input(spec: RunSpec, values: list, x: Any) -> Any:

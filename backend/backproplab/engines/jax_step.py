@@ -117,11 +117,7 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
         if slots is not None:
             out = tap(out, slots["out"], keep)
         out = cap(out)
-        if spec.loss == "mse":
-            value = jnp.mean(jnp.square(out - targets))
-        else:
-            logp = jax.nn.log_softmax(out, axis=-1)
-            value = -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+        value = loss_value(spec.loss, out, labels, targets)
         rows = None
         if keep:  # (L, keep, W) each: z and a rows of every hidden layer, input side first
             rows = tuple(jnp.concatenate([first_rows[i][None]] + [r[i] for r in hidden_rows])
@@ -129,6 +125,15 @@ def make_loss(spec: RunSpec, keep: int | None) -> Callable:
         return value, (rows, out)
 
     return loss
+
+
+def loss_value(kind: str, out, labels, targets):
+    """The batch's mean loss: squared error against the targets, or softmax
+    cross-entropy of the labels."""
+    if kind == "mse":
+        return jnp.mean(jnp.square(out - targets))
+    logp = jax.nn.log_softmax(out, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
 
 
 def _weighted(values: list, weights: list[float]):

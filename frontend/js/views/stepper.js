@@ -36,7 +36,7 @@ function colour(x, scale) {
 
 export class StepperView {
   constructor(els) {
-    this.els = els; // {svg, strip, eq, pos, toggle (the mode button)}
+    this.els = els; // {svg, strip, eq, pos, toggle (the mode button), jaxprTitle, jaxprEqns}
     this.data = null;
     this.pos = -1;
     this.mode = 'backward';
@@ -97,6 +97,7 @@ export class StepperView {
     const current = this.pos >= 0 ? seq[this.pos] : null;
     const visited = new Set(seq.slice(0, Math.max(this.pos, 0)).map((s) => this.nodeOf(s)));
     this.drawGraph(svg, current ? this.nodeOf(current) : null, visited);
+    this.renderJaxpr(current);
     pos.textContent = `${this.mode} mode: ${this.pos + 1} / ${seq.length} nodes`;
     strip.replaceChildren();
     eq.removeAttribute('data-delta');
@@ -142,6 +143,41 @@ export class StepperView {
       + `${flat(current.cotangent_in).length > 8 ? ', …' : ''}]\n`
       + outs.map((o) => `  → ${o.label}: [${flat(o.value).slice(0, 8).map((v) => fmt(v, 4))
         .join(', ')}${flat(o.value).length > 8 ? ', …' : ''}]`).join('\n');
+  }
+
+  /** Beside the tape: the equations of JAX's trace of the same pass that carry the lit
+   *  node's scope (all of them before the first step). */
+  renderJaxpr(current) {
+    const { jaxprTitle: title, jaxprEqns: pre } = this.els;
+    if (!title || !pre) return;
+    const jx = this.data.jaxpr;
+    pre.replaceChildren();
+    if (!jx) {
+      title.textContent = 'jax is not installed on this server: there is no jaxpr to show.';
+      return;
+    }
+    const backward = this.mode === 'backward';
+    const all = backward ? jx.backward : jx.forward;
+    const pass = backward ? 'jax.vjp’s backward pass: the equations on the cotangent’s path'
+      : 'jax.jvp’s forward mode: the equations on the tangent’s path';
+    const label = (e) => {
+      const step = this.sequence.find((s) => s.index === e.node);
+      return step ? step.label : e.scope;
+    };
+    let shown = all;
+    if (!current) {
+      title.textContent = `${pass}: ${all.length} equations for the tape’s `
+        + `${this.sequence.length} nodes (${jx.dtype}, jax ${jx.jax}). A name no line `
+        + 'assigns is a value the primal pass left for this one.';
+    } else {
+      shown = all.filter((e) => e.node === current.index);
+      title.textContent = shown.length
+        ? `${current.label}: ${shown.length} of the ${all.length} equations, `
+          + `scope ${shown[0].scope}.`
+        : `${current.label}: no equation of JAX’s ${all.length} carries this node’s scope.`;
+    }
+    pre.textContent = shown.map((e) => (current ? e.text : `${label(e).padEnd(12)} ${e.text}`))
+      .join('\n');
   }
 
   fillStrip(strip, values) {
