@@ -231,6 +231,52 @@ def cpu_time(kind: str, blocks: int, before=None) -> list[list]:
     return rows
 
 
+def mechanism(kind: str, blocks: int) -> list[list]:
+    """What torch's hooks cost before any statistic: a forward hook on every leaf
+    module that does nothing, the same hook registering a tensor hook on the output
+    that does nothing (the δ capture's floor), and watch(every=1); thread CPU time,
+    interleaved blocks of 10 steps, ratios paired block by block."""
+    torch.manual_seed(0)
+    base = mlp() if kind == "mlp" else cnn()
+    x, y = batches(kind)
+
+    def hooked(forward_hook):
+        v = Variant(base, x, y)
+        for m in v.model.modules():
+            if not list(m.children()):
+                m.register_forward_hook(forward_hook)
+        return plain(v)
+
+    def nothing(grad):
+        return None
+
+    def tensor_hook(module, inputs, output):
+        output.register_hook(nothing)  # (a forward hook's return value replaces the output)
+
+    tmp = tempfile.mkdtemp(prefix="backproplab-bench-")
+    fn, w = watched(Variant(base, x, y), 1, os.path.join(tmp, "mechanism.jsonl"))
+    fns = {"plain": plain(Variant(base, x, y)),
+           "forward hooks, empty": hooked(lambda m, i, o: None),
+           "+ a tensor hook per output, empty": hooked(tensor_hook),
+           "watch(every=1)": fn}
+    for f in fns.values():
+        for _ in range(10):
+            f()
+    ms: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(blocks):
+        for name, f in fns.items():
+            t0 = time.thread_time()
+            for _ in range(10):
+                f()
+            ms[name].append((time.thread_time() - t0) * 100)
+    w.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain_ms = np.array(ms["plain"])
+    return [[kind, name, float(np.median(ms[name])),
+             float(np.median(np.array(ms[name]) - plain_ms)),
+             paired_ratio(ms, name, "plain") if name != "plain" else 1.0] for name in fns]
+
+
 def in_namespace() -> bool:
     return os.environ.get(NETNS_FLAG) == "1"
 
@@ -245,6 +291,8 @@ def main() -> None:
                         help="also time the watcher at this git revision (CPU-time table)")
     parser.add_argument("--cpu-only", action="store_true",
                         help="only the CPU-time table (no wall-clock table, no anchors)")
+    parser.add_argument("--mechanism", action="store_true",
+                        help="also what torch's hooks alone cost (empty hooks), thread CPU")
     args = parser.parse_args()
     with_wandb = not args.no_wandb
     if with_wandb and not in_namespace():
@@ -282,6 +330,12 @@ def main() -> None:
               f"load average {load:.1f} → {os.getloadavg()[0]:.1f}"
               + (f"; before: the watcher at {args.against}" if before else "") + "\n")
         print(table(["model", "per step", "CPU ms", "× plain"], cpu))
+    if args.mechanism:
+        load = os.getloadavg()[0]
+        rows = [row for kind in ("mlp", "cnn") for row in mechanism(kind, args.cpu_blocks or 20)]
+        print(f"\nthe hooks alone, thread CPU time, {args.cpu_blocks or 20} interleaved blocks of "
+              f"10 steps, load average {load:.1f} → {os.getloadavg()[0]:.1f}\n")
+        print(table(["model", "per step", "CPU ms", "added ms", "× plain"], rows))
 
 
 if __name__ == "__main__":
