@@ -29,7 +29,9 @@ def test_the_traced_program_is_the_tapes_network(kw):
     tape walk's own (float64): the equations listed are those of the same network."""
     spec = spec_of(**kw)
     walk = tape_inspect.backprop_walk(spec)
-    loss, summed, params, x = jax_inspect.programs(spec, walk["graph"], walk["forward"])
+    ops = [n["label"] for n in walk["graph"]["nodes"] if n["op"] != "input"]
+    loss, summed, params, x = jax_inspect.programs(spec, ops,
+                                                   [s["label"] for s in walk["forward"]])
     with jax.enable_x64(True):
         grads = jax.grad(loss)(params)
         v = np.zeros_like(x)
@@ -90,3 +92,19 @@ def test_without_jax_the_walk_says_so(monkeypatch):
                         lambda name, *a: None if name == "jax" else real(name, *a))
     walk = tape_inspect.backprop_walk(spec_of())
     assert walk["jaxpr"] is None and walk["steps"]
+
+
+def test_the_equations_depend_on_the_shape_only_so_one_trace_serves_each_shape():
+    """Traced afresh (no cache) with other values, the equations are the same: the
+    cache keyed by shape cannot hand a network another one's program."""
+    def fresh(spec):
+        walk = tape_inspect.backprop_walk(spec)
+        ops = tuple((n["label"], n["id"]) for n in walk["graph"]["nodes"] if n["op"] != "input")
+        forward = tuple((s["label"], s["index"]) for s in walk["forward"])
+        return jax_inspect._traced.__wrapped__(spec, ops, forward)
+
+    a = fresh(spec_of(seed=0))
+    b = fresh(spec_of(seed=7, sigma_w=2.5, sigma_b=0.3, init="he_normal"))
+    assert a == b
+    assert tape_inspect.backprop_walk(spec_of(seed=7, sigma_w=2.5))["jaxpr"] == a
+    assert fresh(spec_of(width=4)) != a

@@ -72,10 +72,10 @@ def backprop_walk(spec: RunSpec, tangent_input: int = 0) -> dict[str, Any]:
                                      names=["x"]).forward_steps({"x": v}))
     return {"graph": graph, "steps": steps, "recurrences": recurrences, "gradients": grads,
             "forward": forward, "input": x, "names": names,
-            "jaxpr": _jaxpr(spec, graph, forward, tangent_input)}
+            "jaxpr": _jaxpr(spec, graph, forward)}
 
 
-def _jaxpr(spec: RunSpec, graph: dict, forward: list, tangent_input: int) -> dict | None:
+def _jaxpr(spec: RunSpec, graph: dict, forward: list) -> dict | None:
     """The same passes as JAX's jaxprs (engines.jax_inspect); None without jax."""
     import importlib.util
 
@@ -83,7 +83,7 @@ def _jaxpr(spec: RunSpec, graph: dict, forward: list, tangent_input: int) -> dic
         return None
     from .jax_inspect import walk
 
-    return walk(spec, graph, forward, tangent_input)
+    return walk(spec, graph, forward)
 
 
 def loss_of_input(spec: RunSpec, values: list, x: Any) -> Any:

@@ -9,7 +9,9 @@ carry `transpose(jvp(dense#6))`, the tangent equations `jvp(dense#6)`."""
 
 from __future__ import annotations
 
+import functools
 import re
+from dataclasses import replace
 from typing import Any
 
 from ..model import batch, init_params, network
@@ -138,24 +140,23 @@ def _equations(eqns: list, node_of: dict[str, int]) -> list[dict[str, Any]]:
     return out
 
 
-def programs(spec: RunSpec, graph: dict, forward_steps: list[dict]):
-    """The tape walk's two functions in JAX, each kernel in its tape node's scope:
-    loss(params) (the backward pass's) and summed(x) = Σ ŷ (forward mode's), with the
-    walk's parameters, batch and dtype; returns (loss, summed, params, x)."""
+def programs(spec: RunSpec, op_labels: list[str], forward_labels: list[str]):
+    """The tape walk's two functions in JAX, each kernel in the scope of its tape node
+    (labels in tape order: the backward pass's operations, the forward-mode tape's):
+    loss(params) and summed(x) = Σ ŷ, what forward mode differentiates; with the walk's
+    parameters, batch and dtype. Returns (loss, summed, params, x)."""
     import jax
     import jax.numpy as jnp
 
     from .jax_step import loss_value
 
-    ops = [n for n in graph["nodes"] if n["op"] != "input"]
     params = [p for pair in init_params(spec) for p in pair]
     x, labels, targets = batch(spec, 0)
     net = network.layers(spec)
-    forward_labels = [s["label"] for s in forward_steps]
 
     def loss(ps):
-        out = network.forward(net, _kernels(spec, _Labels([n["label"] for n in ops])), x, ps)
-        with jax.named_scope(ops[-1]["label"]):
+        out = network.forward(net, _kernels(spec, _Labels(op_labels)), x, ps)
+        with jax.named_scope(op_labels[-1]):
             return loss_value(spec.loss, out, labels, targets)
 
     def summed(xx):
@@ -166,24 +167,30 @@ def programs(spec: RunSpec, graph: dict, forward_steps: list[dict]):
     return loss, summed, params, x
 
 
-def walk(spec: RunSpec, graph: dict, forward_steps: list[dict],
-         tangent_input: int) -> dict[str, Any]:
+def walk(spec: RunSpec, graph: dict, forward_steps: list[dict]) -> dict[str, Any]:
     """The backward and forward-mode passes of the tape walk's network as JAX traces
     them, equation by equation, each named by its tape node. Traced only, never run:
-    nothing is compiled."""
+    nothing is compiled; and the equations depend on the network's shape only (the
+    values are the trace's arguments), so a shape traced before is not traced again."""
+    ops = [n for n in graph["nodes"] if n["op"] != "input"]
+    # the values do not change the equations: one trace per shape
+    shape = replace(spec, init="xavier_normal", sigma_w=1.0, sigma_b=0.0, seed=0)
+    return _traced(shape, tuple((n["label"], n["id"]) for n in ops),
+                   tuple((s["label"], s["index"]) for s in forward_steps))
+
+
+@functools.lru_cache(maxsize=256)
+def _traced(spec: RunSpec, ops: tuple, forward_steps: tuple) -> dict[str, Any]:
     import jax
     import numpy as np
 
-    loss, summed, params, x = programs(spec, graph, forward_steps)
-    v = np.zeros_like(x)
-    v[:, tangent_input % x.shape[1]] = 1.0
+    loss, summed, params, x = programs(spec, [label for label, _ in ops],
+                                       [label for label, _ in forward_steps])
     with jax.enable_x64(params[0].dtype == np.float64):  # the tape walk's dtype
         backward = jax.make_jaxpr(lambda ps, ct: jax.vjp(loss, ps)[1](ct))(
             params, np.ones((), params[0].dtype)).jaxpr
-        forward = jax.make_jaxpr(lambda xx, t: jax.jvp(summed, (xx,), (t,))[1])(x, v).jaxpr
-    ops = [n for n in graph["nodes"] if n["op"] != "input"]
+        forward = jax.make_jaxpr(lambda xx, t: jax.jvp(summed, (xx,), (t,))[1])(
+            x, np.zeros_like(x)).jaxpr
     return {"jax": jax.__version__, "dtype": str(params[0].dtype),
-            "backward": _equations(_on_path(backward, backward.invars[-1]),
-                                   {n["label"]: n["id"] for n in ops}),
-            "forward": _equations(_on_path(forward, forward.invars[-1]),
-                                  {s["label"]: s["index"] for s in forward_steps})}
+            "backward": _equations(_on_path(backward, backward.invars[-1]), dict(ops)),
+            "forward": _equations(_on_path(forward, forward.invars[-1]), dict(forward_steps))}
