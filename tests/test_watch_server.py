@@ -97,6 +97,21 @@ def test_pushing_without_the_secret_is_refused(secret_file, tmp_path):
     bad = {**step, "layers": step["layers"][:-1]}
     r = client.post(f"/api/watch/runs/{run_id}/steps", json={"steps": [bad]}, headers=good)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-3:] == ["steps", 0, "layers"]
+    # strict JSON, as every other body: NaN travels as "NaN", never as a bare token
+    from backproplab.runs.codec import encode
+    line = encode(step)
+    for token in (b"NaN", b"Infinity", b"1e400"):
+        body = b'{"steps":[' + line[:-1] + b',"extra":' + token + b"}]}"
+        r = client.post(f"/api/watch/runs/{run_id}/steps", content=body,
+                        headers={**good, "content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        (error,) = r.json()["detail"]
+        assert error["type"] == "json_invalid" and error["loc"] == ["body", body.index(token)]
+    assert client.get(f"/api/watch/runs/{run_id}").json()["steps"][-1]["step"] == step["step"]
+    # the secret is checked before the body is read: garbage without it is a 403
+    r = client.post(f"/api/watch/runs/{run_id}/steps", content=b"{not json",
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 403
 
 
 def test_watch_without_a_secret_says_to_start_the_server(secret_file):

@@ -8,9 +8,11 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query
+import orjson
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from ...runs.codec import encode
 from ...runs.watched import Refused
@@ -30,6 +32,22 @@ def pusher(expected: WatchSecretDep,
 
 
 Pusher = Annotated[None, Depends(pusher)]
+
+
+async def pushed(request: Request) -> Any:
+    """The pushed JSON, read once the secret has been checked (route parameters resolve
+    in order: the pusher comes first) and parsed strictly, as every other body is
+    (bare NaN, Infinity, 1e400: a 422 that says where), in a thread: a thousand steps
+    of a large model are megabytes, not to be parsed on the event loop."""
+    raw = await request.body()
+    try:
+        return await run_in_threadpool(orjson.loads, raw)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(422, [{"loc": ["body", exc.pos], "type": "json_invalid",
+                                   "msg": f"JSON decode error: {exc.msg}"}]) from None
+
+
+Pushed = Annotated[Any, Depends(pushed)]
 
 
 class Created(BaseModel):
@@ -64,7 +82,7 @@ def found(run: dict | None, run_id: str) -> dict:
 
 
 @router.post("/api/watch/runs", status_code=201, response_model=Created)
-def create(watched: WatchedDep, _: Pusher, head: dict = Body(...)) -> Created:
+def create(watched: WatchedDep, _: Pusher, head: Pushed) -> Created:
     """Start a watched run from its record's head {schema, config, environment}."""
     try:
         parsed = Head.model_validate(head)
@@ -74,7 +92,7 @@ def create(watched: WatchedDep, _: Pusher, head: dict = Body(...)) -> Created:
 
 
 @router.post("/api/watch/runs/{run_id}/steps", response_model=Appended)
-def append(watched: WatchedDep, run_id: str, _: Pusher, body: dict = Body(...)) -> Appended:
+def append(watched: WatchedDep, run_id: str, _: Pusher, body: Pushed) -> Appended:
     """Append recorded steps (validated; one layer per module of the run's config),
     stored before the answer; 409 once the run has finished or is over its bounds."""
     run = found(watched.get(run_id), run_id)
@@ -91,9 +109,14 @@ def append(watched: WatchedDep, run_id: str, _: Pusher, body: dict = Body(...)) 
 
 
 @router.post("/api/watch/runs/{run_id}/end", response_model=Appended)
-def end(watched: WatchedDep, run_id: str, _: Pusher, body: End) -> Appended:
+def end(watched: WatchedDep, run_id: str, _: Pusher, body: Pushed) -> Appended:
     """The training script closed its watcher: the run is finished."""
-    first = body.first_nonfinite.model_dump(by_alias=True) if body.first_nonfinite else None
+    try:
+        closing = End.model_validate(body)
+    except ValidationError as exc:
+        raise as_422(exc) from None
+    first = closing.first_nonfinite.model_dump(by_alias=True) if closing.first_nonfinite \
+        else None
     return Appended(id=run_id, steps=found(watched.end(run_id, first), run_id))
 
 
