@@ -240,3 +240,33 @@ def test_the_flow_figure_shows_clipping_as_the_lab_does():
     plain = flow_figure(run(RunSpec(depth=4, width=8, steps=2, batch_size=4)))
     assert "(no clipping)" in plain.layout.title.text
     assert not any(t.name.startswith("‖∇W(l)‖ after clipping") for t in plain.data)
+
+
+def test_the_flow_figure_draws_the_labs_seed_band():
+    """A Lab run's report draws what the Lab draws: the spread of a seed ensemble of the
+    same network at initialization, through the measured ‖δ(L)‖, in the numbers
+    GET /api/theory/spread gives for its config; a watched model's has no band."""
+    from fastapi.testclient import TestClient
+
+    from backproplab.api.app import create_app
+    from backproplab.report import flow_figure
+    from backproplab.settings import Settings
+
+    record = run(RunSpec(depth=6, width=16, steps=2, batch_size=8, activation="relu",
+                         init="he_normal"))
+    spread = TestClient(create_app(Settings())).get("/api/theory/spread", params={
+        "depth": 6, "width": 16, "steps": 2, "batch_size": 8, "activation": "relu",
+        "init": "he_normal"}).json()
+    fig = flow_figure(record)
+    top = next(t for t in fig.data if t.name == "seed spread top")
+    bottom = next(t for t in fig.data if t.name == f"spread of {len(spread['seeds'])} seeds "
+                                                   "at init (10–90%)")
+    assert len(spread["seeds"]) == 32 and bottom.fill == "tonexty"
+    anchor = record["steps"][-1]["layers"][5]["delta_norm"]  # the last hidden layer
+    for trace, q in ((top, "q90"), (bottom, "q10")):
+        assert list(trace.x) == list(range(6))
+        assert list(trace.y) == pytest.approx(
+            [anchor * math.exp(v) for v in spread["ln_ratio_to_last"][q]], rel=1e-12)
+    assert top.y[-1] == pytest.approx(anchor)  # ratio 1 at the anchor, every seed
+    watched = {**record, "config": {**record["config"], "source": "watched"}}
+    assert not any("seed" in (t.name or "") for t in flow_figure(watched).data)

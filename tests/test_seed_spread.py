@@ -146,15 +146,14 @@ def test_the_route_serves_the_ensembles_spread(client):
 def test_a_large_network_gets_a_smaller_ensemble_not_none(client):
     """The exploding preset (depth 300, width 128, batch 64): 32 networks would be
     2.0e10 multiply-adds, over the 6e9 limit; 9 fit, and the answer says so."""
-    from backproplab.api.routes.theory import MAX_SPREAD_WORK
-    from backproplab.engines.ensemble import ensemble_work
+    from backproplab.engines.ensemble import MAX_WORK, ensemble_work
 
     r = client.get("/api/theory/spread?activation=tanh&depth=300&width=128&init=normal"
                    "&sigma_w=3.5&steps=1")
     assert r.status_code == 200, r.text
     seeds = len(r.json()["seeds"])
     spec = RunSpec(depth=300, width=128)
-    assert seeds == int(MAX_SPREAD_WORK // ensemble_work(spec, 1)) == 9
+    assert seeds == int(MAX_WORK // ensemble_work(spec, 1)) == 9
 
 
 @pytest.mark.parametrize("query, status, words", [

@@ -63,6 +63,22 @@ def flow_figure(record: dict) -> go.Figure:
                         y=[_finite(math.sqrt(p) * anchor) if _finite(p) is not None else None
                            for p in profile],
                         name="‖δ(l)‖ theory", line={"color": COLORS["blue"], "dash": "dash"})
+    band = seed_band(record) if anchor else None
+    if band is not None:  # drawn through the measured ‖δ(L)‖, as the theory line is
+        ratio, xs = band["ln_ratio_to_last"], [layer["index"] for layer in hidden]
+
+        def through(q: list) -> list:
+            return [_finite(anchor * math.exp(v)) if _finite(v) is not None else None
+                    for v in q]
+
+        n = len(band["seeds"])
+        fig.add_scatter(x=xs, y=through(ratio["q90"]), mode="lines", hoverinfo="skip",
+                        line={"width": 0, "color": COLORS["green"]}, showlegend=False,
+                        name="seed spread top")
+        fig.add_scatter(x=xs, y=through(ratio["q10"]), mode="lines", fill="tonexty",
+                        line={"width": 0, "color": COLORS["green"]},
+                        fillcolor="rgba(0,158,115,0.16)",
+                        name=f"spread of {n} seeds at init (10–90%)")
     # global-norm clipping scales every gradient by one factor: the norms after it too
     factor = _finite(step.get("clip_factor"))
     if factor is not None and factor < 1:
@@ -79,6 +95,25 @@ def flow_figure(record: dict) -> go.Figure:
     return _layout(fig, f"Gradient flow at step {step['step']}"
                    + (f"<br><sub>{html.escape('; '.join(notes))}</sub>" if notes else ""),
                    yaxis_type="log", xaxis_title="layer", yaxis_title="norm")
+
+
+def seed_band(record: dict) -> dict | None:
+    """The Lab's band for a Lab run's record: ‖δ(l)‖/‖δ(L)‖ at initialization over an
+    ensemble of seeds of the same network (engines.ensemble, as many seeds as its
+    limits allow, cached); None for a watched model, a config it cannot read or a
+    network beyond those limits."""
+    from .engines.ensemble import auto_seeds, cached_seed_spread, within_limits
+    from .model.spec import RunSpec
+
+    config = record.get("config") or {}
+    if config.get("source") is not None:  # a watched model: no network of ours
+        return None
+    try:
+        spec = RunSpec.from_dict(config)
+        seeds = auto_seeds(spec)
+    except (TypeError, ValueError, KeyError):
+        return None
+    return cached_seed_spread(spec, seeds) if within_limits(spec, seeds) else None
 
 
 def clipping_notes(config: dict, step: dict) -> list[str]:

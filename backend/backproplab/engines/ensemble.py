@@ -28,6 +28,10 @@ from ..xp import NUMPY
 
 DEFAULT_SEEDS = 32
 QUANTILES = (0.1, 0.5, 0.9)
+MAX_SEEDS = 64
+MIN_AUTO_SEEDS = 8
+MAX_WORK = 6e9  # multiply-adds of the ensemble's passes (default config: 1.3e9)
+MAX_DRAWS = 5e7  # weights drawn for the ensemble (default config: 1e7)
 
 
 def _never() -> None:
@@ -54,6 +58,22 @@ def ensemble_bytes(spec: RunSpec, seeds: int) -> int:
     width = max(spec.width, spec.out_features, spec.in_features)
     kept = (4 * spec.depth + 2) * spec.batch_size * width
     return int(seeds * (params + kept) * b)
+
+
+def weights_drawn(spec: RunSpec, seeds: int) -> int:
+    """Weights the ensemble draws (every network's matrices)."""
+    return seeds * sum(fo * fi for fo, fi in spec.layer_sizes)
+
+
+def auto_seeds(spec: RunSpec) -> int:
+    """As many networks as the limits allow, up to DEFAULT_SEEDS, at least
+    MIN_AUTO_SEEDS (a large network's band from 8 seeds rather than none)."""
+    return max(MIN_AUTO_SEEDS, min(DEFAULT_SEEDS, int(MAX_WORK // ensemble_work(spec, 1)),
+                                   int(MAX_DRAWS // weights_drawn(spec, 1))))
+
+
+def within_limits(spec: RunSpec, seeds: int) -> bool:
+    return ensemble_work(spec, seeds) <= MAX_WORK and weights_drawn(spec, seeds) <= MAX_DRAWS
 
 
 def ensemble_work(spec: RunSpec, seeds: int) -> float:

@@ -15,21 +15,14 @@ from ..engines import Cancelled, iter_steps, make_engine
 from ..engines.jacobian import singular_values
 from ..engines.runner import step_record, theory_for
 from ..model.activations import ACTIVATIONS
-from ..model.spec import RecordSpec, RunSpec
+from ..model.spec import RunSpec
 from ..xp import NUMPY
-
-
-def spec_from_dict(config: dict[str, Any]) -> RunSpec:
-    """A task's run config (plain JSON: the record settings as a dict) as a RunSpec."""
-    values = dict(config)
-    values["record"] = RecordSpec(**values.get("record", {}))
-    return RunSpec(**values)
 
 
 def train(config: dict, cancel: threading.Event | None = None) -> dict[str, Any]:
     """Train; per recorded step the loss, train-batch and test accuracy; at step 0
     (initialization) the per-layer ‖δ(l)‖ and ‖∇W(l)‖."""
-    spec = spec_from_dict(config)
+    spec = RunSpec.from_dict(config)
     steps, losses, accuracy, test_accuracy, first = [], [], [], [], None
     for record in iter_steps(spec, cancel):
         if first is None:
@@ -50,7 +43,7 @@ def layers_at_init(config: dict, examples: int = 8,
     """At initialization: per-layer activation and log|δ| histograms, and the mean
     singular value of each layer Jacobian ∂a(l+1)/∂a(l) = diag φ'(z(l+1)) W(l+1)
     (Glorot & Bengio's J_i), averaged over `examples` inputs."""
-    spec = spec_from_dict(config)
+    spec = RunSpec.from_dict(config)
     engine = make_engine(spec)
     with np.errstate(all="ignore"):
         result = engine.train_step(0, probe=True, update=False)
@@ -77,7 +70,7 @@ def layers_at_init(config: dict, examples: int = 8,
 def spectrum(config: dict, cancel: threading.Event | None = None) -> dict[str, Any]:
     """Singular values of the hidden stack's input-output Jacobian ∂a(L)/∂a(1) at
     initialization (the engines' measurement), and the mean-field moments of λ = σ²."""
-    spec = spec_from_dict(config)
+    spec = RunSpec.from_dict(config)
     engine = make_engine(spec)
     with np.errstate(all="ignore"):
         result = engine.train_step(0, probe=True, update=False)
@@ -94,7 +87,7 @@ def memory(config: dict, cancel: threading.Event | None = None) -> dict[str, Any
     training step, and the number of forward primitive applications (the tape's meter)."""
     from .. import tape
 
-    spec = spec_from_dict(config)
+    spec = RunSpec.from_dict(config)
     if spec.engine != "numpy":
         raise ValueError("the memory meter measures the NumPy tape: engine must be 'numpy'")
     engine = make_engine(spec)

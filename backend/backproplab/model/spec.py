@@ -63,6 +63,14 @@ class RunSpec:
     seed: int = 0
     record: RecordSpec = field(default_factory=RecordSpec)
 
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> RunSpec:
+        """A run config as plain JSON (a record's `config`: the record settings as a
+        dict) as a RunSpec; TypeError for a field it does not have."""
+        values = dict(config)
+        values["record"] = RecordSpec(**values.get("record", {}))
+        return cls(**values)
+
     @property
     def in_features(self) -> int:
         if self.dataset == "gaussian":

@@ -12,7 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from ...engines import Cancelled, theory_for
-from ...engines.ensemble import DEFAULT_SEEDS, cached_seed_spread, ensemble_bytes, ensemble_work
+from ...engines.ensemble import (
+    DEFAULT_SEEDS,
+    MAX_DRAWS,
+    MAX_SEEDS,
+    MAX_WORK,
+    auto_seeds,
+    cached_seed_spread,
+    ensemble_bytes,
+    ensemble_work,
+    weights_drawn,
+    within_limits,
+)
 from ...runs.budget import Cost, OverBudget, phase_cost
 from ...runs.manager import Refused, RunManager
 from ...settings import Settings
@@ -47,10 +58,6 @@ def theory(request: Request, settings: SettingsDep) -> StrictJSONResponse:
     return StrictJSONResponse(theory_for(cfg.to_spec()))
 
 
-MAX_SPREAD_SEEDS = 64
-MIN_AUTO_SEEDS = 8
-MAX_SPREAD_WORK = 6e9  # multiply-adds of the ensemble's passes (default config: 1.3e9)
-MAX_SPREAD_DRAWS = 5e7  # weights drawn for the ensemble (default config: 1e7)
 
 
 class Quantiles(BaseModel):
@@ -78,7 +85,7 @@ class SeedSpread(BaseModel):
 
 
 SEEDS_PARAMETER = {"name": "seeds", "in": "query", "required": False,
-                   "schema": {"type": "integer", "minimum": 2, "maximum": MAX_SPREAD_SEEDS,
+                   "schema": {"type": "integer", "minimum": 2, "maximum": MAX_SEEDS,
                               "default": DEFAULT_SEEDS},
                    "description": "networks in the ensemble"}
 
@@ -95,26 +102,17 @@ async def seed_spread(request: Request, settings: SettingsDep,
     query = dict(request.query_params)
     asked = query.pop("seeds", None)
     spec = run_config(query, settings, loc="query").to_spec()
-    # without `seeds`: as many networks as the limits allow, up to the default, at least
-    # MIN_AUTO_SEEDS (a large network's band from 8 seeds rather than none)
-    seeds = _seeds(asked) if asked is not None else max(MIN_AUTO_SEEDS, min(
-        DEFAULT_SEEDS, int(MAX_SPREAD_WORK // ensemble_work(spec, 1)),
-        int(MAX_SPREAD_DRAWS // _weights(spec))))
-    work, draws = ensemble_work(spec, seeds), seeds * _weights(spec)
-    if work > MAX_SPREAD_WORK or draws > MAX_SPREAD_DRAWS:
+    seeds = _seeds(asked) if asked is not None else auto_seeds(spec)
+    if not within_limits(spec, seeds):
         raise HTTPException(422, f"the seed ensemble is too large for this network: {seeds} "
-                                 f"networks need {work:.3g} multiply-adds (limit "
-                                 f"{MAX_SPREAD_WORK:.3g}) and {draws:.3g} weights (limit "
-                                 f"{MAX_SPREAD_DRAWS:.3g}); ask for fewer seeds or a smaller "
-                                 f"depth, width or batch")
+                                 f"networks need {ensemble_work(spec, seeds):.3g} multiply-adds "
+                                 f"(limit {MAX_WORK:.3g}) and {weights_drawn(spec, seeds):.3g} "
+                                 f"weights (limit {MAX_DRAWS:.3g}); ask for fewer seeds or a "
+                                 f"smaller depth, width or batch")
     cost = Cost("seed ensemble", {"networks and their saved activations":
-                                  ensemble_bytes(spec, seeds)}, work)
+                                  ensemble_bytes(spec, seeds)}, ensemble_work(spec, seeds))
     return await bounded(request, cost, "the seed ensemble", settings, manager,
                          lambda check: cached_seed_spread(spec, seeds, check))
-
-
-def _weights(spec) -> int:
-    return sum(fo * fi for fo, fi in spec.layer_sizes)
 
 
 def _seeds(text: str) -> int:
@@ -122,8 +120,8 @@ def _seeds(text: str) -> int:
         seeds = int(text)
     except ValueError:
         seeds = -1
-    if not 2 <= seeds <= MAX_SPREAD_SEEDS:
-        raise HTTPException(422, f"seeds must be a whole number from 2 to {MAX_SPREAD_SEEDS}, "
+    if not 2 <= seeds <= MAX_SEEDS:
+        raise HTTPException(422, f"seeds must be a whole number from 2 to {MAX_SEEDS}, "
                                  f"not {text!r}")
     return seeds
 
