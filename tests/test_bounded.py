@@ -496,6 +496,40 @@ def test_a_large_import_does_not_stall_the_event_loop(live_server):
     assert worst < max(0.5, 3 * baseline), (worst, baseline)
 
 
+def test_jacobians_and_stepper_walks_at_once_leave_the_other_routes_answering(live_server):
+    """A script firing the largest Jacobian-modes request 20 times at once, and 60
+    stepper walks of new shapes: one Jacobian is measured at a time, a few wait, the
+    rest are told when to retry (429); the walks queue on two threads of their own;
+    meanwhile a synchronous route (the runs list) keeps answering."""
+    async def go():
+        async with httpx.AsyncClient(base_url=live_server.url, timeout=120) as client:
+            jacobians = [asyncio.create_task(client.post(
+                "/api/tape/jacobian-modes",
+                json={"depth": 50, "width": 256, "input_dim": 256, "seed": i}))
+                for i in range(20)]
+            walks = [asyncio.create_task(client.post("/api/tape/inspect", json={
+                "depth": 1 + i % 5, "width": 1 + (i // 5) % 6, "batch_size": 1 + i % 4,
+                "activation": ("tanh", "relu", "gelu")[i % 3]})) for i in range(60)]
+            await asyncio.sleep(0.3)
+            worst = 0.0
+            for _ in range(10):
+                t0 = time.perf_counter()
+                r = await client.get("/api/runs", params={"limit": 1})
+                worst = max(worst, time.perf_counter() - t0)
+                assert r.status_code == 200
+                await asyncio.sleep(0.1)
+            answers = [await t for t in jacobians]
+            return worst, answers, [(await t).status_code for t in walks]
+
+    worst, answers, walks = run(go(), timeout=180)
+    assert worst < 1.0, worst
+    codes = [a.status_code for a in answers]
+    assert set(codes) <= {200, 429} and codes.count(429) >= 10, codes
+    refused = next(a for a in answers if a.status_code == 429)
+    assert "retry" in refused.json()["detail"] and refused.headers["retry-after"]
+    assert set(walks) == {200}
+
+
 def test_exported_records_keep_the_overflow_marker(live_server):
     overflow = {"activation": "tanh", "depth": 300, "width": 32, "init": "normal",
                 "sigma_w": 20.0, "steps": 3, "batch_size": 8}

@@ -96,6 +96,35 @@ def test_import_is_stored_and_validate_only_is_not(client):
     assert client.get("/api/runs").json()["total"] == 2
 
 
+@pytest.mark.parametrize("where, value", [("step", 2**63), ("step", 2**53),
+                                          ("overflow", {"step": 2**64 - 1, "layer": 0}),
+                                          ("overflow", {"step": 0, "layer": -1})])
+def test_numbers_json_does_not_carry_exactly_are_refused_and_nothing_is_left(client, where,
+                                                                            value):
+    """A step, or an overflow's step or layer, beyond 2⁵³ − 1 (or negative) is a 422 that
+    names the field, from the check and from the import alike; no run is left behind."""
+    run_id = finished(client, SMALL)
+    record = strict_loads(client.get(f"/api/runs/{run_id}/export").text)
+    record["steps"][0][where] = value
+    from backproplab.runs.codec import encode
+
+    for query in ("?store=false", ""):
+        r = client.post(f"/api/runs/import{query}", content=encode(record),
+                        headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        loc = r.json()["detail"][0]["loc"]
+        assert loc[:4] == ["body", "steps", 0, where], loc
+    assert client.get("/api/runs").json()["total"] == 1
+    # the store itself takes a failed batch back: nothing half-stored stays listed
+    from backproplab.runs.store import prepare_record
+
+    prepared = prepare_record(strict_loads(client.get(f"/api/runs/{run_id}/export").text))
+    prepared["rows"][0] = (2**63, *prepared["rows"][0][1:])
+    with pytest.raises(OverflowError):
+        client.app.state.manager.store.put_prepared(prepared)
+    assert client.get("/api/runs").json()["total"] == 1
+
+
 def test_compare_and_its_report(client):
     a = finished(client, SMALL)
     b = finished(client, {**SMALL, "init": "he_normal", "record": {"every": 2}})

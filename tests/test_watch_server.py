@@ -108,6 +108,12 @@ def test_pushing_without_the_secret_is_refused(secret_file, tmp_path):
         (error,) = r.json()["detail"]
         assert error["type"] == "json_invalid" and error["loc"] == ["body", body.index(token)]
     assert client.get(f"/api/watch/runs/{run_id}").json()["steps"][-1]["step"] == step["step"]
+    # numbers beyond what JSON carries exactly: a 422 naming the field, not a 500
+    r = client.post(f"/api/watch/runs/{run_id}/steps", json={"steps": [{**step, "step": 2**63}]},
+                    headers=good)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "step", r.text
+    r = client.get(f"/api/watch/runs/{run_id}", params={"after": 2**63})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "after"], r.text
     # the secret is checked before the body is read: garbage without it is a 403
     r = client.post(f"/api/watch/runs/{run_id}/steps", content=b"{not json",
                     headers={"content-type": "application/json"})

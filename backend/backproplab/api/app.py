@@ -98,7 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                           hint="the sweep over depths 8…1000 is the same "
                                                "for every depth, so a smaller width or "
                                                "batch is what makes it faster; or try "
-                                               "again when the server is less busy")}
+                                               "again when the server is less busy"),
+                    "jacobian": Measurement("Jacobian-modes", settings.max_request_seconds,
+                                            hint="try a smaller depth, width or input")}
 
     def stop_measuring(wait: float = 0.0) -> None:
         """First thing when the server stops (the signal handler calls it): measurements

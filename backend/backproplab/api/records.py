@@ -24,6 +24,11 @@ def _number(value: Any) -> Any:
     return value
 
 
+# a count, index or step: what JSON carries exactly everywhere (JavaScript's numbers,
+# SQLite's INTEGER), so that what validates here also stores, reads and compares
+MAX_INT = 2**53 - 1
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+
 Num = Annotated[float, BeforeValidator(_number), WithJsonSchema({
     "anyOf": [{"type": "number"}, {"type": "string", "enum": list(NONFINITE)}],
     "description": 'a number; NaN and ±Inf as "NaN", "Infinity", "-Infinity"'})]
@@ -32,9 +37,9 @@ Num = Annotated[float, BeforeValidator(_number), WithJsonSchema({
 class Histogram(BaseModel):
     lo: Num
     hi: Num
-    counts: list[Annotated[int, Field(ge=0)]] = Field(max_length=512)
-    zero: int | None = None
-    nonfinite: int | None = None
+    counts: list[Count] = Field(max_length=512)
+    zero: Count | None = None
+    nonfinite: Count | None = None
 
 
 class PerExample(BaseModel):
@@ -52,7 +57,7 @@ class PerExample(BaseModel):
 
 class LayerRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    index: int = Field(ge=0)
+    index: Count
     kind: str | None = None
     z_mean: Num
     z_std: Num
@@ -72,13 +77,13 @@ class LayerRecord(BaseModel):
 
 
 class Overflow(BaseModel):
-    step: int
-    layer: int
+    step: Count
+    layer: Count
 
 
 class StepRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    step: int = Field(ge=0)
+    step: Count
     loss: Num
     accuracy: Num | None = None
     test_accuracy: Num | None = None  # on the held-out part of a real data set

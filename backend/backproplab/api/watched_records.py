@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from ..runs.codec import restore
-from .records import Histogram, Num
+from .records import Count, Histogram, Num
 
 Name = Field(min_length=1, max_length=500)
 
@@ -20,7 +20,7 @@ class ModuleSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Name
     kind: str = Field(max_length=200)
-    parameters: int = Field(ge=0)
+    parameters: Count
 
 
 class WatchedConfig(BaseModel):
@@ -30,10 +30,10 @@ class WatchedConfig(BaseModel):
     source: Literal["watched"]
     name: str = Field(min_length=1, max_length=200)
     model: str = Field(max_length=200)
-    parameters: int = Field(ge=0)
-    trainable: int = Field(ge=0)
+    parameters: Count
+    trainable: Count
     modules: list[ModuleSummary] = Field(min_length=1, max_length=10_000)
-    every: int = Field(ge=1)
+    every: Count = Field(ge=1)
     hist_bins: int = Field(ge=4, le=128)
     dtype: str = Field(max_length=32)
     device: str = Field(max_length=64)
@@ -42,7 +42,7 @@ class WatchedConfig(BaseModel):
 
 class WatchedLayer(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    index: int = Field(ge=0)
+    index: Count
     name: str = Name
     kind: str = Field(max_length=200)
     delta_norm: Num | None
@@ -62,7 +62,7 @@ class FirstNonfinite(BaseModel):
     """The first step at which a value turned NaN/±Inf, where and in what."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    step: int = Field(ge=0)
+    step: Count
     module: str | None = Field(default=None, max_length=500)
     in_: Literal["forward", "backward"] = Field(alias="in")
     what: Literal["output", "delta", "grad_w", "grad_b", "loss"]
@@ -70,7 +70,7 @@ class FirstNonfinite(BaseModel):
 
 class WatchedStep(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    step: int = Field(ge=0)
+    step: Count
     loss: Num | None
     accuracy: Num | None = None
     time_s: Num

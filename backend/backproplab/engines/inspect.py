@@ -5,6 +5,7 @@ of the recurrence δ(l) = (W(l+1)ᵀ δ(l+1)) ⊙ σ'(z(l)); plus one forward-mo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -90,9 +91,11 @@ def loss_of_input(spec: RunSpec, values: list, x: Any) -> Any:
     return ops.sum(network.forward(network.layers(spec), TAPE_KERNELS, x, values))
 
 
-def jacobian_modes(spec: RunSpec, repeats: int = 3) -> dict[str, Any]:
+def jacobian_modes(spec: RunSpec, repeats: int = 3,
+                   check: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """The full input-output Jacobian by forward mode (n JVPs) and reverse mode
-    (m VJPs) for the current network at one example: passes and measured time."""
+    (m VJPs) for the current network at one example: passes and measured time;
+    `check()` between the passes (it raises to stop)."""
     params = init_params(spec)
     values = [p for pair in params for p in pair]
     x = batch(spec, 0)[0][:1]
@@ -108,6 +111,7 @@ def jacobian_modes(spec: RunSpec, repeats: int = 3) -> dict[str, Any]:
     for mode, transform in (("forward", tape.jacfwd), ("reverse", tape.jacrev)):
         best = float("inf")
         for _ in range(repeats):
+            check()
             t0 = time.perf_counter()
             results[mode] = transform(f)(x[0])
             best = min(best, time.perf_counter() - t0)

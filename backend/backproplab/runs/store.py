@@ -25,6 +25,7 @@ runs are deleted first; named runs, running runs and the newest run are kept.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -395,11 +396,22 @@ class RunStore:
         """Store a record cut by `prepare_record`: its rows inserted a few MB per
         transaction, so a large import never holds the write lock for long (sqlite3 runs
         them without the GIL); `running` until the last batch is in (a kill midway
-        leaves it `interrupted`, never half-`done`)."""
+        leaves it `interrupted`, never half-`done`; a batch that cannot be stored takes
+        the run away again and raises)."""
         head = prepared["head"]
         run_id = self.create(head.get("config") or {}, source, name=name, note=note,
                              environment=head.get("environment"), theory=head.get("theory"),
                              schema=head.get("schema") or "backproplab.run/1")
+        try:
+            self._put_rows(run_id, prepared)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.delete(run_id)
+            raise
+        self.finish(run_id, status)
+        return run_id
+
+    def _put_rows(self, run_id: str, prepared: dict[str, Any]) -> None:
         rows, start = prepared["rows"], 0
         while start < len(rows):
             end, size = start, 0
@@ -419,8 +431,6 @@ class RunStore:
                                              encode(prepared["summary"]), time.time(),
                                              row["seq"]))
             start = end
-        self.finish(run_id, status)
-        return run_id
 
     def merge_summary(self, run_id: str, values: dict[str, Any]) -> None:
         """Set keys of the run's summary figures (a watched run's first non-finite value

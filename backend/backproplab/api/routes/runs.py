@@ -18,6 +18,7 @@ from ...runs.store import NotFound, RunStore
 from .. import offload
 from ..deps import ConfigBody, ManagerDep, SettingsDep, StoreDep, run_config
 from ..models import Comparison, Message, RunEdit, RunList, RunState, RunStatus, RunSummary, Source
+from ..offload import short
 from ..records import RunRecord
 from ..responses import StrictJSONResponse
 
@@ -34,7 +35,7 @@ def stored(store: RunStore, run_id: str) -> dict[str, Any]:
     try:
         return store.get(run_id)
     except NotFound:
-        raise HTTPException(404, f"no stored run {run_id!r}") from None
+        raise HTTPException(404, f"no stored run {short(run_id)!r}") from None
 
 
 def compared(store: RunStore, ids: str, points: int = 300) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def compared(store: RunStore, ids: str, points: int = 300) -> dict[str, Any]:
     try:
         return compare(store, found, points)
     except NotFound as exc:
-        raise HTTPException(404, f"no stored run {exc.args[0]!r}") from None
+        raise HTTPException(404, f"no stored run {short(exc.args[0])!r}") from None
 
 
 @router.post("/api/runs", status_code=202, response_model=RunStatus,
@@ -80,7 +81,7 @@ def list_runs(store: StoreDep, source: Source | None = None,
     try:
         runs = store.list(source=source, name=name, limit=limit, before=before, offset=offset)
     except NotFound:
-        raise HTTPException(404, f"no stored run {before!r} to page from") from None
+        raise HTTPException(404, f"no stored run {short(before)!r} to page from") from None
     return StrictJSONResponse({"runs": runs, "total": store.count(source=source, name=name),
                                "next": runs[-1]["id"] if len(runs) == limit else None})
 
@@ -112,7 +113,7 @@ def get_run(run_id: str, store: StoreDep, manager: ManagerDep) -> Response:
     except NotFound:
         job = manager.get(run_id)
         if job is None:
-            raise HTTPException(404, f"no stored run {run_id!r}") from None
+            raise HTTPException(404, f"no stored run {short(run_id)!r}") from None
         # started, not yet in the store (its thread is about to write it)
         return StrictJSONResponse({"id": run_id, "status": "running", "error": None,
                                    "steps_recorded": 0, "record": {
@@ -140,7 +141,7 @@ def export_run(run_id: str, store: StoreDep, manager: ManagerDep) -> StreamingRe
     try:
         chunks = store.export_chunks(run_id)
     except NotFound:
-        raise HTTPException(404, f"no stored run {run_id!r}") from None
+        raise HTTPException(404, f"no stored run {short(run_id)!r}") from None
     return StreamingResponse(chunks, media_type="application/json", headers={
         "content-disposition": f'attachment; filename="backproplab-{run_id}.json"'})
 

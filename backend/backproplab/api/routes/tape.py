@@ -1,16 +1,20 @@
 """Tape inspection: a small network's backward pass node by node, a forward-mode
 pass, and the forward-vs-reverse cost of a full Jacobian."""
 
+import threading
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException
+import anyio
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...engines import Cancelled
 from ...engines.inspect import backprop_walk, jacobian_modes
 from ...model.spec import RunSpec
 from ...runs.budget import OverBudget, jacobian_modes_cost
 from ...runs.manager import Refused
-from ..deps import ManagerDep
+from ..deps import ManagerDep, MeasurementsDep
+from ..measuring import MEASUREMENT_ANSWERS, until_disconnected
 from ..models import JacobianModes, TapeInspection
 from ..responses import StrictJSONResponse
 from ..schemas import Activation, Init
@@ -47,26 +51,44 @@ class JacobianConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
+# walks traced at once: each is milliseconds, but a class's worth of new shapes at once
+# would otherwise take every thread the synchronous routes share
+_WALKS = anyio.CapacityLimiter(2)
+
+
 @router.post("/api/tape/inspect", response_model=TapeInspection,
              response_class=StrictJSONResponse)
-def inspect(config: InspectConfig) -> StrictJSONResponse:
+async def inspect(config: InspectConfig, request: Request) -> StrictJSONResponse:
     """Graph, every backward step with its cotangents, the δ recurrence per hidden
-    layer with its numbers, the gradients, and one forward-mode pass (a network of
-    at most 5 × 6 units: its cost is bounded by the fields' limits)."""
+    layer with its numbers, the gradients, one forward-mode pass, and JAX's trace of
+    both (a network of at most 5 × 6 units: its cost is bounded by the fields' limits;
+    two walks at a time, the others wait their turn)."""
     spec = RunSpec(**config.model_dump(exclude={"tangent_input"}), steps=0)
-    return StrictJSONResponse(backprop_walk(spec, config.tangent_input))
+    try:
+        walk = await until_disconnected(
+            request, lambda: backprop_walk(spec, config.tangent_input), threading.Event(),
+            _WALKS)
+    except Cancelled:
+        return StrictJSONResponse(None, status_code=499)  # the client has gone
+    return StrictJSONResponse(walk)
 
 
 @router.post("/api/tape/jacobian-modes", response_model=JacobianModes,
-             response_class=StrictJSONResponse)
-def jacobian(config: JacobianConfig, manager: ManagerDep) -> StrictJSONResponse:
-    """Full Jacobian by n forward passes and by m reverse passes: counts and timings
-    (its memory is admitted like a run's: 429 while the server's bound is taken)."""
+             response_class=StrictJSONResponse, responses=MEASUREMENT_ANSWERS)
+async def jacobian(config: JacobianConfig, request: Request, manager: ManagerDep,
+                   measurements: MeasurementsDep) -> StrictJSONResponse:
+    """Full Jacobian by n forward passes and by m reverse passes: counts and timings.
+    A measurement like the compiled and memory views: one at a time, a few waiting
+    (429 beyond), stopped when its client leaves or its time is up, kept per config;
+    its memory is admitted like a run's (429 while the server's bound is taken)."""
     spec = RunSpec(**config.model_dump(), dataset="gaussian", steps=0)
     cost = jacobian_modes_cost(config.depth, config.width, config.input_dim)
+    def measure(check):
+        with manager.ledger.reserve(cost):  # when its turn comes, not while it waits
+            return jacobian_modes(spec, check=check)
+
     try:
-        with manager.ledger.reserve(cost):
-            return StrictJSONResponse(jacobian_modes(spec))
+        return StrictJSONResponse(await measurements["jacobian"].run(request, spec, measure))
     except OverBudget as exc:
         raise HTTPException(422, str(exc)) from None
     except Refused as exc:

@@ -18,6 +18,8 @@ from ...runs.codec import encode
 from ...runs.watched import Refused
 from ...watch.secret import REFUSED
 from ..deps import WatchedDep, WatchSecretDep, as_422
+from ..offload import short
+from ..records import MAX_INT, Count
 from ..responses import StrictJSONResponse
 from ..watched_records import FirstNonfinite, WatchedConfig, WatchedStep, check_layers, dump_step
 
@@ -72,12 +74,12 @@ class Steps(BaseModel):
 
 class End(BaseModel):
     first_nonfinite: FirstNonfinite | None = None
-    steps_seen: int | None = None
+    steps_seen: Count | None = None
 
 
 def found(run: dict | None, run_id: str) -> dict:
     if run is None:
-        raise HTTPException(404, f"no watched run {run_id!r} in the run store")
+        raise HTTPException(404, f"no watched run {short(run_id)!r} in the run store")
     return run
 
 
@@ -128,7 +130,7 @@ def list_runs(watched: WatchedDep) -> StrictJSONResponse:
 
 
 @router.get("/api/watch/runs/{run_id}", response_class=StrictJSONResponse)
-def follow(watched: WatchedDep, run_id: str, after: int = Query(-1, ge=-1),
+def follow(watched: WatchedDep, run_id: str, after: int = Query(-1, ge=-1, le=MAX_INT),
            limit: int = Query(600, ge=1, le=10_000)) -> StrictJSONResponse:
     """The run's summary and config, and its steps after step `after` (the newest `limit`):
     the Watch page polls this with the last step it has."""
