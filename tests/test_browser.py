@@ -147,36 +147,51 @@ def test_stepper_walks_every_node_with_the_servers_delta(page, server):
 
 def test_stepper_shows_each_nodes_jaxpr_equations_beside_the_tape(page, server):
     """Beside the tape's numbers, the equations of JAX's trace that carry the lit
-    node's scope: the lines shown are the server's, node by node, both modes."""
+    node's scope: the lines shown are the server's, node by node, both modes, named as
+    the tape side names the node; the buttons stop at the ends; the note says what
+    the stepper's network is."""
     import httpx
 
-    page.goto(f"{server.url}/#depth=2&width=3&activation=tanh&steps=5")
+    page.goto(f"{server.url}/#depth=2&width=3&activation=tanh&steps=5&residual=true")
     page.wait_for_function("() => document.querySelectorAll('#stepper-graph .node').length > 0")
     walk = httpx.post(f"{server.url}/api/tape/inspect",
                       json={"depth": 2, "width": 3, "activation": "tanh", "init": "xavier_normal",
                             "sigma_w": 1.0, "sigma_b": 0.0, "seed": 0, "loss": "mse"}).json()
     jx = walk["jaxpr"]
     title = page.locator("#stepper-jaxpr-title")
-    assert f"{len(jx['backward'])} equations for the tape’s {len(walk['steps'])} nodes" \
+    lines = page.locator("#stepper-jaxpr-eqns .eqn")
+    assert f"{len(jx['backward'])} for the tape’s {len(walk['steps'])} nodes" \
         in title.text_content()
-    assert page.locator("#stepper-jaxpr h3").is_visible()
+    assert lines.count() == len(jx["backward"])
+    note = page.locator("#stepper-note").text_content()
+    assert "2 hidden layers of 3 units" in note and "without the Lab’s skip connections" in note
+    assert page.locator("#stepper-back").is_disabled()
     for step in walk["steps"]:
         page.click("#stepper-next")
         mine = [e["text"] for e in jx["backward"] if e["node"] == step["index"]]
-        assert page.locator("#stepper-jaxpr-eqns").text_content().split("\n") == mine
+        assert lines.all_text_contents() == mine
         assert title.text_content().startswith(
             f"{step['label']}: {len(mine)} of the {len(jx['backward'])} equations, "
             f"scope transpose(jvp({step['label']}))")
-    # the output layer's dense: ∂W and ∂a, two matmuls, as JAX writes them
+    assert page.locator("#stepper-next").is_disabled()
+    # the output layer's dense: ∂W and ∂a, two matmuls, as JAX writes them, explained
     page.click("#stepper-reset")
     page.click("#stepper-next")
     page.click("#stepper-next")
-    assert page.locator("#stepper-jaxpr-eqns").text_content().count("dot_general[") == 2
+    assert sum("dot_general[" in t for t in lines.all_text_contents()) == 2
+    assert "∂W = δᵀ a" in title.text_content()
     page.click("#stepper-forward")  # forward mode, its first node lit
     first = walk["forward"][0]
+    dense = next(n for n in walk["graph"]["nodes"] if n["op"] == "dense")  # the node lit
     mine = [e["text"] for e in jx["forward"] if e["node"] == first["index"]]
-    assert page.locator("#stepper-jaxpr-eqns").text_content().split("\n") == mine
-    assert title.text_content().startswith(f"{first['label']}: {len(mine)} of the")
+    assert lines.all_text_contents() == mine
+    assert page.locator("#stepper-eq").text_content().startswith(dense["label"])
+    assert title.text_content().startswith(
+        f"{dense['label']}: {len(mine)} of the {len(jx['forward'])} equations, "
+        f"scope jvp({dense['label']})")
+    # every line fits its column: wrapped, nothing cut off
+    assert page.evaluate("() => { const b = document.getElementById('stepper-jaxpr-eqns');"
+                         " return b.scrollWidth <= b.clientWidth + 1; }")
 
 
 def test_depth_500_at_20_frames_per_second_stays_smooth(page, server):

@@ -98,13 +98,22 @@ def test_the_equations_depend_on_the_shape_only_so_one_trace_serves_each_shape()
     """Traced afresh (no cache) with other values, the equations are the same: the
     cache keyed by shape cannot hand a network another one's program."""
     def fresh(spec):
-        walk = tape_inspect.backprop_walk(spec)
-        ops = tuple((n["label"], n["id"]) for n in walk["graph"]["nodes"] if n["op"] != "input")
-        forward = tuple((s["label"], s["index"]) for s in walk["forward"])
-        return jax_inspect._traced.__wrapped__(spec, ops, forward)
+        jax_inspect._traced.cache_clear()
+        return tape_inspect.backprop_walk(spec)["jaxpr"]
 
-    a = fresh(spec_of(seed=0))
     b = fresh(spec_of(seed=7, sigma_w=2.5, sigma_b=0.3, init="he_normal"))
+    a = fresh(spec_of(seed=0))
     assert a == b
-    assert tape_inspect.backprop_walk(spec_of(seed=7, sigma_w=2.5))["jaxpr"] == a
+    assert tape_inspect.backprop_walk(spec_of(seed=7, sigma_w=2.5))["jaxpr"] == a  # cached
     assert fresh(spec_of(width=4)) != a
+
+
+def test_forward_mode_equations_carry_the_graphs_names_as_the_stepper_lights_them():
+    """Forward mode runs on a tape of its own (dense#1 …, sum): its equations are named
+    by the graph's node that the stepper lights for each of its steps, and Σ ŷ by sum."""
+    walk = tape_inspect.backprop_walk(spec_of())
+    ops = [n for n in walk["graph"]["nodes"] if n["op"] != "input"]
+    for k, step in enumerate(walk["forward"]):
+        scopes = {e["scope"] for e in walk["jaxpr"]["forward"] if e["node"] == step["index"]}
+        name = ops[k]["label"] if k < len(ops) - 1 else "sum"
+        assert scopes == {f"jvp({name})"} or (not scopes and step["op"] == "linear"), scopes

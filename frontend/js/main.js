@@ -215,7 +215,7 @@ function refreshSide() {
       });
     }
     transport.post('/api/tape/inspect', small)
-      .then((walk) => { if (mine === sideRequest) stepper.load(walk); })
+      .then((walk) => { if (mine === sideRequest) stepper.load(walk, c); })
       .catch((e) => console.warn('tape', e.message));
     transport.post('/api/tape/jacobian-modes', { depth: Math.min(c.depth, 50),
       width: Math.min(c.width, 256), input_dim: Math.min(c.input_dim, 256),
@@ -249,7 +249,8 @@ const phaseView = new PhaseView($('plot-phase'), (w2, b2) => {
 const modes = new ModesView($('plot-modes'));
 const stepper = new StepperView({ svg: $('stepper-graph'), strip: $('stepper-strip'),
   eq: $('stepper-eq'), pos: $('stepper-pos'), toggle: $('stepper-forward'),
-  jaxprTitle: $('stepper-jaxpr-title'), jaxprEqns: $('stepper-jaxpr-eqns') });
+  jaxprTitle: $('stepper-jaxpr-title'), jaxprEqns: $('stepper-jaxpr-eqns'),
+  next: $('stepper-next'), back: $('stepper-back'), note: $('stepper-note') });
 
 const RUN_PLOTS = ['plot-flow', 'plot-heatmap', 'plot-loss', 'plot-activations', 'plot-spectrum'];
 let labVisible = true;

@@ -17,7 +17,7 @@ from typing import Any
 from ..model import batch, init_params, network
 from ..model.spec import RunSpec
 
-_LABEL = re.compile(r"[A-Za-z_]+#\d+")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(?:#\d+)?")  # a scope's names: dense#6, sum
 
 
 class _Labels:
@@ -125,12 +125,13 @@ def _equations(eqns: list, node_of: dict[str, int]) -> list[dict[str, Any]]:
     names, out = _Names(), []
     for eqn in eqns:
         scope = str(eqn.source_info.name_stack)
-        found = _LABEL.findall(scope)
+        node = next((node_of[name] for name in reversed(_NAME.findall(scope))
+                     if name in node_of), None)
         ins = " ".join(names(v) for v in eqn.invars)
         results = " ".join(f"{names(v)}:{v.aval.str_short(short_dtypes=True)}"
                            for v in eqn.outvars)
         out.append({
-            "node": node_of.get(found[-1]) if found else None,
+            "node": node,
             "scope": scope,
             "primitive": eqn.primitive.name,
             "inputs": [v.aval.str_short() for v in eqn.invars if hasattr(v, "aval")],
@@ -173,10 +174,18 @@ def walk(spec: RunSpec, graph: dict, forward_steps: list[dict]) -> dict[str, Any
     nothing is compiled; and the equations depend on the network's shape only (the
     values are the trace's arguments), so a shape traced before is not traced again."""
     ops = [n for n in graph["nodes"] if n["op"] != "input"]
+    # forward mode runs on a tape of its own (dense#1 …, ending in sum where the graph
+    # ends in the loss), whose operations are the graph's in the same order: its
+    # equations carry the graph's names, as the stepper lights the graph's nodes
+    same = len(ops) == len(forward_steps) and all(
+        n["op"] == s["op"] for n, s in zip(ops[:-1], forward_steps[:-1], strict=False))
+    names = [n["label"] for n in ops[:-1]] + ["sum"] if same else \
+        [s["label"] for s in forward_steps]
     # the values do not change the equations: one trace per shape
     shape = replace(spec, init="xavier_normal", sigma_w=1.0, sigma_b=0.0, seed=0)
     return _traced(shape, tuple((n["label"], n["id"]) for n in ops),
-                   tuple((s["label"], s["index"]) for s in forward_steps))
+                   tuple((name, s["index"]) for name, s in zip(names, forward_steps,
+                                                                 strict=True)))
 
 
 @functools.lru_cache(maxsize=256)

@@ -26,12 +26,40 @@ export function fitLabel(text, width) {
 const FORWARD_END = (loss) => `sum: forward mode pushes the tangent to Σ ŷ, the outputs `
   + `summed (it needs no targets), where the backward pass starts from the loss ${loss}`;
 
+// what JAX's equations for a node compute, in the tape's terms (read with the lines)
+const HINTS = {
+  'backward:dense': 'reduce_sum: ∂b = Σ δ over the batch; dot_general: ∂W = δᵀ a (the '
+    + 'layer’s input, saved) and ∂a = δ W, the cotangent the previous node gets (the first '
+    + 'dense node has none: the input x is not differentiated); transpose: JAX’s layout.',
+  'backward:activation': 'mul: the cotangent times σ′(z), σ′ from values the forward pass '
+    + 'saved (select_n for a kink: where the unit passes, or not).',
+  'backward:mse': 'the loss’s derivative ∂L/∂ŷ = 2(ŷ − y)/N, (ŷ − y) saved by the forward pass.',
+  'backward:softmax_cross_entropy': 'the loss’s derivative ∂L/∂ŷ = (softmax(ŷ) − onehot(y))/N, '
+    + 'through log_softmax and take_along_axis.',
+  'forward:dense': 'dot_general: the tangent through the layer, W ṫ.',
+  'forward:activation': 'mul: σ′(z) ⊙ ṫ, σ′ from values the primal pass computed.',
+  'forward:sum': 'reduce_sum: Σ ŷ, the outputs summed (forward mode needs no targets).',
+};
+
 function colour(x, scale) {
   // diverging blue (negative) ↔ orange (positive), colour-blind safe
   const t = Math.max(-1, Math.min(1, num(x) / (scale || 1)));
   if (!Number.isFinite(t)) return '#D55E00';
   const a = Math.abs(t);
   return t < 0 ? `rgba(0,114,178,${0.12 + 0.78 * a})` : `rgba(230,159,0,${0.12 + 0.78 * a})`;
+}
+
+/** What the stepper's network is, against the Lab's. */
+export function stepperNote(data, lab) {
+  const dense = data.graph.nodes.filter((n) => n.op === 'dense');
+  const width = dense.length ? dense[0].shape[dense[0].shape.length - 1] : 0;
+  const left = [lab.residual ? 'skip connections' : '', lab.norm && lab.norm !== 'none'
+    ? lab.norm : ''].filter(Boolean);
+  return `This tape: ${dense.length - 1} hidden layer${dense.length === 2 ? '' : 's'} of `
+    + `${width} units with the Lab’s activation, init and loss (depth and width at most 3, `
+    + 'so that every number can be read'
+    + `${left.length ? `; without the Lab’s ${left.join(' and ')}` : ''}). Nodes are named `
+    + 'op#k, k their place on the tape, whose first entries are W1, b1, ….';
 }
 
 export class StepperView {
@@ -42,8 +70,10 @@ export class StepperView {
     this.mode = 'backward';
   }
 
-  load(data) {
+  /** `lab`: the Lab's config, of which the walk is a small stand-in (said in the note). */
+  load(data, lab = null) {
     this.data = data;
+    this.note = lab ? stepperNote(data, lab) : '';
     this.pos = -1;
     this.mode = 'backward';
     this.render();
@@ -99,6 +129,9 @@ export class StepperView {
     this.drawGraph(svg, current ? this.nodeOf(current) : null, visited);
     this.renderJaxpr(current);
     pos.textContent = `${this.mode} mode: ${this.pos + 1} / ${seq.length} nodes`;
+    if (this.els.next) this.els.next.disabled = this.pos >= seq.length - 1;
+    if (this.els.back) this.els.back.disabled = this.pos < 0;
+    if (this.els.note) this.els.note.textContent = this.note || '';
     strip.replaceChildren();
     eq.removeAttribute('data-delta');
     if (!current) {
@@ -145,39 +178,56 @@ export class StepperView {
         .join(', ')}${flat(o.value).length > 8 ? ', …' : ''}]`).join('\n');
   }
 
+  /** A step's name as both columns write it: the graph's node it lights (forward mode
+   *  runs on a tape of its own, dense#1 …, whose operations are the graph's in order). */
+  nameOf(step) {
+    if (this.mode === 'backward') return step.label;
+    if (step.op === 'sum') return 'sum';
+    const node = this.graphNode(this.nodeOf(step));
+    return node ? node.label : step.label;
+  }
+
   /** Beside the tape: the equations of JAX's trace of the same pass that carry the lit
-   *  node's scope (all of them before the first step). */
+   *  node's scope (all of them before the first step), each on its own line. */
   renderJaxpr(current) {
-    const { jaxprTitle: title, jaxprEqns: pre } = this.els;
-    if (!title || !pre) return;
+    const { jaxprTitle: title, jaxprEqns: box } = this.els;
+    if (!title || !box) return;
     const jx = this.data.jaxpr;
-    pre.replaceChildren();
+    box.replaceChildren();
     if (!jx) {
       title.textContent = 'jax is not installed on this server: there is no jaxpr to show.';
       return;
     }
     const backward = this.mode === 'backward';
     const all = backward ? jx.backward : jx.forward;
-    const pass = backward ? 'jax.vjp’s backward pass: the equations on the cotangent’s path'
-      : 'jax.jvp’s forward mode: the equations on the tangent’s path';
-    const label = (e) => {
+    const name = (e) => {
       const step = this.sequence.find((s) => s.index === e.node);
-      return step ? step.label : e.scope;
+      return step ? this.nameOf(step) : e.scope;
     };
     let shown = all;
     if (!current) {
-      title.textContent = `${pass}: ${all.length} equations for the tape’s `
-        + `${this.sequence.length} nodes (${jx.dtype}, jax ${jx.jax}). A name no line `
-        + 'assigns is a value the primal pass left for this one.';
+      title.textContent = (backward
+        ? 'jax.vjp’s backward pass: the equations on the cotangent’s path'
+        : 'jax.jvp’s forward mode: the equations on the tangent’s path')
+        + `, ${all.length} for the tape’s ${this.sequence.length} nodes (${jx.dtype}, `
+        + `jax ${jx.jax}). Step through to see each node’s. A name no line assigns is a `
+        + 'value saved by the forward pass.';
     } else {
       shown = all.filter((e) => e.node === current.index);
+      const hint = HINTS[`${this.mode}:${current.op}`]
+        || (backward ? HINTS['backward:activation'] : HINTS['forward:activation']);
       title.textContent = shown.length
-        ? `${current.label}: ${shown.length} of the ${all.length} equations, `
-          + `scope ${shown[0].scope}.`
-        : `${current.label}: no equation of JAX’s ${all.length} carries this node’s scope.`;
+        ? `${this.nameOf(current)}: ${shown.length} of the ${all.length} equations, scope `
+          + `${shown[0].scope}. ${current.op === 'sum' ? HINTS['forward:sum'] : hint}`
+        : `${this.nameOf(current)}: no equation of JAX’s ${all.length} carries this node’s `
+          + 'scope (JAX needs none for it here).';
     }
-    pre.textContent = shown.map((e) => (current ? e.text : `${label(e).padEnd(12)} ${e.text}`))
-      .join('\n');
+    for (const e of shown) {
+      const line = document.createElement('div');
+      line.className = 'eqn';
+      line.textContent = current ? e.text : `${name(e)}  ${e.text}`;
+      box.appendChild(line);
+    }
   }
 
   fillStrip(strip, values) {
