@@ -183,6 +183,19 @@ def follow_newest(page, server, step="3"):
     page.wait_for_timeout(400)  # the heatmap draws at most every 250 ms
 
 
+def test_with_no_run_the_plots_say_what_to_do_not_loading(page, tmp_path):
+    with make_server(data_dir=str(tmp_path)) as empty:
+        page.goto(f"{empty.url}/#page=watch")
+        page.locator("#watch-empty").wait_for()
+        page.wait_for_function("() => document.querySelector('.watch-views.idle')")
+        said = page.evaluate("() => ['watch-flow', 'watch-heatmap', 'watch-loss'].map(id => "
+                             "getComputedStyle(document.getElementById(id), '::before')"
+                             ".content)")
+        assert all("no run followed yet" in text and "open a run file" in text
+                   for text in said), said
+        assert page.errors == []
+
+
 def test_the_code_sample_is_whole_in_the_sidebar(page, server):
     page.goto(f"{server.url}/#page=watch")
     snippet = page.locator(".watch-snippet")

@@ -94,6 +94,7 @@ export function mount(root, host) {
     const body = $('watch-runs').tBodies[0];
     body.replaceChildren();
     $('watch-empty').hidden = runs.length > 0;
+    idle();
     for (const r of runs) {
       const row = el('tr', { 'data-run': r.id, tabindex: '0' });
       if (r.id === page.runId) row.setAttribute('aria-selected', 'true');
@@ -105,9 +106,15 @@ export function mount(root, host) {
     }
   }
 
+  /** No run followed, none opened from a file: the plots say so, not "loading…". */
+  function idle() {
+    root.querySelector('.watch-views').classList.toggle('idle', !page.runId && !page.file);
+  }
+
   function follow(runId, chosen = false) {
     clearTimeout(page.followTimer);
     Object.assign(page, { runId, chosen, file: null, run: null, config: null, steps: [] });
+    idle();
     host.setParams({ run: runId, group: page.group });
     for (const row of $('watch-runs').tBodies[0].rows) {
       if (row.dataset.run === runId) row.setAttribute('aria-selected', 'true');
@@ -141,6 +148,7 @@ export function mount(root, host) {
     Object.assign(page, { runId: null, file: record, config: record.config,
       steps: record.steps.slice(-MAX_STEPS),
       run: { name: record.config.name, status: 'file', first_nonfinite: record.first_nonfinite } });
+    idle();
     draw();
   }
 
