@@ -120,10 +120,21 @@ def test_dtypes_the_engine_or_device_cannot_run_are_422(client, extra, fragment)
     assert fragment in r.json()["detail"][0]["msg"]
 
 
-def test_compute_budget_names_the_limit(client):
-    r = client.post("/api/runs", json={"depth": 1000, "width": 4096, "steps": 1000})
+def test_compute_budget_names_the_limit_and_what_to_lower(client):
+    """Over the budget, over HTTP and over the WebSocket: the check's own words (not
+    pydantic's "Value error, "), what to lower, and no field named for a whole-config
+    check."""
+    big = {"depth": 1000, "width": 4096, "steps": 1000}
+    r = client.post("/api/runs", json=big)
     assert r.status_code == 422
-    assert "compute budget" in r.json()["detail"][0]["msg"]
+    msg = r.json()["detail"][0]["msg"]
+    assert msg.startswith("compute budget exceeded: depth·width²·batch·steps = ")
+    assert "lower the steps, width, depth or batch size" in msg
+    with client.websocket_connect("/api/live") as ws:
+        ws.send_text(json.dumps({"type": "start", "config": big}))
+        err = strict_loads(ws.receive_text())
+    assert err["code"] == "invalid_config" and err["field"] is None
+    assert err["message"].startswith("compute budget exceeded:"), err
 
 
 def test_over_the_session_limit_is_429_with_a_retry_time():

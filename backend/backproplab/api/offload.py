@@ -27,10 +27,18 @@ def short(part: Any, limit: int = MAX_ECHO) -> Any:
         part[:limit] + f"… ({len(part)} characters)"
 
 
+def plain(msg: str) -> str:
+    """A validator's own words, without pydantic's "Value error, " before them."""
+    for lead in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(lead):
+            return msg[len(lead):]
+    return msg
+
+
 def error_list(errors: list[dict], prefix: tuple = ()) -> list[dict]:
     """422 details: where and why, never the (possibly huge) input echoed back."""
     return [{"loc": [short(p) for p in (*prefix, *e.get("loc", ()))],
-             "msg": short(str(e.get("msg", "")), 400), "type": e.get("type", "")}
+             "msg": short(plain(str(e.get("msg", ""))), 400), "type": e.get("type", "")}
             for e in errors]
 
 

@@ -22,6 +22,7 @@ from ...runs.budget import OverBudget
 from ...runs.codec import encode_str
 from ...runs.manager import FrameSink, Job, Refused, RunManager
 from ..deps import ManagerDep
+from ..offload import plain
 from ..schemas import validate_config
 from ..security import abort_connection, origin_matches
 
@@ -133,7 +134,8 @@ class LiveSession:
         except ValidationError as exc:
             first = exc.errors(include_input=False)[0]
             field = ".".join(str(p) for p in first["loc"]) or None
-            self.error("invalid_config", f"{field or 'config'}: {first['msg']}", field)
+            words = plain(first["msg"])  # a check of the whole config: its words alone
+            self.error("invalid_config", f"{field}: {words}" if field else words, field)
             return False
         if self.job is not None:
             self.job.superseded = True  # replaced mid-way: dropped unless kept
