@@ -255,3 +255,22 @@ def test_precision_choices_follow_the_servers_devices(page, server):
     devices = httpx.get(f"{server.url}/api/info").json()["devices"]
     assert {"float32", "float64", "bfloat16"} <= set(options)
     assert ("tf32" in options) == ("cuda" in devices)
+
+
+def test_input_size_is_the_gaussian_data_sets_and_says_so(page, server):
+    """A data set with inputs of its own: the input size is off, and says how many
+    features the data set has (the server's count)."""
+    import httpx
+
+    features = httpx.get(f"{server.url}/api/info").json()["input_features"]
+    page.goto(f"{server.url}/#dataset=mnist1d&input_dim=3&steps=5")
+    field = page.locator("#ctl-input_dim-num")
+    field.wait_for()
+    page.wait_for_function("() => document.getElementById('ctl-input_dim-num').disabled")
+    note = page.locator("#ctl-input_dim-num ~ .field-note").text_content()
+    assert note == f"mnist1d brings its own inputs ({features['mnist1d']} features); " \
+                   "this is gaussian’s"
+    assert page.locator("#ctl-input_dim").is_disabled()
+    page.select_option("#ctl-dataset", "gaussian")
+    page.wait_for_function("() => !document.getElementById('ctl-input_dim-num').disabled")
+    assert page.locator("#ctl-input_dim-num ~ .field-note").text_content() == ""

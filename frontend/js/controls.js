@@ -130,10 +130,13 @@ export function buildControls(container, schema, info, onChange) {
     set(config) {
       for (const [path, control] of Object.entries(inputs)) {
         const [head, sub] = path.split('.');
-        const value = sub ? (config.record || {})[sub] : config[head];
-        control.set(value);
-        if (control.update) control.update(config);
+        control.set(sub ? (config.record || {})[sub] : config[head]);
       }
+      this.update(config);
+    },
+    /** What depends on other fields (the dtypes an engine runs, whose input size). */
+    update(config) {
+      for (const control of Object.values(inputs)) if (control.update) control.update(config);
     },
   };
 }
@@ -267,8 +270,19 @@ function makeControl(path, key, prop, info, onChange) {
   };
   field.addEventListener('change', commit);
   field.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') commit(); });
+  // the input size is the gaussian data set's: the others bring their own inputs
+  const note = key !== 'input_dim' ? null : document.createElement('span');
+  if (note) { note.className = 'field-note'; wrap.appendChild(note); }
+  const update = !note ? null : (config) => {
+    const own = config.dataset !== 'gaussian';
+    field.disabled = own;
+    if (range) range.disabled = own;
+    note.textContent = own ? `${config.dataset} brings its own inputs `
+      + `(${(info.input_features || {})[config.dataset] ?? '?'} features); this is gaussian’s` : '';
+  };
   return {
     element: wrap,
+    update,
     set: (v) => {
       if (enabled) {
         enabled.checked = v != null;

@@ -182,7 +182,7 @@ function configChanged(path, value) {
     const allowed = allowedDtypes(state.info, value);
     if (!allowed.includes(state.config.dtype)) state.config.dtype = allowed[0];
     controls.set(state.config);
-  }
+  } else if (head === 'dataset') controls.update(state.config); // input size: whose it is
   history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
   clearTimeout(updateTimer);
   updateTimer = setTimeout(() => startRun('update'), 30); // at once, coalescing a drag

@@ -38,6 +38,9 @@ class Info(BaseModel):
         default_factory=dict, description="the dtypes each engine runs here, by engine")
     limits: dict[str, float | int | str | list[str]] = Field(
         description="every setting (BACKPROPLAB_* environment variables) by name")
+    input_features: dict[str, int] = Field(
+        default_factory=dict, description="input features of each data set but gaussian "
+                                          "(whose input size is the config's input_dim)")
 
 
 class ConfigSchema(RootModel[dict[str, Any]]):

@@ -8,6 +8,7 @@ import numpy as np
 from fastapi import APIRouter
 
 from ... import __version__
+from ...model.spec import CLASSES, RunSpec
 from ..deps import SettingsDep
 from ..models import ConfigSchema, Info
 from ..schemas import RunConfig
@@ -45,7 +46,9 @@ async def info(settings: SettingsDep) -> Info:
     return Info(version=__version__, python=platform.python_version(), numpy=np.__version__,
                 torch=torch_version, jax=jax_version, engines=list(dtypes), dtypes=dtypes,
                 devices=["cpu"] + (["cuda"] if cuda else []), cuda_devices=cuda,
-                limits=settings.model_dump())
+                limits=settings.model_dump(),
+                input_features={name: RunSpec(dataset=name).in_features for name in CLASSES
+                                if name != "gaussian"})
 
 
 @router.get("/api/schema/config", response_model=ConfigSchema)
