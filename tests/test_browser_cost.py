@@ -55,6 +55,12 @@ def test_compiled_view_shows_the_measured_numbers(page, server):
     # the status names the network measured, then what measured it
     assert page.locator(".cost-status").text_content().startswith(
         f"depth 3, width 8, batch 4, relu: JAX {received['jax']} on the CPU")
+    # a narrow screen: the chart goes under its table, at a readable width, and the
+    # page does not scroll sideways
+    page.set_viewport_size({"width": 700, "height": 900})
+    page.wait_for_function("() => document.getElementById('plot-compiled')"
+                           ".getBoundingClientRect().width >= 400 && document.documentElement"
+                           ".scrollWidth <= document.documentElement.clientWidth")
     assert page.errors == []
 
 

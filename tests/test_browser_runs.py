@@ -81,6 +81,19 @@ def test_history_lists_the_stored_runs_with_their_figures(page, server, two_runs
     assert page.errors == []
 
 
+def test_the_runs_table_scrolls_in_its_box_on_a_narrow_screen(page, server, two_runs):
+    page.set_viewport_size({"width": 700, "height": 900})
+    page.goto(f"{server.url}/#page=runs")
+    page.wait_for_selector(f"tr[data-run='{two_runs[0]}']")
+    sizes = page.evaluate("""() => { const t = document.querySelector('.runs-table');
+        const d = document.documentElement;
+        return {page: d.scrollWidth, view: d.clientWidth, right: t.getBoundingClientRect().right,
+                inner: t.scrollWidth, box: t.clientWidth}; }""")
+    assert sizes["page"] <= sizes["view"], sizes  # the page does not scroll sideways
+    assert sizes["right"] <= sizes["view"] and sizes["inner"] > sizes["box"], sizes
+    assert page.errors == []
+
+
 def test_rename_and_delete_reach_the_store(page, server, two_runs):
     xavier, he = two_runs
     page.goto(f"{server.url}/#page=runs")
