@@ -67,7 +67,14 @@ def test_exploding_preset_shows_the_overflow_badge_and_stays_responsive(page, se
     badge = page.locator("#badge")
     badge.wait_for(state="visible", timeout=15000)  # depth 300: the first step takes a while
     assert "gradients overflowed at step" in badge.text_content()
-    assert "layer" in badge.text_content()
+    # where it started, on the way back from the output: finite above, not at or below
+    flagged = page.evaluate("() => window.backproplab.state.steps.find(s => s.overflow)")
+    layer = flagged["overflow"]["layer"]
+    assert f"first at layer {layer} on the backward pass's way from the output" \
+        in badge.text_content()
+    finite = page.evaluate("(s) => s.layers.map(v => Number.isFinite(v.delta_norm) && "
+                           "Number.isFinite(v.grad_w_norm))", flagged)
+    assert not finite[layer] and all(finite[layer + 1:]) and 0 < layer, (layer, finite)
     # still responsive: a click is handled and a script round trip is quick
     start = page.evaluate("() => performance.now()")
     page.click("#stepper-next")

@@ -289,7 +289,8 @@ function render(st, parts) {
     const badge = $('badge');
     badge.hidden = !st.overflow;
     if (st.overflow) {
-      badge.textContent = `gradients overflowed at step ${st.overflow.step}, layer ${st.overflow.layer}`;
+      badge.textContent = `gradients overflowed at step ${st.overflow.step}, first at layer `
+        + `${st.overflow.layer} on the backward pass's way from the output`;
     }
   }
   if (parts.has('status') || parts.has('steps')) {

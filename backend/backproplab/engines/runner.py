@@ -140,8 +140,10 @@ def iter_steps(spec: RunSpec, cancel: threading.Event | None = None,
 
 
 def first_nonfinite(record: dict[str, Any]) -> int | None:
-    """Index of the first layer whose δ or gradient norm is NaN or ±Inf, if any."""
-    for layer in record["layers"]:
+    """Index of the first layer whose δ or gradient norm is NaN or ±Inf, if any, in the
+    order the backward pass computes them (from the output): where the overflow
+    started, every layer nearer the input inheriting it."""
+    for layer in reversed(record["layers"]):
         if any(not math.isfinite(layer[k]) for k in ("delta_norm", "grad_w_norm")):
             return layer["index"]
     return None
