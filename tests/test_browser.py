@@ -281,3 +281,19 @@ def test_input_size_is_the_gaussian_data_sets_and_says_so(page, server):
     page.select_option("#ctl-dataset", "gaussian")
     page.wait_for_function("() => !document.getElementById('ctl-input_dim-num').disabled")
     assert page.locator("#ctl-input_dim-num ~ .field-note").text_content() == ""
+
+
+def test_arrow_keys_walk_the_stepper_after_its_buttons_and_only_on_the_lab(page, server):
+    page.goto(f"{server.url}/#depth=2&width=3&steps=5")
+    page.wait_for_function("() => document.querySelectorAll('#stepper-graph .node').length > 0")
+    pos = page.locator("#stepper-pos")
+    page.click("#stepper-next")  # the button keeps the focus
+    page.keyboard.press("ArrowRight")
+    assert pos.text_content().startswith("backward mode: 2 / ")
+    page.keyboard.press("ArrowLeft")
+    assert pos.text_content().startswith("backward mode: 1 / ")
+    page.click("nav#pages button:has-text('Runs')")
+    page.wait_for_function("() => document.getElementById('page-lab').offsetParent === null")
+    page.keyboard.press("ArrowRight")
+    page.click("nav#pages button:has-text('Lab')")
+    assert pos.text_content().startswith("backward mode: 1 / ")

@@ -565,10 +565,14 @@ async function boot() {
     else { stepper.reset('forward'); stepper.next(); }
   });
   document.addEventListener('keydown', (ev) => {
-    if (ev.target.closest('input, select, textarea, button')) return;
-    if (ev.key === ' ') { ev.preventDefault(); $(paused ? 'play' : 'pause').click(); }
-    if (ev.key === 'ArrowRight') stepper.next();
-    if (ev.key === 'ArrowLeft') stepper.back();
+    if (ev.target.closest('input, select, textarea')) return;
+    const button = ev.target.closest('button');
+    if (ev.key === ' ' && !button) { ev.preventDefault(); $(paused ? 'play' : 'pause').click(); }
+    // ← → walk the stepper while the Lab is shown (also right after its buttons)
+    if ((!button || button.closest('.stepper-bar')) && $('page-lab').offsetParent !== null) {
+      if (ev.key === 'ArrowRight') stepper.next();
+      if (ev.key === 'ArrowLeft') stepper.back();
+    }
   });
   document.addEventListener('visibilitychange', () => { if (!document.hidden) changed('steps'); });
   window.addEventListener('hashchange', () => {
