@@ -181,6 +181,9 @@ def test_a_compare_link_opens_the_comparison_side_by_side_and_opens_a_run(page, 
     record = exported(server, he)
     assert state == {"source": "import", "init": "he_normal",
                      "loss": [s["loss"] for s in record["steps"]]}
+    # said as what it is: a run from the store, not an import
+    assert page.locator("#progress").text_content() == "stored headless run"
+    assert page.locator("#conn").text_content() == "stored headless run: 6 steps"
     assert page.errors == []
 
 

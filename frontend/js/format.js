@@ -65,8 +65,8 @@ export function executedWhere(execution) {
 
 /** First layer whose δ or ∇W norm is not finite, or null (a null value is one the
  *  layer does not have, e.g. a watched module without weights: not an overflow). */
-export function firstOverflow(step) {
-  for (const layer of step.layers) {
+export function firstOverflow(step) { // where the backward pass (from the output) met it
+  for (const layer of [...step.layers].reverse()) {
     if ([layer.delta_norm, layer.grad_w_norm].some((v) => v != null && isNonFinite(v))) {
       return layer.index;
     }

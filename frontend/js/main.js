@@ -144,7 +144,7 @@ function statusText(st) {
 /** The progress label: steps done of the steps asked for; a run that ended early
  *  (an overflow, Stop) says where it stopped. */
 function progressText(st, done, total) {
-  if (st.source === 'import') return 'imported';
+  if (st.source === 'import') return st.origin || 'imported';
   const ended = ['done', 'stopped', 'error'].includes(st.status);
   if (ended && st.latest && done < total) return `stopped at step ${done} of ${total}`;
   return `${done}/${total}`;
@@ -394,13 +394,15 @@ function recordProblem(error) {
   return `${where ? `${where}: ` : ''}${first.msg}${more}.`;
 }
 
-/** Show a finished record (imported, or opened from another page) in the Lab. */
-function showRecord(record) {
+/** Show a finished record (imported, or opened from another page) in the Lab; `origin`
+ *  says where it came from ("imported", "stored run"). */
+function showRecord(record, origin = 'imported') {
   labStarted = true; // the record replaces the Lab's live run
   if (state.source === 'live' && ['running', 'starting'].includes(state.status)) {
     transport.send({ type: 'stop' });
   }
   state.source = 'import';
+  state.origin = origin;
   state.imported = record;
   state.runId = null;
   state.config = record.config;
@@ -415,7 +417,7 @@ function showRecord(record) {
     const layer = s.overflow ? s.overflow.layer : firstOverflow(s);
     if (layer != null && !state.overflow) state.overflow = { step: s.step, layer };
   }
-  state.status = `imported ${record.steps.length} steps`;
+  state.status = `${origin}: ${record.steps.length} steps`;
   restartedBy = null;
   changed('run', 'steps', 'status', 'overflow');
   refreshSide();
@@ -624,12 +626,12 @@ const pageHost = {
     history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
     return pages.show(name, params);
   },
-  openRecord(record) {
+  openRecord(record, origin = 'imported') {
     if (record.config && record.config.source === 'watched') { // a model of your own
       state.watchedImport = record;
       return this.go('watch', {});
     }
-    showRecord(record);
+    showRecord(record, origin);
     return this.go('lab');
   },
   status(text) { connIsLab = false; $('conn').textContent = text; },

@@ -167,7 +167,7 @@ export class HistoryView {
     this.host.status(`loading ${run.name || run.id}…`);
     try {
       const record = await this.host.transport.get(`/api/runs/${encodeURIComponent(run.id)}/export`);
-      await this.host.openRecord(record);
+      await this.host.openRecord(record, `stored ${run.source} run`);
     } catch (e) {
       this.host.status(`could not open the run: ${e.message}`);
     }
