@@ -169,7 +169,12 @@ def test_stepper_shows_each_nodes_jaxpr_equations_beside_the_tape(page, server):
     lines = page.locator("#stepper-jaxpr-eqns .eqn")
     assert f"{len(jx['backward'])} for the tape’s {len(walk['steps'])} nodes" \
         in title.text_content()
-    assert lines.count() == len(jx["backward"])
+    nodes = list(dict.fromkeys(e["node"] for e in jx["backward"]))  # a line each
+    label = {n["id"]: n["label"] for n in walk["graph"]["nodes"]}
+    assert lines.all_text_contents() == [
+        f"{label[n]}: {sum(e['node'] == n for e in jx['backward'])} equation"
+        + ("s" if sum(e['node'] == n for e in jx['backward']) > 1 else "") + ", "
+        + ", ".join(e["primitive"] for e in jx["backward"] if e["node"] == n) for n in nodes]
     note = page.locator("#stepper-note").text_content()
     assert "2 hidden layers of 3 units" in note and "without the Lab’s skip connections" in note
     assert page.locator("#stepper-back").is_disabled()

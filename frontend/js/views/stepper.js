@@ -49,6 +49,18 @@ function colour(x, scale) {
   return t < 0 ? `rgba(0,114,178,${0.12 + 0.78 * a})` : `rgba(230,159,0,${0.12 + 0.78 * a})`;
 }
 
+/** Before the first step: a line per node, its equations' primitives in order. */
+function overview(equations, name) {
+  const nodes = new Map();
+  for (const e of equations) {
+    const key = name(e);
+    if (!nodes.has(key)) nodes.set(key, []);
+    nodes.get(key).push(e.primitive);
+  }
+  return [...nodes].map(([key, prims]) => `${key}: ${prims.length} `
+    + `equation${prims.length === 1 ? '' : 's'}, ${prims.join(', ')}`);
+}
+
 /** What the stepper's network is, against the Lab's. */
 export function stepperNote(data, lab) {
   const dense = data.graph.nodes.filter((n) => n.op === 'dense');
@@ -210,8 +222,8 @@ export class StepperView {
         ? 'jax.vjp’s backward pass: the equations on the cotangent’s path'
         : 'jax.jvp’s forward mode: the equations on the tangent’s path')
         + `, ${all.length} for the tape’s ${this.sequence.length} nodes (${jx.dtype}, `
-        + `jax ${jx.jax}). Step through to see each node’s. A name no line assigns is a `
-        + 'value saved by the forward pass.';
+        + `jax ${jx.jax}), node by node; step through to read each node’s. In them, a `
+        + 'name no line assigns is a value saved by the forward pass.';
     } else {
       shown = all.filter((e) => e.node === current.index);
       const hint = HINTS[`${this.mode}:${current.op}`]
@@ -222,10 +234,11 @@ export class StepperView {
         : `${this.nameOf(current)}: no equation of JAX’s ${all.length} carries this node’s `
           + 'scope (JAX needs none for it here).';
     }
-    for (const e of shown) {
+    const lines = current ? shown.map((e) => e.text) : overview(all, name);
+    for (const text of lines) {
       const line = document.createElement('div');
       line.className = 'eqn';
-      line.textContent = current ? e.text : `${name(e)}  ${e.text}`;
+      line.textContent = text;
       box.appendChild(line);
     }
   }
