@@ -191,6 +191,22 @@ def measure(kind: str, repeats: int, with_wandb: bool) -> list[list]:
     return rows
 
 
+def thread_blocks(fns: dict, blocks: int) -> dict[str, list[float]]:
+    """ms per step of each variant by this thread's CPU time: ten steps each to warm
+    up, then `blocks` rounds of one block of 10 steps per variant, one after the other."""
+    for fn in fns.values():
+        for _ in range(10):
+            fn()
+    ms: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(blocks):
+        for name, fn in fns.items():
+            t0 = time.thread_time()
+            for _ in range(10):
+                fn()
+            ms[name].append((time.thread_time() - t0) * 100)
+    return ms
+
+
 def cpu_time(kind: str, blocks: int, before=None) -> list[list]:
     """plain, watch(every=1) and watch(every=10) by this thread's CPU time
     (time.thread_time: what the other processes of a shared machine take is not
@@ -209,16 +225,7 @@ def cpu_time(kind: str, blocks: int, before=None) -> list[list]:
                             os.path.join(tmp, f"cpu{label[:1]}{every}.jsonl"), package)
             fns[f"{label}watch(every={every})"] = fn
             closers.append(w.close)
-    for fn in fns.values():
-        for _ in range(10):
-            fn()
-    ms: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(blocks):
-        for name, fn in fns.items():
-            t0 = time.thread_time()
-            for _ in range(10):
-                fn()
-            ms[name].append((time.thread_time() - t0) * 100)
+    ms = thread_blocks(fns, blocks)
     for close in closers:
         close()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -259,16 +266,7 @@ def mechanism(kind: str, blocks: int) -> list[list]:
            "forward hooks, empty": hooked(lambda m, i, o: None),
            "+ a tensor hook per output, empty": hooked(tensor_hook),
            "watch(every=1)": fn}
-    for f in fns.values():
-        for _ in range(10):
-            f()
-    ms: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(blocks):
-        for name, f in fns.items():
-            t0 = time.thread_time()
-            for _ in range(10):
-                f()
-            ms[name].append((time.thread_time() - t0) * 100)
+    ms = thread_blocks(fns, blocks)
     w.close()
     shutil.rmtree(tmp, ignore_errors=True)
     plain_ms = np.array(ms["plain"])
