@@ -1,11 +1,12 @@
 """The stepper's network as JAX traces it: the equations of the jaxpr of its
-backward pass (`jax.vjp`) and of its forward-mode pass (`jax.linearize`), each
-equation named by the tape node it belongs to, so the two can be read side by side.
+backward pass (`jax.vjp`) and of its forward-mode pass (`jax.jvp`), each equation
+named by the tape node it belongs to, so the two can be read side by side.
 
 Each kernel call runs inside `jax.named_scope(<tape label>)`, in the order the tape
 records its nodes (dense#6, tanh#7, …, mse#11), and JAX keeps that scope on every
 equation it derives from the call: the transposed equations of the backward pass
-carry `transpose(jvp(dense#6))`, the tangent equations `jvp(dense#6)`."""
+carry `transpose(jvp(dense#6))`, the tangent equations `jvp(dense#6)` (forward
+mode's own tape is named by the graph's nodes too, and its last node, Σ ŷ, `sum`)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def _kernels(spec: RunSpec, labels: _Labels):
 def _on_path(jaxpr: Any, seed: Any) -> list:
     """The equations that depend on the input variable `seed` (the cotangent of the
     backward pass, the tangent of the forward-mode pass), in order: the rest of a
-    traced vjp or linearize is the primal computation it needs."""
+    traced vjp or jvp is the primal computation it needs."""
     from jax.extend.core import Literal
 
     live, out = {seed}, []
