@@ -90,6 +90,9 @@ def test_the_seed_is_a_number_field(page, server):
 # --- controls ------------------------------------------------------------------------
 
 def test_import_is_reachable_by_keyboard(page, server):
+    # intercept file choosers from the start: Playwright turns interception on without
+    # waiting for it, so a chooser opened right after expect_file_chooser could be missed
+    page.on("filechooser", lambda chooser: None)
     open_lab(page, server)
     page.wait_for_function("() => window.backproplab.state.status === 'done'", timeout=15000)
     assert page.evaluate("() => document.getElementById('import').tagName") == "BUTTON"
