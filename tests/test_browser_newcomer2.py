@@ -136,6 +136,20 @@ def test_other_pages_label_the_labs_status_as_the_labs(page, server):
     assert conn(page) == "running"
 
 
+def test_a_pages_own_status_does_not_follow_to_the_next_page(page, server):
+    open_lab(page, server)
+    page.wait_for_function(DONE, timeout=20000)
+    page.click("#pages button:has-text('Runs')")
+    page.wait_for_selector("#runs-table .run-name")
+    page.locator(".run-name").first.fill("mine")
+    page.locator(".run-name").first.press("Enter")
+    page.wait_for_function("() => document.getElementById('conn').textContent"
+                           ".startsWith('renamed to')", timeout=5000)
+    page.click("#pages button:has-text('Watch')")  # another page: the Lab's status again
+    page.wait_for_function("() => document.getElementById('conn').textContent"
+                           ".startsWith('Lab: ')", timeout=5000)
+
+
 def test_an_import_failure_on_the_lab_reads_as_the_labs_elsewhere(page, server, tmp_path):
     bad = tmp_path / "broken.json"
     bad.write_text("{not json")

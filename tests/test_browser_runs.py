@@ -64,8 +64,11 @@ def test_history_lists_the_stored_runs_with_their_figures(page, server, two_runs
         assert cells.nth(3).text_content() == "done"
         assert cells.nth(5).text_content() == "6"
         c = stored["config"]  # the network, with what tells otherwise equal runs apart
-        assert cells.nth(6).text_content() == (f"8×16 relu, {c['init']}, {c['engine']} "
-                                               f"{c['dtype']}, lr {c['lr']:g}")
+        assert cells.nth(6).text_content() == (
+            f"8×16 relu, {c['init']} σ_w {c['sigma_w']:g}"
+            + (f" σ_b {c['sigma_b']:g}" if c["sigma_b"] else "")
+            + (f", {c['loss']}" if c["loss"] != "mse" else "")
+            + f", {c['engine']} {c['dtype']}, lr {c['lr']:g}")
         shown = float(cells.nth(7).text_content())
         assert shown == pytest.approx(stored["summary"]["final_loss"], rel=1e-3)
         assert cells.nth(4).text_content()[:4] == time.strftime(

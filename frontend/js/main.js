@@ -594,7 +594,10 @@ async function boot() {
   });
   subscribe(render);
   pages = new Pages($('pages'), $('page-host'), pageHost, (name, visible) => {
-    if (name !== 'lab') return;
+    if (name !== 'lab') { // another page: the Lab's status until this page writes its own
+      if (visible) { connIsLab = true; showLabStatus(); }
+      return;
+    }
     $('page-lab').hidden = !visible;
     labVisible = visible;
     if (!visible) { connIsLab = true; showLabStatus(); return; } // "Lab: …" until the page's own

@@ -23,14 +23,19 @@ export function when(seconds) {
     + `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-/** depth × width activation, init (+ residual, norm), then engine, dtype and learning
- *  rate: what a run was, in a few words (runs differing only in dtype read apart). */
+/** depth × width activation, init with σ_w (and σ_b where not 0), the loss where not
+ *  mse (+ residual, norm), then engine, dtype and learning rate: what a run was, in a
+ *  few words (runs differing only in σ_w or dtype read apart). */
 export function describe(config) {
   if (!config) return '';
   if (config.source === 'watched') { // a model of one's own (backproplab.watch)
     return `${config.model}: ${config.modules.length} modules, ${config.parameters} parameters`;
   }
-  const parts = [`${config.depth}×${config.width} ${config.activation}`, config.init];
+  const scale = (v) => String(Number(Number(v).toPrecision(3)));
+  const init = [config.init, config.sigma_w != null ? `σ_w ${scale(config.sigma_w)}` : '',
+    config.sigma_b ? `σ_b ${scale(config.sigma_b)}` : ''].filter(Boolean).join(' ');
+  const parts = [`${config.depth}×${config.width} ${config.activation}`, init];
+  if (config.loss && config.loss !== 'mse') parts.push(config.loss);
   if (config.residual) parts.push('residual');
   if (config.norm && config.norm !== 'none') parts.push(config.norm);
   const engine = [config.engine, config.dtype].filter(Boolean).join(' ');
