@@ -306,8 +306,10 @@ def test_preset_clicks_leave_one_run_and_the_network_column_tells_runs_apart(pag
     network = rows.locator(f"xpath=self::tr[@data-run='{finished}']").locator("td") \
         .nth(6).text_content()
     config = store.get(finished)["config"]
-    assert network == (f"{config['depth']}×{config['width']} sigmoid, xavier_normal, "
-                       f"{config['engine']} {config['dtype']}, lr {config['lr']:g}"), network
+    sigma_b = f" σ_b {config['sigma_b']:g}" if config["sigma_b"] else ""
+    assert network == (f"{config['depth']}×{config['width']} sigmoid, xavier_normal "
+                       f"σ_w {config['sigma_w']:g}{sigma_b}, {config['engine']} "
+                       f"{config['dtype']}, lr {config['lr']:g}"), network
     rule = page.locator("#runs-rule")
     assert rule.is_visible() and "replaced mid-way by a new setting" in rule.text_content()
     assert "finished" in rule.text_content() and "paused" in rule.text_content()
