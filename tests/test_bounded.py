@@ -503,6 +503,9 @@ def test_jacobians_and_stepper_walks_at_once_leave_the_other_routes_answering(li
     meanwhile a synchronous route (the runs list) keeps answering."""
     async def go():
         async with httpx.AsyncClient(base_url=live_server.url, timeout=120) as client:
+            # one walk first: the process's first imports jax, which holds the GIL ~1 s
+            assert (await client.post("/api/tape/inspect", json={"depth": 1})).status_code \
+                == 200
             jacobians = [asyncio.create_task(client.post(
                 "/api/tape/jacobian-modes",
                 json={"depth": 50, "width": 256, "input_dim": 256, "seed": i}))
@@ -511,18 +514,19 @@ def test_jacobians_and_stepper_walks_at_once_leave_the_other_routes_answering(li
                 "depth": 1 + i % 5, "width": 1 + (i // 5) % 6, "batch_size": 1 + i % 4,
                 "activation": ("tanh", "relu", "gelu")[i % 3]})) for i in range(60)]
             await asyncio.sleep(0.3)
-            worst = 0.0
+            took = []
             for _ in range(10):
                 t0 = time.perf_counter()
                 r = await client.get("/api/runs", params={"limit": 1})
-                worst = max(worst, time.perf_counter() - t0)
+                took.append(time.perf_counter() - t0)
                 assert r.status_code == 200
                 await asyncio.sleep(0.1)
             answers = [await t for t in jacobians]
-            return worst, answers, [(await t).status_code for t in walks]
+            return took, answers, [(await t).status_code for t in walks]
 
-    worst, answers, walks = run(go(), timeout=180)
-    assert worst < 1.0, worst
+    took, answers, walks = run(go(), timeout=180)
+    # in the shared thread pool, the 20 Jacobians held this route for 3–20 s
+    assert max(took) < 1.5 and sorted(took)[5] < 0.5, took
     codes = [a.status_code for a in answers]
     assert set(codes) <= {200, 429} and codes.count(429) >= 10, codes
     refused = next(a for a in answers if a.status_code == 429)
