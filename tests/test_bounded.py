@@ -525,8 +525,10 @@ def test_jacobians_and_stepper_walks_at_once_leave_the_other_routes_answering(li
             return took, answers, [(await t).status_code for t in walks]
 
     took, answers, walks = run(go(), timeout=180)
-    # in the shared thread pool, the 20 Jacobians held this route for 3–20 s
-    assert max(took) < 1.5 and sorted(took)[5] < 0.5, took
+    # in the shared thread pool, the 20 Jacobians held this route for 9–18 s (and the
+    # median answer near 1 s); now the first answers wait ~1–2 s at most under a full
+    # suite's load (walks start and the test's own client shares this process's GIL)
+    assert max(took) < 5 and sorted(took)[5] < 0.5, took
     codes = [a.status_code for a in answers]
     assert set(codes) <= {200, 429} and codes.count(429) >= 10, codes
     refused = next(a for a in answers if a.status_code == 429)
