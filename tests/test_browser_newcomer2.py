@@ -247,7 +247,9 @@ def test_a_run_that_ends_early_says_where_it_stopped(browser):
         open_lab(page, short, SMALL.replace("steps=20", "steps=100000"))
         page.wait_for_function("() => window.backproplab.state.status === 'error'",
                                timeout=30000)
-        page.wait_for_timeout(400)
+        # the label follows the status on the next render: wait for it, not a fixed time
+        page.wait_for_function("() => document.getElementById('progress').textContent"
+                               ".trim().startsWith('stopped at step')", timeout=10000)
         latest = state(page, "latest.step") + 1
         label = page.locator("#progress").text_content().strip()
         assert label == f"stopped at step {latest} of 100000", label

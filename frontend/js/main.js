@@ -277,6 +277,9 @@ function render(st, parts) {
     scrub.max = String(Math.max(st.steps.length - 1, 0));
     if (st.shownIndex == null) scrub.value = scrub.max;
     $('scrub-out').textContent = step ? String(step.step) : '—';
+  }
+  // the bar follows the steps, and its label the status too (a run that ends early)
+  if (parts.has('steps') || parts.has('run') || parts.has('status')) {
     const total = Math.max(num(st.config.steps), 1);
     const done = st.latest ? Math.min(st.latest.step + 1, total) : 0;
     const pct = st.source === 'import' ? 100 : Math.round((100 * done) / total);
