@@ -15,6 +15,7 @@ import gzip
 import html
 import math
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ class RecordError(ValueError):
 
 COLORS = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73",
           "vermillion": "#D55E00", "sky": "#56B4E9", "black": "#000000"}
+
+
+_LN_FLOAT_MAX = math.log(sys.float_info.max)
 
 
 def _finite(v: Any) -> float | None:
@@ -67,9 +71,9 @@ def flow_figure(record: dict) -> go.Figure:
     if band is not None:  # drawn through the measured ‖δ(L)‖, as the theory line is
         ratio, xs = band["ln_ratio_to_last"], [layer["index"] for layer in hidden]
 
-        def through(q: list) -> list:
-            return [_finite(anchor * math.exp(v)) if _finite(v) is not None else None
-                    for v in q]
+        def through(q: list) -> list:  # e^v beyond float's range: a gap, as ∞ is
+            return [_finite(anchor * math.exp(v)) if _finite(v) is not None
+                    and v < _LN_FLOAT_MAX else None for v in q]
 
         n = len(band["seeds"])
         fig.add_scatter(x=xs, y=through(ratio["q90"]), mode="lines", hoverinfo="skip",

@@ -216,9 +216,7 @@ class StrictJSONBodies:
             try:
                 orjson.loads(body)
             except orjson.JSONDecodeError as exc:
-                await _respond_json(send, 422, {"detail": [
-                    {"loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}",
-                     "type": "json_invalid"}]})
+                await _respond_json(send, 422, {"detail": json_invalid(exc)})
                 return
         sent = False
 
@@ -230,6 +228,13 @@ class StrictJSONBodies:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+def json_invalid(exc: ValueError) -> list[dict]:
+    """The 422 detail of a body that is not strict JSON (an orjson.JSONDecodeError):
+    where, and why."""
+    return [{"loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}",
+             "type": "json_invalid"}]
 
 
 class BodyLimit:

@@ -78,7 +78,7 @@ def within_limits(spec: RunSpec, seeds: int) -> bool:
 
 def ensemble_work(spec: RunSpec, seeds: int) -> float:
     """Multiply-adds of the forward and backward passes of all the networks."""
-    return float(seeds * 2 * spec.batch_size * sum(fo * fi for fo, fi in spec.layer_sizes))
+    return float(2 * spec.batch_size * weights_drawn(spec, seeds))
 
 
 def ensemble_delta_norms(spec: RunSpec, seeds: int = DEFAULT_SEEDS,

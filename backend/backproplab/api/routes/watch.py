@@ -21,6 +21,7 @@ from ..deps import WatchedDep, WatchSecretDep, as_422
 from ..offload import short
 from ..records import MAX_INT, Count
 from ..responses import StrictJSONResponse
+from ..security import json_invalid
 from ..watched_records import FirstNonfinite, WatchedConfig, WatchedStep, check_layers, dump_step
 
 router = APIRouter(tags=["watch"])
@@ -45,8 +46,7 @@ async def pushed(request: Request) -> Any:
     try:
         return await run_in_threadpool(orjson.loads, raw)
     except orjson.JSONDecodeError as exc:
-        raise HTTPException(422, [{"loc": ["body", exc.pos], "type": "json_invalid",
-                                   "msg": f"JSON decode error: {exc.msg}"}]) from None
+        raise HTTPException(422, json_invalid(exc)) from None
 
 
 Pushed = Annotated[Any, Depends(pushed)]

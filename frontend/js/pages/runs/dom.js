@@ -40,7 +40,7 @@ export function describe(config) {
   if (config.norm && config.norm !== 'none') parts.push(config.norm);
   const engine = [config.engine, config.dtype].filter(Boolean).join(' ');
   if (engine) parts.push(engine);
-  if (typeof config.lr === 'number') parts.push(`lr ${String(Number(config.lr.toPrecision(3)))}`);
+  if (typeof config.lr === 'number') parts.push(`lr ${scale(config.lr)}`);
   return parts.join(', ');
 }
 
