@@ -53,6 +53,26 @@ def test_number_fields_take_exact_values_beyond_the_sliders(page, server):
     assert page.get_attribute("#ctl-width", "aria-valuetext") == "300"
 
 
+def test_number_fields_read_a_decimal_comma_and_grouped_thousands(page, server):
+    open_lab(page, server)
+    type_into(page, "#ctl-sigma_w-num", "1,25")  # as a German or French class writes it
+    assert config(page, "sigma_w") == 1.25
+    assert page.input_value("#ctl-sigma_w-num") == "1.25"  # what was taken, shown
+    type_into(page, "#ctl-steps-num", "1,500")  # a whole number, thousands grouped
+    assert config(page, "steps") == 1500
+    type_into(page, "#ctl-steps-num", "2 000")
+    assert config(page, "steps") == 2000
+    type_into(page, "#ctl-lr-num", "1,2,3")  # neither: refused in words, nothing changed
+    message = page.locator("#ctl-lr-num ~ .field-error").text_content()
+    assert "“1,2,3” is not a number" in message and "0,5" in message
+    assert config(page, "lr") != 1.2
+    page.focus("#ctl-seed")  # a whole number steps by one with the arrow keys
+    seed = config(page, "seed")
+    page.keyboard.press("ArrowUp")
+    assert config(page, "seed") == seed + 1
+    assert page.input_value("#ctl-seed") == str(seed + 1)
+
+
 @pytest.mark.parametrize("text,words", [("0", "at least 1"), ("2.5", "whole number"),
                                          ("", "enter a number"), ("5000", "at most 4096")])
 def test_a_typed_value_outside_the_schema_is_refused_in_words(page, server, text, words):
@@ -82,7 +102,9 @@ def test_arrow_keys_step_log_sliders_through_round_numbers(page, server):
 
 def test_the_seed_is_a_number_field(page, server):
     open_lab(page, server)
-    assert page.get_attribute("#ctl-seed", "type") == "number"
+    # a field alone (a slider position over 2³¹ seeds means nothing), for whole numbers
+    assert page.locator("#ctl-seed ~ input[type=range]").count() == 0
+    assert page.get_attribute("#ctl-seed", "inputmode") == "numeric"
     type_into(page, "#ctl-seed", "123456789")
     assert config(page, "seed") == 123456789
 

@@ -469,6 +469,20 @@ def test_compared_log_axes_label_their_ticks_with_values(page, server):
     assert page.evaluate(LAYOUT_PROBLEMS, "#page-runs") == []
 
 
+@pytest.mark.parametrize("value", [2.302585, 1.0, 7e-5, 4.2e8])
+def test_one_value_on_a_log_axis_gets_a_decade_around_it_and_round_labels(page, server, value):
+    """A one-step run's loss: not Plotly's crowded minor ticks over a sliver of an axis."""
+    page.goto(f"{server.url}/static/favicon.svg")
+    ticks = page.evaluate("async (v) => (await import('/static/js/views/loss.js'))"
+                          ".logTicks([v, v])", value)
+    lo, hi = ticks["range"]
+    assert hi - lo == pytest.approx(1.0) and (lo + hi) / 2 == pytest.approx(math.log10(value))
+    assert 2 <= len(ticks["tickvals"]) <= 4, ticks
+    for v, text in zip(ticks["tickvals"], ticks["ticktext"], strict=True):
+        assert lo <= math.log10(v) <= hi and float(text) == v
+        assert f"{v / 10 ** math.floor(math.log10(v)):.6g}" in ("1", "2", "5")
+
+
 @pytest.mark.parametrize("lo,hi", [(5.5, 7.5), (0.05, 0.3), (0.9, 2.2), (1e-3, 1e4), (40, 41)])
 def test_a_log_axis_labels_at_least_two_values_inside_the_data(page, server, lo, hi):
     page.goto(f"{server.url}/static/favicon.svg")

@@ -249,10 +249,10 @@ def test_a_run_that_ends_early_says_where_it_stopped(browser):
                                timeout=30000)
         # the label follows the status on the next render: wait for it, not a fixed time
         page.wait_for_function("() => document.getElementById('progress').textContent"
-                               ".trim().startsWith('stopped at step')", timeout=10000)
-        latest = state(page, "latest.step") + 1
+                               ".trim().startsWith('stopped after')", timeout=10000)
+        done = state(page, "latest.step") + 1  # steps are numbered from 0 on the plots
         label = page.locator("#progress").text_content().strip()
-        assert label == f"stopped at step {latest} of 100000", label
+        assert label == f"stopped after {done} of 100000 steps", label
         assert "compute-time limit" in conn(page)
 
 

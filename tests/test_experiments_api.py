@@ -104,3 +104,25 @@ def test_a_result_kept_in_the_cache_directory_survives_a_restart(tmp_path):
         again = c.post("/api/experiments/pennington2017/jobs", json={"quick": True}).json()
         assert again["cached"] and again["status"] == "done"
         assert c.get(f"/api/experiments/jobs/{again['id']}/result").json() == first
+
+
+def test_results_are_kept_beside_the_run_store_unless_it_keeps_nothing(tmp_path):
+    from backproplab.api.deps import experiment_cache_dir
+
+    data = tmp_path / "data"
+    settings = Settings(data_dir=str(data))
+    assert experiment_cache_dir(settings) == str(data / "experiments")
+    with TestClient(create_app(settings)) as c:
+        job = c.post("/api/experiments/pennington2017/jobs", json={"quick": True}).json()
+        assert wait(c, job["id"])["status"] == "done"
+    kept = list((data / "experiments").glob("*.json"))
+    assert [p.stem for p in kept] == [job["config_hash"]]
+    with TestClient(create_app(settings)) as c:  # restarted on the same data directory
+        again = c.post("/api/experiments/pennington2017/jobs", json={"quick": True}).json()
+        assert again["cached"] and again["status"] == "done"
+    assert experiment_cache_dir(Settings(data_dir=":memory:")) is None
+    assert experiment_cache_dir(Settings(data_dir=str(data),
+                                         experiment_cache_dir=":memory:")) is None
+    assert experiment_cache_dir(Settings(data_dir=str(data),
+                                         experiment_cache_dir=str(tmp_path / "x"))) == \
+        str(tmp_path / "x")

@@ -152,3 +152,30 @@ def test_huge_message_closes_only_that_socket(live_server, size):
 
     code, pong = run(go())
     assert code == 1009 and pong["type"] == "pong"
+
+
+def test_stopped_says_whether_the_run_was_kept(live_server):
+    """A run stopped before its first step leaves nothing in the store; one stopped
+    after it is kept: `kept` says which, as GET /api/runs/{id} finds it."""
+    async def stop_after(ws, first_step: bool):
+        await ws.send(json.dumps({"type": "start", "config": LONG, "paused": not first_step}))
+        while True:
+            frame = strict_loads(await ws.recv())
+            if frame["type"] == "run" and not first_step or frame["type"] == "step":
+                break
+        await ws.send(json.dumps({"type": "stop"}))
+        while (frame := strict_loads(await ws.recv()))["type"] != "stopped":
+            pass
+        return frame
+
+    async def go():
+        async with websockets.connect(live_server.ws_url) as ws:
+            return await stop_after(ws, False), await stop_after(ws, True)
+
+    empty, stepped = run(go())
+    for frame, kept in ((empty, False), (stepped, True)):
+        assert frame["kept"] is kept
+        found = httpx.get(f"{live_server.url}/api/runs/{frame['id']}")
+        assert found.status_code == (200 if kept else 404), found.text
+    assert httpx.get(f"{live_server.url}/api/runs/{stepped['id']}").json()["status"] == \
+        "stopped"

@@ -76,4 +76,6 @@ class Settings(BaseSettings):
                                              "('auto' or host:port; empty: not on Ray)")
     max_experiments: int = Field(1, ge=1, le=64, description="experiments running at once")
     experiment_cache_dir: str = Field("", description="keep experiment results as files "
-                                                      "here (empty: in memory)")
+                                                      "here (empty: beside the run store, "
+                                                      'in data_dir/experiments; ":memory:" '
+                                                      "keeps them in memory only)")

@@ -52,12 +52,25 @@ export function numberSpec(prop) {
   };
 }
 
+/** The number a person typed, as they write it: a decimal comma (0,5) in a field of
+ * decimals, thousands grouped by commas, spaces or underscores (100,000) in a field
+ * of whole numbers; NaN for anything else. */
+export function parseNumber(text, integer) {
+  let t = String(text).trim().replace(/\u2212/g, '-');  // a typographic minus
+  if (integer && /^[-+]?\d{1,3}([,_ \u00a0\u202f]\d{3})+$/.test(t)) t = t.replace(/[,_ \u00a0\u202f]/g, '');
+  else if (!integer && /^[-+]?\d*,\d+([eE][-+]?\d+)?$/.test(t)) t = t.replace(',', '.');
+  return t === '' ? NaN : Number(t);
+}
+
 /** A typed value checked against the schema: {value} or {error} in words. */
 export function checkNumber(text, spec) {
   const t = String(text).trim();
   if (t === '') return { error: 'enter a number' };
-  const v = Number(t);
-  if (!Number.isFinite(v)) return { error: `“${t}” is not a number` };
+  const v = parseNumber(t, spec.integer);
+  if (!Number.isFinite(v)) {
+    const hint = !spec.integer && t.includes(',') ? ' (write decimals as 0.5 or 0,5)' : '';
+    return { error: `“${t}” is not a number${hint}` };
+  }
   if (spec.integer && !Number.isInteger(v)) return { error: 'must be a whole number' };
   if (spec.minExclusive ? v <= spec.min : v < spec.min) {
     return { error: `must be ${spec.minExclusive ? 'greater than' : 'at least'} ${spec.min}` };
@@ -202,11 +215,13 @@ function makeControl(path, key, prop, info, onChange) {
   }
   const spec = numberSpec(prop);
   const field = document.createElement('input');
-  field.type = 'number';
+  // text, not type=number: a number field hides what was typed when the browser's
+  // locale cannot read it ("0,5" in an English one reads as empty)
+  field.type = 'text';
+  field.inputMode = spec.integer ? 'numeric' : 'decimal';
+  field.autocomplete = 'off';
+  field.spellcheck = false;
   field.className = 'exact';
-  field.step = 'any';
-  field.min = String(spec.min);
-  field.max = String(spec.max);
   field.setAttribute('aria-label', `${label.textContent} (exact value)`);
   const message = document.createElement('span');
   message.className = 'field-error';
@@ -236,7 +251,7 @@ function makeControl(path, key, prop, info, onChange) {
     enabled.addEventListener('change', () => {
       field.disabled = !enabled.checked;
       if (range) range.disabled = !enabled.checked;
-      const v = range ? slider.values[Number(range.value)] : Number(field.value);
+      const v = range ? slider.values[Number(range.value)] : parseNumber(field.value, spec.integer);
       show(enabled.checked ? v : null);
       onChange(path, enabled.checked ? v : null);
     });
@@ -269,7 +284,16 @@ function makeControl(path, key, prop, info, onChange) {
     onChange(path, checked.value);
   };
   field.addEventListener('change', commit);
-  field.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') commit(); });
+  field.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter') commit();
+    else if (spec.integer && (ev.key === 'ArrowUp' || ev.key === 'ArrowDown')) {
+      const v = parseNumber(field.value, true);  // a whole number steps by one
+      if (!Number.isInteger(v)) return;
+      ev.preventDefault();
+      field.value = String(Math.min(spec.max, Math.max(spec.min, v + (ev.key === 'ArrowUp' ? 1 : -1))));
+      commit();
+    }
+  });
   // the input size is the gaussian data set's: the others bring their own inputs
   const note = key !== 'input_dim' ? null : document.createElement('span');
   if (note) { note.className = 'field-note'; wrap.appendChild(note); }

@@ -146,7 +146,8 @@ function statusText(st) {
 function progressText(st, done, total) {
   if (st.source === 'import') return st.origin || 'imported';
   const ended = ['done', 'stopped', 'error'].includes(st.status);
-  if (ended && st.latest && done < total) return `stopped at step ${done} of ${total}`;
+  // a count, as the bar's: its last step is step done − 1 on the plots' axes
+  if (ended && st.latest && done < total) return `stopped after ${done} of ${total} steps`;
   return `${done}/${total}`;
 }
 

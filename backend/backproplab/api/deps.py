@@ -5,6 +5,7 @@ server's compute budget, a 422 that names the field). The only module that reads
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends
@@ -15,7 +16,7 @@ from starlette.requests import HTTPConnection
 from ..experiments.cache import DirectoryCache, MemoryCache
 from ..experiments.jobs import ExperimentJobs
 from ..runs.manager import RunManager
-from ..runs.store import RunStore
+from ..runs.store import MEMORY, RunStore
 from ..runs.watched import WatchedRuns
 from ..settings import Settings
 from .measuring import Measurement
@@ -81,13 +82,21 @@ def run_config(data: Any, settings: Settings, loc: str = "body") -> RunConfig:
         raise as_422(exc, loc) from None
 
 
+def experiment_cache_dir(s: Settings) -> str | None:
+    """Where finished experiment results are kept: the setting, else beside the run
+    store (a restart answers a repeated request at once); None: in memory only."""
+    if s.experiment_cache_dir:
+        return None if s.experiment_cache_dir == MEMORY else s.experiment_cache_dir
+    return None if s.data_dir == MEMORY else str(Path(s.data_dir).expanduser() / "experiments")
+
+
 def experiment_jobs(app: Any) -> ExperimentJobs:
     """The app's experiment jobs, made from its settings on first use."""
     jobs = getattr(app.state, "experiment_jobs", None)
     if jobs is None:
         s: Settings = app.state.settings
-        cache = DirectoryCache(s.experiment_cache_dir) if s.experiment_cache_dir \
-            else MemoryCache()
+        where = experiment_cache_dir(s)
+        cache = DirectoryCache(where) if where else MemoryCache()
         jobs = app.state.experiment_jobs = ExperimentJobs(
             workers=s.experiment_workers, ray_address=s.ray_address or None, cache=cache,
             max_running=s.max_experiments)

@@ -43,7 +43,8 @@ Server → client:
 | | `overflow` | `{step, layer}`, only on the step where values first turn non-finite |
 | `theory` | `run`, `theory` | the mean-field prediction (as `GET /api/theory`), after step 0 |
 | `done` | `id`, `steps` | the run finished; how many steps it recorded |
-| `stopped` | `id` | answer to `stop` |
+| `stopped` | `id` | answer to `stop`: the run's id |
+| | `kept` | whether the run store holds it (a run stopped before its first step does not) |
 | `pong` | `t` | answer to `ping` |
 | `error` | `code` | what went wrong, as a code (list below) |
 | | `message` | the same in words |

@@ -407,6 +407,7 @@ class Job:
         try:
             if status == "cancelled" and dropped:
                 self.store.delete(self.id)
+                self._stored = False
             else:
                 self.store.finish(self.id, STORED_STATUS[status], error=error,
                                   environment=self.environment, theory=self.theory)
@@ -444,6 +445,11 @@ class Job:
 
     def is_alive(self) -> bool:
         return not self.finished.is_set()
+
+    @property
+    def stored(self) -> bool:
+        """Whether the run store holds this run (GET /api/runs/{id} finds it)."""
+        return self._stored
 
     def join(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)

@@ -9,6 +9,18 @@ export function logTicks(values) {
   if (!finite.length) return { exponentformat: 'power' };
   const lo = Math.min(...finite);
   const hi = Math.max(...finite);
+  if (hi === lo) { // one value (one step, one layer): a decade around it, labelled 1-2-5
+    const c = Math.log10(lo);
+    const ticks = [];
+    for (let e = Math.floor(c) - 1; e <= Math.ceil(c) + 1; e += 1) {
+      for (const m of [1, 2, 5]) {
+        const v = Number((m * 10 ** e).toPrecision(3));
+        if (Math.abs(Math.log10(v) - c) <= 0.5) ticks.push(v);
+      }
+    }
+    return { range: [c - 0.5, c + 0.5], autorange: false, tickmode: 'array', tickvals: ticks,
+      ticktext: ticks.map(tickLabel) };
+  }
   const decades = Math.log10(hi / lo);
   const ladder = [[1], [1, 2, 5], [1, 1.5, 2, 3, 5, 7], [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9],
     [1, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2, 2.2, 2.5, 2.8, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7,

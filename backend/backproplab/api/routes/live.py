@@ -121,7 +121,9 @@ class LiveSession:
         else:
             self.job.keep = True
             await self.manager.stop(self.job)
-            self.sink.put({"type": "stopped", "id": self.job.id}, keep=True)
+            # kept: in the run store (a run stopped before its first step leaves nothing)
+            self.sink.put({"type": "stopped", "id": self.job.id, "kept": self.job.stored},
+                          keep=True)
         return False
 
     async def _start(self, msg: dict[str, Any], paused: bool) -> bool:

@@ -3,7 +3,9 @@ import { fmt } from '../../format.js';
 import { describe, h, when } from './dom.js';
 
 const PAGE = 25;
-const SOURCES = ['live', 'headless', 'imported', 'watched', 'experiment'];
+// where stored runs come from (an experiment's result is kept on the Experiments page,
+// by config hash, not as runs here)
+const SOURCES = ['live', 'headless', 'imported', 'watched'];
 
 export class HistoryView {
   constructor(root, host, { onCompare, onFilter }) {
