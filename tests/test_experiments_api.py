@@ -126,3 +126,22 @@ def test_results_are_kept_beside_the_run_store_unless_it_keeps_nothing(tmp_path)
     assert experiment_cache_dir(Settings(data_dir=str(data),
                                          experiment_cache_dir=str(tmp_path / "x"))) == \
         str(tmp_path / "x")
+
+
+@pytest.mark.parametrize("damage", [b'{"config_hash": "trunc', b"NaN", b'{"runs": 3}', b""])
+def test_a_damaged_result_file_is_set_aside_and_the_experiment_runs_again(tmp_path, damage):
+    settings = Settings(experiment_cache_dir=str(tmp_path / "kept"))
+    with TestClient(create_app(settings)) as c:
+        job = c.post("/api/experiments/pennington2017/jobs", json={"quick": True}).json()
+        assert wait(c, job["id"])["status"] == "done"
+        first = c.get(f"/api/experiments/jobs/{job['id']}/result").json()
+    path = tmp_path / "kept" / f"{job['config_hash']}.json"
+    path.write_bytes(damage)
+    with TestClient(create_app(settings)) as c:  # restarted: the file is not a result
+        again = c.post("/api/experiments/pennington2017/jobs", json={"quick": True})
+        assert again.status_code == 202 and not again.json()["cached"], again.text
+        assert wait(c, again.json()["id"])["status"] == "done"
+        result = c.get(f"/api/experiments/jobs/{again.json()['id']}/result").json()
+    assert result["checks"] == first["checks"]  # the same numbers, computed again
+    assert path.with_name(path.name + ".bad").read_bytes() == damage  # kept to look at
+    assert path.is_file()  # and the new result written in its place

@@ -4,10 +4,28 @@ files in a directory (survives a restart); a run store can take its place."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+def _readable(path: Path, key: str) -> dict[str, Any] | None:
+    """The result a file holds, or None if it is not one: not strict JSON, or not an
+    experiment result of this config hash."""
+    from ..runs.codec import decode
+
+    try:
+        found = decode(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(found, dict) and found.get("config_hash") == key and \
+        isinstance(found.get("runs"), list) and isinstance(found.get("checks"), list)
+    return found if ok else None
 
 
 class ResultCache(Protocol):
@@ -51,9 +69,13 @@ class DirectoryCache(MemoryCache):
         found = super().get(key)
         path = self.directory / f"{key}.json"
         if found is None and path.is_file():
-            from ..runs.codec import decode
-
-            found = decode(path.read_bytes())
+            found = _readable(path, key)
+            if found is None:  # damaged (a disk filled, a hand edit): set aside, run again
+                log.warning("experiment result %s is not readable; moved to %s.bad and "
+                            "computed again", path, path.name)
+                with contextlib.suppress(OSError):
+                    path.replace(path.with_name(path.name + ".bad"))
+                return None
             super().put(key, found)
         return found
 
