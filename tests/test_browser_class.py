@@ -452,7 +452,7 @@ def test_relu_flow_plot_shows_the_finite_width_spread(page, server):
     data = page.evaluate("() => document.getElementById('plot-flow').data.map(t => "
                          "({name: t.name, y: t.y}))")
     top = next(t for t in data if t["name"] == "spread top")["y"]
-    line = next(t for t in data if t["name"] == "‖δ(l)‖ mean-field theory")["y"]
+    line = next(t for t in data if t["name"] == "‖δ(l)‖ mean-field theory (at init)")["y"]
     # at layer 0 the band spans the 19 layers above it; at the last hidden layer nothing
     assert top[0] / line[0] == pytest.approx(relu_norm_band([32] * 19), rel=1e-9)
     assert top[-1] / line[-1] == pytest.approx(1.0, rel=1e-12)

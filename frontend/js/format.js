@@ -14,6 +14,15 @@ export function plottable(v) {
   return Number.isFinite(x) ? x : null;
 }
 
+/** 'NaN', '+Inf' or '−Inf' for a non-finite value; null for a finite one or none. */
+export function nonfiniteLabel(v) {
+  if (v == null) return null;
+  const x = num(v);
+  if (Number.isFinite(x)) return null;
+  if (Number.isNaN(x)) return 'NaN';
+  return x > 0 ? '+Inf' : '−Inf';
+}
+
 export function isNonFinite(v) {
   return !Number.isFinite(num(v));
 }

@@ -52,7 +52,7 @@ export const STORIES = {
   'orthogonal isometry (tanh, σ_w = 1)': 'Jacobian spectrum: orthogonal weights keep the '
     + 'squared singular values near 1 (dynamical isometry).',
   'gradient clipping (tanh σ_w = 3, clip 1)': 'Chaotic tanh: ‖g‖ before clipping is in the '
-    + 'thousands (top right of Gradient flow) and the clip factor far below 1. Clipping '
+    + 'thousands (the note at the lower right of Gradient flow) and the clip factor far below 1. Clipping '
     + 'bounds every step, so the loss stays finite where the same run unclipped diverges '
     + 'to NaN; it does not make the network learn: the loss swings, the flow is still chaotic.',
 };

@@ -1,6 +1,7 @@
 // View 1: ‖δ(l)‖ and ‖∇W(l)‖ against layer (log scale), theory overlaid.
 import { COLORS, fmt, num, plottable } from '../format.js';
 import { layout, react } from './common.js';
+import { logTicks } from './loss.js';
 
 /** e^{σ/2}, σ² = 5 k / n: one sd of ln ‖δ‖ after k layers of width n (ReLU). */
 export function reluBand(k, n) { return Math.exp(0.5 * Math.sqrt((5 * k) / n)); }
@@ -139,14 +140,23 @@ export class FlowView {
             name: 'finite-width law, one input (±1 sd, Hanin & Nica)', hoverinfo: 'skip' });
         }
         data.push({ x: xs, y: line.map(plottable),
-          name: '‖δ(l)‖ mean-field theory', mode: 'lines', connectgaps: false,
+          name: '‖δ(l)‖ mean-field theory (at init)', mode: 'lines', connectgaps: false,
           line: { color: COLORS.blue, dash: 'dash', width: 2 } });
       }
     }
+    const drawn = data.flatMap((t) => t.y).filter((v) => v != null && v > 0);
     if (bad.length) {
       data.push({ x: bad.map((l) => l.index), y: bad.map(() => top * 10),
         name: 'overflow (NaN/∞)', mode: 'markers', hovertemplate: 'layer %{x}: not finite<extra></extra>',
         marker: { color: COLORS.vermillion, symbol: 'x', size: 10 } });
+      notes.push(finite.length ? `× NaN/∞ in ${layerList(bad, names)}, drawn above the rest`
+        : 'every norm of this step is NaN/∞ (× marks the layers; the axis has no values)');
+    }
+    // a norm of exactly 0 has no place on a log axis: say so rather than leave a gap
+    const zero = layers.filter((l) => num(l.delta_norm) === 0);
+    if (zero.length) notes.push(`‖δ(l)‖ = 0 in ${layerList(zero, names)} (not drawn: log axis)`);
+    if (step.step > 0 && (theory || spread)) {
+      notes.push(`theory and seed spread: at initialization; this is step ${step.step}`);
     }
     react(this.el, data, layout({
       // one note a line, in the lower right corner: clear of the legend above the plot
@@ -157,8 +167,26 @@ export class FlowView {
       xaxis: names ? { title: { text: 'module (forward order)' }, zeroline: false, tickvals: x,
         ticktext: names, tickangle: -45, automargin: true }
         : { title: { text: 'layer (input side → output)' }, zeroline: false },
-      yaxis: { type: 'log', title: { text: 'norm', standoff: 8 }, exponentformat: 'power',
-        automargin: true },
+      // labelled with their values (Plotly's minor ticks read "3, 2": a norm of 3?)
+      yaxis: { type: 'log', title: { text: 'norm', standoff: 8 }, automargin: true,
+        ...(drawn.length ? logTicks(drawn) : { range: [0, 2], showticklabels: false }) },
     }));
   }
+}
+
+/** "layers 3–7, 9" (or module names): which layers a note is about, in few words. */
+function layerList(layers, names) {
+  if (names) {
+    const shown = layers.slice(0, 3).map((l) => l.name ?? String(l.index));
+    return (layers.length > 3 ? `${shown.join(', ')} and ${layers.length - 3} more` : shown.join(', '));
+  }
+  const runs = [];
+  for (const l of layers) {
+    const last = runs[runs.length - 1];
+    if (last && l.index === last[1] + 1) last[1] = l.index;
+    else runs.push([l.index, l.index]);
+  }
+  const text = runs.map(([a, b]) => (a === b ? `${a}` : `${a}–${b}`));
+  return `${layers.length === 1 ? 'layer' : 'layers'} ${text.slice(0, 4).join(', ')}`
+    + (text.length > 4 ? ', …' : '');
 }

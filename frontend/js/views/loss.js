@@ -1,5 +1,5 @@
 // View 4: loss (log scale) and accuracy over steps.
-import { COLORS, plottable } from '../format.js';
+import { COLORS, num, plottable } from '../format.js';
 import { layout, react, stepAxis, throttled } from './common.js';
 
 /** Log-axis ticks at 1, 2, 5 × 10^k inside the data's range, each labelled with its
@@ -42,7 +42,12 @@ export function logTicks(values) {
   while (level < ladder.length - 1 && within(ladder[level], 1).length < 2) level += 1;
   // narrower still (6.6 to 6.7): Plotly's own ticks, plain numbers at that zoom
   if (within(ladder[level], 1).length < 2) return { exponentformat: 'power' };
-  const ticks = within(ladder[level], 1.5);
+  let ticks = within(ladder[level], 1.5);
+  // many decades (a loss that overflowed spans 40): every k-th power of ten, ≤ 8 labels
+  const every = Math.ceil(ticks.length / 8);
+  if (level === 0 && every > 1) {
+    ticks = ticks.filter((v) => Math.round(Math.log10(v)) % every === 0);
+  }
   return { tickvals: ticks, ticktext: ticks.map(tickLabel), tickmode: 'array' };
 }
 
@@ -73,12 +78,23 @@ export class LossView {
       data.push({ x, y: steps.map((s) => plottable(s.accuracy)), name: 'accuracy', yaxis: 'y2',
         mode: 'lines', line: { color: COLORS.green, dash: 'dot' } });
     }
+    // a loss that overflowed: × at the top of the axis, where the line breaks off
+    const finite = data[0].y.filter((v) => v != null && v > 0);
+    const bad = steps.filter((s) => s.loss != null && !Number.isFinite(num(s.loss)));
+    if (bad.length) {
+      const top = finite.length ? Math.max(...finite) * 3 : 1;
+      data.push({ x: bad.map((s) => s.step), y: bad.map(() => top), name: 'loss NaN/∞',
+        mode: 'markers', marker: { color: COLORS.vermillion, symbol: 'x', size: 9 },
+        customdata: bad.map((s) => String(s.loss)),
+        hovertemplate: 'step %{x}: loss %{customdata}<extra></extra>' });
+    }
     if (this.title) this.title.textContent = accuracy ? 'Loss and accuracy' : 'Loss';
     react(this.el, data, layout({
-      showlegend: accuracy,
+      showlegend: accuracy || bad.length > 0,
       margin: { l: 56, r: accuracy ? 56 : 16, t: 8, b: 40 },
       xaxis: { title: { text: 'step' }, ...stepAxis(steps) },
-      yaxis: { type: 'log', title: { text: 'loss' }, ...logTicks(data[0].y) },
+      yaxis: { type: 'log', title: { text: 'loss' },
+        ...(finite.length ? logTicks(finite) : { range: [-1, 1], showticklabels: false }) },
       // round ticks of its own (an overlaying axis syncs to the loss ticks by default,
       // labelling 0.811, 0.537, 0.151)
       ...(accuracy ? { yaxis2: { overlaying: 'y', side: 'right', range: [0, 1],

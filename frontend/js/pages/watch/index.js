@@ -4,7 +4,8 @@
 import { fmt } from '../../format.js';
 import { LossView } from '../../views/loss.js';
 import { groupsOf, inGroup, nonfiniteText, valueRows } from './model.js';
-import { WatchFlow, WatchHeatmap } from './plots.js';
+import { HeatmapView } from '../../views/heatmap.js';
+import { WatchFlow } from './plots.js';
 
 // a script's run is listed within a second of its first pushed step
 const LIST_MS = 1000;
@@ -64,7 +65,7 @@ export function mount(root, host) {
   const snippet = root.querySelector('.watch-snippet');
   snippet.textContent = snippet.textContent.replace('ORIGIN', location.origin);
   const flow = new WatchFlow($('watch-flow'));
-  const heatmap = new WatchHeatmap($('watch-heatmap'));
+  const heatmap = new HeatmapView($('watch-heatmap'));
   const loss = new LossView($('watch-loss'));
   const page = { visible: false, runId: null, run: null, config: null, steps: [], group: '',
     listTimer: null, followTimer: null, file: null };
@@ -185,7 +186,7 @@ export function mount(root, host) {
     flow.render(latest);
     const rows = latest.layers.length;
     $('watch-heatmap').style.height = `${Math.max(300, 18 * rows + 90)}px`;
-    heatmap.render(steps);
+    heatmap.render({ steps });
     loss.render({ steps });
     $('watch-step').textContent = String(latest.step);
     const body = $('watch-values').tBodies[0];
