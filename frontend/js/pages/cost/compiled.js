@@ -3,6 +3,7 @@
 // and the server's one sentence on the backward pass. Fetches only while shown.
 import { duration, fmt } from '../../format.js';
 import { layout, react } from '../../views/common.js';
+import { logTicks } from '../../views/loss.js';
 import { cell, configQuery, measuredView } from './measured.js';
 
 // the config fields that describe the network and its step (engine and device: the
@@ -52,6 +53,7 @@ function renderTimes(plot, report) {
     hovertemplate: '%{y}: %{x:.3g} ms<extra></extra>',
   }], layout({ margin: { l: 110, r: 16, t: 8, b: 40 }, showlegend: false,
     xaxis: { type: 'log', title: { text: 'ms per training step (log scale)' },
+      ...logTicks(bars.map((b) => b[1])),
       range: [Math.log10(Math.min(...bars.map((b) => b[1]))) - 0.5, Math.log10(longest) + 0.6] },
     yaxis: { autorange: 'reversed' } }));
 }

@@ -6,6 +6,7 @@
 // shown, in its own request: it does not wait for the compiled view.
 import { COLORS, duration, fmt, num, plottable } from '../../format.js';
 import { layout, react } from '../../views/common.js';
+import { logTicks } from '../../views/loss.js';
 import { cell, configQuery, measuredView } from './measured.js';
 
 const SKIP = new Set(['record']);
@@ -68,7 +69,8 @@ function renderPlot(plot, report) {
   }
   react(plot, data, layout({ margin: { l: 72, r: 16, t: 8, b: 48 },
     legend: { orientation: 'v', x: 1.02, y: 1 },
-    xaxis: { type: 'log', title: { text: 'depth L (hidden layers, log scale)' } },
+    xaxis: { type: 'log', title: { text: 'depth L (hidden layers, log scale)' },
+      ...logTicks(data.flatMap((t) => t.x || [])) },
     yaxis: { type: 'log', title: { text: 'peak bytes saved for backward (log)' },
       exponentformat: 'SI' } }));
 }

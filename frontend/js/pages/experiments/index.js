@@ -2,6 +2,7 @@
 // with a progress bar, see its figures beside the paper's numbers with PASS/FAIL, and
 // download the HTML report. State in the URL: experiments.name, experiments.quick.
 import { duration, executedWhere, fmt, num } from '../../format.js';
+import { logTicks } from '../../views/loss.js';
 
 const POLL_MS = 250;
 
@@ -113,12 +114,22 @@ export function mount(root, host) {
     checks.replaceChildren(el('caption', { text: 'Measured here against the paper' }), head, body);
   }
 
-  /** Layers and steps are whole numbers: an axis titled by one, spanning few of them,
-   *  gets a tick at each (Plotly's own would put one at layer 1.5). */
+  /** Log axes get ticks labelled with their values; layers and steps are whole
+   *  numbers: an axis titled by one, spanning few of them, gets a tick at each
+   *  (Plotly's own would put one at layer 1.5). */
   function wholeTicks(fig) {
     const layout = { ...fig.layout };
     for (const [key, axis] of Object.entries(layout)) {
-      if (!/^xaxis\d*$/.test(key) || !axis) continue;
+      if (!/^[xy]axis\d*$/.test(key) || !axis) continue;
+      const letter = key[0];
+      const values = () => fig.data.filter((t) => (t[`${letter}axis`] || letter)
+        === `${letter}${key.slice(5)}`).flatMap((t) => t[letter] || []).map(Number)
+        .filter((v) => Number.isFinite(v) && v > 0);
+      if (axis.type === 'log') { // labelled with their values, not Plotly's "9, 1, 2"
+        if (!axis.tickvals) layout[key] = { ...axis, ...logTicks(values()) };
+        continue;
+      }
+      if (letter !== 'x') continue;
       const title = (axis.title && (axis.title.text ?? axis.title)) || '';
       if (!/\b(layer|step)s?\b/i.test(String(title)) || axis.type === 'log') continue;
       const name = `x${key.slice(5)}`;
