@@ -456,3 +456,18 @@ def test_relu_flow_plot_shows_the_finite_width_spread(page, server):
     # at layer 0 the band spans the 19 layers above it; at the last hidden layer nothing
     assert top[0] / line[0] == pytest.approx(relu_norm_band([32] * 19), rel=1e-9)
     assert top[-1] / line[-1] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_stop_ends_the_run_where_it_is_and_says_it_is_kept(page, server):
+    open_lab(page, server, SMALL.replace("steps=20", "steps=100000"))
+    page.wait_for_function("() => (window.backproplab.state.latest?.step ?? -1) >= 2")
+    assert not page.locator("#stop").is_disabled()
+    page.locator("#stop").click()
+    page.wait_for_function("() => window.backproplab.state.status === 'stopped'")
+    latest = page.evaluate("() => window.backproplab.state.latest.step")
+    run_id = page.evaluate("() => window.backproplab.state.runId")
+    page.wait_for_function("() => document.getElementById('stop').disabled")
+    assert page.locator("#conn").text_content().startswith(
+        f"stopped at step {latest}: the Runs page keeps it")
+    stored = httpx.get(f"{server.url}/api/runs/{run_id}").json()
+    assert stored["status"] == "stopped" and stored["steps_recorded"] == latest + 1

@@ -129,6 +129,11 @@ def test_two_runs_compared_overlaid_with_the_differing_fields(page, server, two_
     page.locator("#runs-compare").click()
     page.wait_for_function(
         "() => (document.getElementById('compare-flow-plot')?.data || []).length === 2")
+    # the comparison is drawn below the list: brought into view, its title focused
+    top = page.evaluate("() => document.getElementById('runs-compare-view')"
+                        ".getBoundingClientRect().top")
+    assert 52 <= top < 120, top  # just below the sticky top bar
+    assert page.evaluate("() => document.activeElement.id") == "compare-title"
     query = parse_qs(urlsplit(page.url).fragment)
     assert query["page"] == ["runs"] and query["runs.compare"] == [f"{xavier},{he}"]
 

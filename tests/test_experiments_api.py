@@ -128,14 +128,18 @@ def test_results_are_kept_beside_the_run_store_unless_it_keeps_nothing(tmp_path)
         str(tmp_path / "x")
 
 
-@pytest.mark.parametrize("damage", [b'{"config_hash": "trunc', b"NaN", b'{"runs": 3}', b""])
+@pytest.mark.parametrize("damage", [b"{\"config_hash\": \"trunc", b"NaN", b"{\"runs\": 3}", b"",
+                                    b"{\"config_hash\": \"HASH\", \"runs\": [], \"checks\": []}"])
 def test_a_damaged_result_file_is_set_aside_and_the_experiment_runs_again(tmp_path, damage):
+    """Not JSON, truncated, empty, or JSON of the wrong shape (which the report could
+    not render): set aside, and computed again."""
     settings = Settings(experiment_cache_dir=str(tmp_path / "kept"))
     with TestClient(create_app(settings)) as c:
         job = c.post("/api/experiments/pennington2017/jobs", json={"quick": True}).json()
         assert wait(c, job["id"])["status"] == "done"
         first = c.get(f"/api/experiments/jobs/{job['id']}/result").json()
     path = tmp_path / "kept" / f"{job['config_hash']}.json"
+    damage = damage.replace(b"HASH", job["config_hash"].encode())  # well-formed JSON, no result
     path.write_bytes(damage)
     with TestClient(create_app(settings)) as c:  # restarted: the file is not a result
         again = c.post("/api/experiments/pennington2017/jobs", json={"quick": True})
@@ -145,3 +149,27 @@ def test_a_damaged_result_file_is_set_aside_and_the_experiment_runs_again(tmp_pa
     assert result["checks"] == first["checks"]  # the same numbers, computed again
     assert path.with_name(path.name + ".bad").read_bytes() == damage  # kept to look at
     assert path.is_file()  # and the new result written in its place
+
+
+def test_a_result_that_cannot_be_cached_still_ends_the_job(tmp_path):
+    """A full disk (here: a directory where the file goes) must not leave the job
+    'running' and the server refusing every experiment after it."""
+    settings = Settings(experiment_cache_dir=str(tmp_path / "kept"))
+    with TestClient(create_app(settings)) as c:
+        from backproplab.experiments.run import config_hash
+
+        key = config_hash("pennington2017", True, 0)
+        (tmp_path / "kept" / f".{key}.json.tmp").mkdir(parents=True)
+        job = c.post("/api/experiments/pennington2017/jobs", json={"quick": True}).json()
+        assert wait(c, job["id"])["status"] == "done"
+        assert c.get(f"/api/experiments/jobs/{job['id']}/result").status_code == 200
+        other = c.post("/api/experiments/glorot2010/jobs", json={"quick": True})
+        assert other.status_code == 202, other.text  # the slot was given back
+
+
+@pytest.mark.parametrize("body", [{"seed": True}, {"quick": "yes"}, {"quick": 1}])
+def test_start_refuses_a_switch_for_a_number_and_a_number_for_a_switch(body):
+    with TestClient(create_app(Settings())) as c:
+        r = c.post("/api/experiments/pennington2017/jobs", json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"][-1] == next(iter(body))

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import threading
 import time
 
 import httpx
@@ -179,3 +180,96 @@ def test_stopped_says_whether_the_run_was_kept(live_server):
         assert found.status_code == (200 if kept else 404), found.text
     assert httpx.get(f"{live_server.url}/api/runs/{stepped['id']}").json()["status"] == \
         "stopped"
+
+
+def test_stopped_while_the_network_is_built_answers_when_it_has_ended(live_server,
+                                                                     monkeypatch):
+    """A large network takes seconds to build and its build is not cut short: the
+    `stopped` answer waits for the run's end, and its `kept` is what the store holds."""
+    import backproplab.runs.manager as manager
+
+    built = manager.make_engine
+    building = threading.Event()
+
+    def slow(*args, **kwargs):
+        building.set()
+        time.sleep(1.0)  # as a 4096-wide orthogonal initialization, only shorter
+        return built(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "make_engine", slow)
+    monkeypatch.setattr(manager, "STOP_WAIT_S", 0.1)  # stop gives up waiting first
+
+    async def go():
+        async with websockets.connect(live_server.ws_url) as ws:
+            await ws.send(json.dumps({"type": "start", "config": LONG}))
+            assert await asyncio.to_thread(building.wait, 10)
+            await ws.send(json.dumps({"type": "stop"}))
+            await ws.send(json.dumps({"type": "ping", "t": 1}))  # answered meanwhile
+            frames = []
+            while not frames or frames[-1]["type"] != "stopped":
+                frames.append(strict_loads(await ws.recv()))
+            return frames
+
+    frames = run(go())
+    assert [f["type"] for f in frames][0] == "pong"  # the session went on answering
+    stopped = frames[-1]
+    assert stopped["kept"] is False  # no step was taken: the store holds nothing
+    assert httpx.get(f"{live_server.url}/api/runs/{stopped['id']}").status_code == 404
+
+
+def test_a_new_run_never_drops_the_answers_to_earlier_messages(live_server):
+    """pong, stopped and a message's error are never dropped, also when a start
+    replaces the run right after them (only the old run's own frames go)."""
+    async def go():
+        async with websockets.connect(live_server.ws_url) as ws:
+            await ws.send(json.dumps({"type": "start", "config": LONG}))
+            while strict_loads(await ws.recv())["type"] != "step":
+                pass
+            for message in ({"type": "ping", "t": 1}, {"type": "start", "config": {"depth": 0}},
+                            {"type": "stop"}, {"type": "ping", "t": 2},
+                            {"type": "start", "config": {**LONG, "steps": 3}}):
+                await ws.send(json.dumps(message))
+            got = []
+            while not got or got[-1]["type"] != "done":
+                got.append(strict_loads(await ws.recv()))
+            return got
+
+    got = run(go())
+    answers = [(f["type"], f.get("t", f.get("code"))) for f in got
+               if f["type"] in ("pong", "stopped", "error")]
+    assert answers == [("pong", 1), ("error", "invalid_config"), ("stopped", None),
+                       ("pong", 2)], answers
+
+
+@pytest.mark.parametrize("message,code,words", [
+    ({"type": "start", "config": LONG, "paused": "false"}, "bad_message", "true or false"),
+    ({"type": "x" * 5000}, "unknown_type", "5002 characters"),
+])
+def test_a_wrong_message_is_refused_in_short_words(live_server, message, code, words):
+    async def go():
+        async with websockets.connect(live_server.ws_url) as ws:
+            await ws.send(json.dumps(message))
+            return strict_loads(await ws.recv()), live_server.manager.active
+
+    frame, active = run(go())
+    assert frame["type"] == "error" and frame["code"] == code and words in frame["message"]
+    assert len(frame["message"]) < 400 and active == 0
+
+
+def test_json_nested_too_deep_is_refused_not_a_dropped_connection(live_server):
+    deep = '{"type": "ping", "t": ' + "[" * 300 + "]" * 300 + "}"
+
+    async def go():
+        async with websockets.connect(live_server.ws_url) as ws:
+            await ws.send(deep)
+            first = strict_loads(await ws.recv())
+            await ws.send(json.dumps({"type": "ping", "t": 3}))  # and the session goes on
+            return first, strict_loads(await ws.recv())
+
+    first, pong = run(go())
+    assert first["code"] == "bad_json" and "nested more than 64 levels" in first["message"]
+    assert pong == {"type": "pong", "t": 3}
+    for path in ("/api/runs/import", "/api/report", "/api/tape/inspect"):
+        r = httpx.post(f"{live_server.url}{path}", headers={"content-type": "application/json"},
+                       content=b'{"environment": ' + b"[" * 300 + b"]" * 300 + b"}")
+        assert r.status_code == 422 and "nested more than 64" in r.text, (path, r.text[:200])

@@ -158,7 +158,9 @@ def test_the_runs_page_lists_and_opens_a_pushed_run(page, server):
     page.wait_for_function("() => document.getElementById('watch-title')?.textContent"
                            " === 'three blocks' && document.getElementById('watch-step')"
                            "?.textContent === '3'", timeout=15000)
-    assert "page=watch" in page.url
+    assert "page=watch" in page.url and f"run={run['id']}" in page.url  # followed by id
+    # the status line says where it went (not a "loading …" that never ends)
+    assert page.locator("#conn").text_content() == "opened three blocks on the Watch page"
     rows = shown_table(page)
     assert [r[0] for r in rows] == [layer["name"] for layer in pushed["layers"]]
     for row_, layer in zip(rows, pushed["layers"], strict=True):

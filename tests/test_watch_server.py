@@ -154,6 +154,18 @@ def test_a_live_push_is_listed_and_followed_step_by_step(secret_file, tmp_path):
         export = strict_loads(httpx.get(f"{server.url}/api/watch/runs/{runs[0]['id']}"
                                         "/export").text)
         assert len(export["steps"]) == 4
+        # the Runs list (the run store) has it by the name watch() gave, and finds it by it
+        stored = httpx.get(f"{server.url}/api/runs", params={"name": "tiny"}).json()["runs"]
+        assert [(r["id"], r["name"]) for r in stored] == [(runs[0]["id"], "tiny net")]
+        with backproplab.watch(m, server=server.url) as w:  # no name: the class name,
+            train(w, m, 1)  # shown on the Watch page, and the stored run unnamed
+        deadline = time.time() + 10
+        while len(httpx.get(f"{server.url}/api/runs").json()["runs"]) < 2 and \
+                time.time() < deadline:
+            time.sleep(0.05)
+        unnamed = [r for r in httpx.get(f"{server.url}/api/runs").json()["runs"]
+                   if r["id"] != runs[0]["id"]]
+        assert len(unnamed) == 1 and unnamed[0]["name"] is None
 
 
 def free_port() -> int:

@@ -66,7 +66,9 @@ function onMessage(msg) {
       break;
     case 'stopped':
       if (state.source !== 'live') return; // an import replaced the live run
+      if (msg.id && msg.id !== state.runId) return; // the end of a run we replaced
       state.status = 'stopped';
+      state.stoppedKept = msg.kept !== false;
       changed('status');
       break;
     case 'error':
@@ -135,6 +137,10 @@ function statusText(st) {
     const jit = st.config.engine === 'jax' ? ' and compiling its step (JAX compiles the first'
       + ' step once: a few seconds)' : '';
     return `starting: building the network${jit}…`;
+  }
+  if (st.status === 'stopped' && st.source === 'live') {
+    return st.stoppedKept && st.latest ? `stopped at step ${st.latest.step}: the Runs page keeps it`
+      : 'stopped before its first step: nothing kept';
   }
   if (!paused || !live) return st.status;
   const at = st.latest ? `paused at step ${st.latest.step}` : 'paused';
@@ -299,8 +305,10 @@ function render(st, parts) {
   }
   if (parts.has('status') || parts.has('steps')) {
     showLabStatus(statusText(st));
-    $('step').title = st.source === 'live' && ['running', 'starting'].includes(st.status)
-      ? 'Take one step (and pause)' : 'Start a new run and take its first step';
+    const running = st.source === 'live' && ['running', 'starting'].includes(st.status);
+    $('step').title = running ? 'Take one step (and pause)'
+      : 'Start a new run and take its first step';
+    $('stop').disabled = !running; // nothing runs: nothing to stop
     markPrevious(st);
   }
   if (parts.has('status')) {
@@ -526,6 +534,12 @@ async function boot() {
     paused = true;
     transport.send({ type: 'step' });
     changed('status');
+  });
+  $('stop').addEventListener('click', () => {
+    if (!live()) return;
+    restartedBy = null;
+    paused = false;
+    transport.send({ type: 'stop' }); // answered by 'stopped' (kept, or left nothing)
   });
   $('reset').addEventListener('click', () => {
     startRun('update'); // paused, the new run stays paused at step 0

@@ -49,6 +49,7 @@ Server → client:
 | `error` | `code` | what went wrong, as a code (list below) |
 | | `message` | the same in words |
 | | `field` | the config field at fault (dotted, e.g. `record.every`) or `null` |
+| | `run` | the run whose own failure it is (`run_failed`, `internal`), else absent |
 
 Each object of `layers` (and of a step in the exported record): `index`, `kind`
 (`hidden` or `output`), `z_mean`, `z_std`, `a_mean`, `a_std` (pre-activations z and

@@ -44,8 +44,11 @@ def error_list(errors: list[dict], prefix: tuple = ()) -> list[dict]:
 
 def strict_json(body: bytes) -> Any:
     """The WebSocket's parser: bare NaN, Infinity and numbers beyond the float range
-    (1e400) are errors on every entry point alike."""
-    return orjson.loads(body)
+    (1e400) are errors on every entry point alike; so is nesting past codec.MAX_DEPTH
+    (an answer that echoes it could not be encoded)."""
+    from ..runs.codec import check_depth
+
+    return check_depth(orjson.loads(body))
 
 
 def checked_record(body: bytes) -> tuple[int, bytes, dict | None]:

@@ -24,9 +24,13 @@ Norm = Literal[NORM_NAMES]
 Gain = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 
 
-def _not_a_boolean(value, info: ValidationInfo):
-    """JSON true/false is not a number: `depth: true` is an error, not depth 1."""
-    if isinstance(value, bool) and info.field_name not in ("residual", "per_example"):
+SWITCHES = ("residual", "per_example", "quick")  # the fields that are true/false
+
+
+def not_a_boolean(value, info: ValidationInfo):
+    """JSON true/false is not a number: `depth: true` is an error, not depth 1. (A
+    model's `field_validator("*", mode="before")`; its switches are in SWITCHES.)"""
+    if isinstance(value, bool) and info.field_name not in SWITCHES:
         raise ValueError("expected a number, not true/false")
     return value
 
@@ -44,7 +48,7 @@ class RecordConfig(BaseModel):
                                description="singular values kept when the width is large")
     per_example: bool = Field(False, description="per layer, the distribution of "
                                                  "per-example gradient norms ‖∇W(l)‖")
-    _numbers = field_validator("*", mode="before")(_not_a_boolean)
+    _numbers = field_validator("*", mode="before")(not_a_boolean)
 
 
 class RunConfig(BaseModel):
@@ -90,7 +94,7 @@ class RunConfig(BaseModel):
     steps: int = Field(200, ge=0, le=100_000, description="0: analyse at initialization")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     record: RecordConfig = Field(default_factory=RecordConfig)
-    _numbers = field_validator("*", mode="before")(_not_a_boolean)
+    _numbers = field_validator("*", mode="before")(not_a_boolean)
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> RunConfig:

@@ -213,10 +213,16 @@ class StrictJSONBodies:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if body:
+            from ..runs.codec import check_depth
+
             try:
-                orjson.loads(body)
+                check_depth(orjson.loads(body))
             except orjson.JSONDecodeError as exc:
                 await _respond_json(send, 422, {"detail": json_invalid(exc)})
+                return
+            except ValueError as exc:  # nested past codec.MAX_DEPTH
+                await _respond_json(send, 422, {"detail": [
+                    {"loc": ["body"], "msg": str(exc), "type": "json_invalid"}]})
                 return
         sent = False
 

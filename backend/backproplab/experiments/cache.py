@@ -23,9 +23,25 @@ def _readable(path: Path, key: str) -> dict[str, Any] | None:
         found = decode(path.read_bytes())
     except (OSError, ValueError):
         return None
-    ok = isinstance(found, dict) and found.get("config_hash") == key and \
-        isinstance(found.get("runs"), list) and isinstance(found.get("checks"), list)
-    return found if ok else None
+    return found if well_formed(found, key) else None
+
+
+def well_formed(result: Any, key: str) -> bool:
+    """Whether `result` has the shape run_experiment gives (what the job, the result
+    route and the report read), for this config hash."""
+    from .run import SCHEMA
+
+    def typed(d: Any, **types: Any) -> bool:
+        return isinstance(d, dict) and all(isinstance(d.get(k), t) for k, t in types.items())
+
+    return typed(result, schema=str, experiment=str, title=str, paper=str, summary=str,
+                 config=dict, config_hash=str, runs=list, checks=list, figures=list,
+                 execution=dict) \
+        and result["schema"] == SCHEMA and result["config_hash"] == key \
+        and typed(result["config"], quick=bool, seed=int) \
+        and isinstance(result["execution"].get("seconds"), (int, float)) \
+        and all(typed(c, **{"name": str, "pass": bool}) for c in result["checks"]) \
+        and all(typed(f, data=list, layout=dict) for f in result["figures"])
 
 
 class ResultCache(Protocol):

@@ -5,6 +5,7 @@ is kept in a cache by config hash (a repeated request is answered from it)."""
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ from .run import config_hash, run_experiment
 
 class Busy(Exception):
     """Every experiment slot is taken."""
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,8 +111,12 @@ class ExperimentJobs:
         except Exception as exc:  # shown to the user in words, the server goes on
             job.status, job.error = "error", f"{type(exc).__name__}: {exc}"
         else:
-            self.cache.put(job.key, result)
             job.result, job.status = result, "done"
+            try:
+                self.cache.put(job.key, result)
+            except Exception as exc:  # a full disk: the result stands, uncached
+                log.warning("experiment result %s not cached: %s: %s", job.key,
+                            type(exc).__name__, exc)
         job.finished = time.time()
         job.version += 1
 

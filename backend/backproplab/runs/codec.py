@@ -65,18 +65,48 @@ def encode_str(obj: Any) -> str:
     return encode(obj).decode()
 
 
-def restore(x: Any) -> Any:
+MAX_DEPTH = 64  # arrays and objects nested in each other; a run record needs ~6
+
+
+class TooDeep(ValueError):
+    """JSON nested past MAX_DEPTH (valid JSON, but not a payload of this app)."""
+
+
+def too_deep(depth: int = MAX_DEPTH) -> TooDeep:
+    return TooDeep(f"JSON nested more than {depth} levels deep (arrays and objects "
+                   "inside each other); a run record needs about 6")
+
+
+def restore(x: Any, depth: int = 0) -> Any:
     """Turn the non-finite sentinels back into floats, everywhere in a structure.
 
     Only exact sentinel strings are converted; callers that carry free text in
-    known fields (notes, messages) validate those separately."""
+    known fields (notes, messages) validate those separately. ValueError for a
+    structure nested more than MAX_DEPTH levels (the encoder, and Python's stack,
+    would fail on it later)."""
     t = type(x)
     if t is str:
         return NONFINITE.get(x, x)
-    if t is dict:
-        return {k: restore(v) for k, v in x.items()}
-    if t is list:
-        return [restore(v) for v in x]
+    if t is dict or t is list:
+        if depth >= MAX_DEPTH:
+            raise too_deep()
+        if t is dict:
+            return {k: restore(v, depth + 1) for k, v in x.items()}
+        return [restore(v, depth + 1) for v in x]
+    return x
+
+
+def check_depth(x: Any, limit: int = MAX_DEPTH) -> Any:
+    """x itself, or ValueError when it nests more than `limit` levels (no copy)."""
+    stack = [(x, 0)]
+    while stack:
+        item, depth = stack.pop()
+        t = type(item)
+        if t is dict or t is list:
+            if depth >= limit:
+                raise too_deep(limit)
+            stack.extend((v, depth + 1) for v in (item.values() if t is dict else item)
+                         if type(v) is dict or type(v) is list)
     return x
 
 

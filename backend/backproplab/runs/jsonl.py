@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .codec import decode
+from .codec import TooDeep, decode
 
 
 class RecordFormatError(ValueError):
@@ -21,6 +21,8 @@ def parse_record(data: bytes | str) -> Any:
     raw = data.encode() if isinstance(data, str) else data
     try:
         return decode(raw)
+    except TooDeep as exc:
+        raise RecordFormatError(str(exc)) from None
     except ValueError:
         pass
     lines = [line for line in raw.splitlines() if line.strip()]
@@ -30,6 +32,8 @@ def parse_record(data: bytes | str) -> Any:
     for number, line in enumerate(lines, 1):
         try:
             objects.append(decode(line))
+        except TooDeep as exc:
+            raise RecordFormatError(f"line {number}: {exc}") from None
         except ValueError:
             if number == len(lines) and number > 1:
                 break  # the line being written when the script was killed

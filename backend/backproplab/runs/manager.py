@@ -78,6 +78,10 @@ class StepFrame(dict):
         self.text = (b'{"type":"step","run":' + orjson.dumps(run_id) + b"," + body[1:]).decode()
 
 
+# how long `stop` waits for a job to end (a step ends within a layer; building a large
+# network is not cut short)
+STOP_WAIT_S = 5.0
+
 # what the store calls a job's ending
 STORED_STATUS = {"done": "done", "cancelled": "stopped", "error": "error"}
 
@@ -183,6 +187,19 @@ class FrameSink:
 
     def has_latest(self) -> bool:
         return self._latest is not None
+
+    def drop_run(self, run_id: str) -> None:
+        """Drop the frames of a run that was replaced and not yet sent (its steps, its
+        run, theory, done and error frames); the answers to the client's own messages
+        (pong, stopped, errors of a message) stay, in order."""
+        def of_run(frame: Any) -> bool:
+            return frame.get("run", frame.get("id")) == run_id and frame.get("type") in \
+                ("step", "run", "theory", "done", "error")
+
+        with self._lock:
+            self._kept = deque(f for f in self._kept if not of_run(f))
+            if self._latest is not None and of_run(self._latest):
+                self._latest = None
 
     def take(self) -> list:
         with self._lock:
@@ -375,7 +392,7 @@ class Job:
 
     def _fail(self, message: str, code: str) -> None:
         self._exit("error", {"type": "error", "code": code, "message": message,
-                             "field": None}, error=message)
+                             "field": None, "run": self.id}, error=message)
 
     def _exit(self, status: str, final: dict | None = None, error: str | None = None) -> None:
         """End the run once. Its place and memory are given back before anyone can see
@@ -415,7 +432,7 @@ class Job:
             if status == "done":
                 error = f"run store failed ({type(exc).__name__})"
                 return "error", error, {"type": "error", "code": "internal",
-                                        "message": error, "field": None}
+                                        "message": error, "field": None, "run": self.id}
         return status, error, final
 
     def _publish_theory(self) -> None:
@@ -521,7 +538,7 @@ class RunManager:
         """Cancel a job and wait until it has ended (at most the rest of one layer)."""
         self.cancel(job)
         if not job.finished.is_set():
-            await asyncio.to_thread(job.finished.wait, 5.0)
+            await asyncio.to_thread(job.finished.wait, STOP_WAIT_S)
 
     @property
     def active(self) -> int:

@@ -56,7 +56,13 @@ class WatchedRuns:
         self.max_run_bytes = max_run_bytes
 
     def create(self, head: dict[str, Any]) -> str:
-        return self.store.create(head["config"], SOURCE, environment=head.get("environment"),
+        """The run, named as `watch(name=...)` named it (the model's class name, the
+        default, leaves it unnamed: a named run is never pruned)."""
+        config = head["config"]
+        name = config.get("name")
+        if name == config.get("model"):
+            name = None
+        return self.store.create(config, SOURCE, name=name, environment=head.get("environment"),
                                  theory=None, schema=head["schema"])
 
     def get(self, run_id: str) -> dict[str, Any] | None:

@@ -9,14 +9,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from ...experiments import registry
 from ...experiments.jobs import Busy, Job
 from ...experiments.report import report_html
 from ..deps import ExperimentJobsDep, shutdown_experiments
 from ..models import Message
+from ..offload import short
 from ..responses import StrictJSONResponse
+from ..schemas import not_a_boolean
 
 
 @contextlib.asynccontextmanager
@@ -41,8 +43,9 @@ class ExperimentInfo(BaseModel):
 
 class StartExperiment(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    quick: bool = Field(True, description="the reduced size (under a minute on 2 cores)")
+    quick: StrictBool = Field(True, description="the reduced size (under a minute on 2 cores)")
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    _numbers = field_validator("*", mode="before")(not_a_boolean)
 
 
 class JobStatus(BaseModel):
@@ -90,7 +93,7 @@ def get_job(job_id: str, jobs: ExperimentJobsDep) -> Job:
     """The experiment job of the path's `job_id`, or a 404."""
     job = jobs.get(job_id)
     if job is None:
-        raise HTTPException(404, f"no experiment job {job_id!r}")
+        raise HTTPException(404, f"no experiment job {short(repr(job_id))}")
     return job
 
 
@@ -121,7 +124,7 @@ def start_experiment(name: str, jobs: ExperimentJobsDep,
     """Start an experiment (done at once when cached; 429 while another one runs)."""
     body = body or StartExperiment()
     if name not in registry():
-        raise HTTPException(404, f"unknown experiment {name!r}; one of: "
+        raise HTTPException(404, f"unknown experiment {short(repr(name))}; one of: "
                                  f"{', '.join(registry())}")
     try:
         job = jobs.start(name, quick=body.quick, seed=body.seed)

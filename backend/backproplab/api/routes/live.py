@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import anyio
-import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
@@ -22,7 +21,7 @@ from ...runs.budget import OverBudget
 from ...runs.codec import encode_str
 from ...runs.manager import FrameSink, Job, Refused, RunManager
 from ..deps import ManagerDep
-from ..offload import plain
+from ..offload import plain, short, strict_json
 from ..schemas import validate_config
 from ..security import abort_connection, origin_matches
 
@@ -39,6 +38,10 @@ def origin_allowed(ws: WebSocket, extra: list[str]) -> bool:
     return origin_matches(ws.scope, ws.headers.get("origin"), extra)
 
 
+# a stopped run that has not ended by then (its network still being built) is answered
+# with what the store holds at that moment
+STOPPED_WITHIN_S = 600.0
+
 class LiveSession:
     def __init__(self, ws: WebSocket, manager: RunManager):
         self.ws, self.manager = ws, manager
@@ -46,6 +49,7 @@ class LiveSession:
         self.sink = FrameSink(asyncio.get_running_loop())
         self.job: Job | None = None
         self.closed = False
+        self._answers: set[asyncio.Task] = set()  # 'stopped' frames still to come
 
     def error(self, code: str, message: str, field: str | None = None) -> None:
         self.sink.put({"type": "error", "code": code, "message": message, "field": field},
@@ -85,8 +89,8 @@ class LiveSession:
                                f"(setting BACKPROPLAB_MAX_MESSAGE_BYTES)"})
                 return
             try:
-                msg = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
+                msg = strict_json(raw)
+            except ValueError as exc:  # not strict JSON, or nested past codec.MAX_DEPTH
                 self.error("bad_json", f"not valid JSON: {exc}")
                 continue
             if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
@@ -100,12 +104,17 @@ class LiveSession:
         """Dispatch one message; True when the connection should end."""
         kind = msg["type"]
         if kind in ("start", "update"):
-            return await self._start(msg, paused=bool(msg.get("paused", False)))
+            paused = msg.get("paused", False)
+            if not isinstance(paused, bool):  # "false" is a string, not false
+                self.error("bad_message", f'"paused" is true or false, not {short(repr(paused))}',
+                           "paused")
+                return False
+            return await self._start(msg, paused=paused)
         if kind == "ping":
             self.sink.put({"type": "pong", "t": msg.get("t")}, keep=True)
             return False
         if kind not in ("pause", "resume", "step", "stop"):
-            self.error("unknown_type", f"unknown message type {kind!r}; expected start, "
+            self.error("unknown_type", f"unknown message type {short(repr(kind))}; expected start, "
                                        f"update, pause, resume, step, stop or ping", "type")
             return False
         if self.job is None or not self.job.is_alive():
@@ -119,12 +128,25 @@ class LiveSession:
         elif kind == "step":
             self.job.control.add_step()
         else:
-            self.job.keep = True
-            await self.manager.stop(self.job)
-            # kept: in the run store (a run stopped before its first step leaves nothing)
-            self.sink.put({"type": "stopped", "id": self.job.id, "kept": self.job.stored},
-                          keep=True)
+            job = self.job
+            job.keep = True
+            await self.manager.stop(job)
+            if job.finished.is_set():
+                self._stopped(job)
+            else:  # still building its network (a large initialization): answered when
+                # it has ended, so that `kept` is what the store then holds
+                task = asyncio.create_task(self._stopped_when_ended(job))
+                self._answers.add(task)
+                task.add_done_callback(self._answers.discard)
         return False
+
+    def _stopped(self, job: Job) -> None:
+        # kept: in the run store (a run stopped before its first step leaves nothing)
+        self.sink.put({"type": "stopped", "id": job.id, "kept": job.stored}, keep=True)
+
+    async def _stopped_when_ended(self, job: Job) -> None:
+        await asyncio.to_thread(job.finished.wait, STOPPED_WITHIN_S)
+        self._stopped(job)
 
     async def _start(self, msg: dict[str, Any], paused: bool) -> bool:
         config = msg.get("config")
@@ -142,7 +164,7 @@ class LiveSession:
         if self.job is not None:
             self.job.superseded = True  # replaced mid-way: dropped unless kept
             await self.manager.stop(self.job)  # cancel the old run, wait for it to end
-            self.sink.take()  # drop frames of the old run that were not sent yet
+            self.sink.drop_run(self.job.id)  # the old run's frames not sent yet
         try:
             self.job = self.manager.start(cfg.to_spec(), self.sink, cfg.model_dump(),
                                           paused=paused)

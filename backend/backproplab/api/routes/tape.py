@@ -6,7 +6,7 @@ from typing import Literal
 
 import anyio
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...engines import Cancelled
 from ...engines.inspect import backprop_walk, jacobian_modes
@@ -17,7 +17,7 @@ from ..deps import ManagerDep, MeasurementsDep
 from ..measuring import MEASUREMENT_ANSWERS, until_disconnected
 from ..models import JacobianModes, TapeInspection
 from ..responses import StrictJSONResponse
-from ..schemas import Activation, Init
+from ..schemas import Activation, Init, not_a_boolean
 
 router = APIRouter(tags=["tape"])
 
@@ -37,6 +37,7 @@ class InspectConfig(BaseModel):
     batch_size: int = Field(1, ge=1, le=4)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     tangent_input: int = Field(0, ge=0, le=1)
+    _numbers = field_validator("*", mode="before")(not_a_boolean)
 
 
 class JacobianConfig(BaseModel):

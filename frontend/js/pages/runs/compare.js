@@ -29,7 +29,7 @@ export class CompareView {
   constructor(root, host, { onClose }) {
     this.host = host;
     this.mode = 'overlaid';
-    this.title = h('h2', { id: 'compare-title' });
+    this.title = h('h2', { id: 'compare-title', tabindex: '-1' });
     this.modeButtons = ['overlaid', 'side by side'].map((m) => h('button', {
       type: 'button', 'data-mode': m, 'aria-pressed': String(m === this.mode),
       onclick: () => { this.mode = m; this.render(); } }, m));

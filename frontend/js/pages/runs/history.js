@@ -166,6 +166,11 @@ export class HistoryView {
   }
 
   async open(run) {
+    if (run.source === 'watched') { // followed on the Watch page by its id, as it is stored
+      await this.host.go('watch', { run: run.id });
+      this.host.status(`opened ${run.name || run.id} on the Watch page`);
+      return;
+    }
     this.host.status(`loading ${run.name || run.id}…`);
     try {
       const record = await this.host.transport.get(`/api/runs/${encodeURIComponent(run.id)}/export`);

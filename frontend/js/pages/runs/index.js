@@ -10,7 +10,13 @@ export function mount(root, host) {
     host.setParams(params);
   };
   const history = new HistoryView(root, host, {
-    onCompare: (ids) => { setParams({ compare: ids.join(',') }); compare.load(ids); },
+    onCompare: (ids) => { // drawn below the list: brought into view, focus on its title
+      setParams({ compare: ids.join(',') });
+      const bring = () => compare.root.scrollIntoView({ block: 'start' });
+      compare.load(ids).then(bring); // again once drawn: the page is taller then
+      bring();
+      compare.title.focus({ preventScroll: true });
+    },
     onFilter: ({ source, name }) => setParams({ source, name }),
   });
   const compare = new CompareView(root, host, {
