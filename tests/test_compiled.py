@@ -1,6 +1,8 @@
 """engines.compiled and GET /api/compile: the counts on programs whose answer is known
 by hand, and the report of a real step."""
 
+import time
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -64,6 +66,19 @@ def test_report_of_a_training_step():
     assert report["op_by_op_ms"] > report["jit_ms"] > 0
     assert report["torch_ms"] > 0
     assert f"{step['fusions']} of them fusions" in report["summary"]
+
+
+def test_a_deep_network_is_not_timed_op_by_op_and_the_report_says_why():
+    """Op by op, JAX compiles each scanned layer's operations apart: at depth 1000 that
+    was minutes of CPU and gigabytes, past the route's time limit."""
+    from backproplab.engines.compiled import OP_BY_OP_MAX_DEPTH
+
+    start = time.perf_counter()
+    report = analyze(RunSpec(depth=OP_BY_OP_MAX_DEPTH + 1, width=4, batch_size=1),
+                     budget_s=0.05)
+    assert time.perf_counter() - start < 30
+    assert report["op_by_op_ms"] is None and report["jit_ms"] > 0
+    assert f"not timed beyond {OP_BY_OP_MAX_DEPTH} layers" in report["summary"]
 
 
 @pytest.fixture(scope="module")

@@ -143,6 +143,12 @@ def torch_step_ms(spec: RunSpec, budget_s: float = 0.5, threads: int = 1,
     return _median_ms(lambda: engine.train_step(0, probe=False), budget_s, check=check)
 
 
+# op by op (jax.disable_jit), JAX compiles each primitive application it has not seen,
+# and the scanned hidden layers' slices count apart: 463 compilations, ~25 s, at depth
+# 100; minutes and gigabytes at 1000. Deeper networks are not timed op by op.
+OP_BY_OP_MAX_DEPTH = 64
+
+
 def analyze(spec: RunSpec, budget_s: float = 0.5, op_by_op: bool = True,
             check: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """The figures above for the spec's network (see the module docstring). `check()`
@@ -173,7 +179,7 @@ def analyze(spec: RunSpec, budget_s: float = 0.5, op_by_op: bool = True,
         jit_ms = _median_ms(lambda: jax.block_until_ready(compiled(state, *args)), budget_s,
                             check=check)
         eager_ms = None
-        if op_by_op:
+        if op_by_op and spec.depth <= OP_BY_OP_MAX_DEPTH:
             def eager():
                 with jax.disable_jit():
                     return jax.block_until_ready(step(state, *args))
@@ -181,7 +187,8 @@ def analyze(spec: RunSpec, budget_s: float = 0.5, op_by_op: bool = True,
     torch_ms = torch_step_ms(spec, budget_s, check=check)
     report = {"forward": fwd, "step": full, "compile_s": full["compile_s"],
               "jit_ms": jit_ms, "op_by_op_ms": eager_ms, "torch_ms": torch_ms,
-              "jax": jax.__version__, "device": engine.device.platform, "dtype": spec.dtype}
+              "jax": jax.__version__, "device": engine.device.platform, "dtype": spec.dtype,
+              "depth": spec.depth}
     report["summary"] = summary(report)
     return report
 
@@ -197,6 +204,9 @@ def summary(report: dict[str, Any]) -> str:
             f"{step['hlo_before']} HLO instructions into {step['hlo_after']} operations, "
             f"{step['fusions']} of them fusions, and its cost model's memory traffic goes "
             f"from {step['bytes_before'] / 1e6:.3g} MB to {step['bytes_after'] / 1e6:.3g} MB")
+    if report.get("op_by_op_ms") is None and report.get("depth", 0) > OP_BY_OP_MAX_DEPTH:
+        text += (f"; op by op it is not timed beyond {OP_BY_OP_MAX_DEPTH} layers (JAX would "
+                 "compile each layer's operations apart: minutes at this depth)")
     if report.get("op_by_op_ms"):
         speedup = report["op_by_op_ms"] / report["jit_ms"]
         digits = 0 if speedup >= 10 else 1
