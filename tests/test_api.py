@@ -137,6 +137,36 @@ def test_compute_budget_names_the_limit_and_what_to_lower(client):
     assert err["message"].startswith("compute budget exceeded:"), err
 
 
+def test_an_orthogonal_initialization_counts_in_the_budget(client):
+    """A QR per layer: 1000 layers of 4096 orthogonal is hours of CPU before step 0,
+    though one step of batch 1 is cheap."""
+    from backproplab.model import RunSpec
+
+    cheap = {"depth": 1000, "width": 4096, "steps": 1, "batch_size": 1}
+    spec = RunSpec(**cheap, init="orthogonal")
+    assert spec.work == 1000 * 4096**2 * (1 + 2048)  # depth·width²·(batch·steps + width/2)
+    assert RunSpec(**cheap).work == 1000 * 4096**2
+    r = client.post("/api/runs", json={**cheap, "init": "orthogonal"})
+    assert r.status_code == 422
+    assert "(+ depth·width³/2: orthogonal init)" in r.json()["detail"][0]["msg"]
+
+
+def test_building_the_weights_stops_between_layers_when_asked():
+    from backproplab.model import RunSpec, init_params
+    from backproplab.model.init import InitStopped, stoppable
+
+    asked = []
+
+    def stop_at_third():
+        asked.append(1)
+        return len(asked) == 3
+
+    with stoppable(stop_at_third), pytest.raises(InitStopped):
+        init_params(RunSpec(depth=5, width=8))
+    assert len(asked) == 3
+    assert len(init_params(RunSpec(depth=5, width=8))) == 6  # outside the context: whole
+
+
 def test_over_the_session_limit_is_429_with_a_retry_time():
     with TestClient(create_app(Settings(max_sessions=1))) as c:
         first = c.post("/api/runs", json={**SMALL, "steps": 100000, "depth": 1, "width": 4})

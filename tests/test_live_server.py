@@ -273,3 +273,34 @@ def test_json_nested_too_deep_is_refused_not_a_dropped_connection(live_server):
         r = httpx.post(f"{live_server.url}{path}", headers={"content-type": "application/json"},
                        content=b'{"environment": ' + b"[" * 300 + b"]" * 300 + b"}")
         assert r.status_code == 422 and "nested more than 64" in r.text, (path, r.text[:200])
+
+
+def test_a_stopped_run_stops_building_its_network_between_layers(live_server, monkeypatch):
+    """A 4096-wide orthogonal layer is a QR of ~10 s: a stop (or a closed tab) ends the
+    build at the next layer, not after every layer is drawn."""
+    import backproplab.model.init as init
+
+    drawn = []
+    draw = init.init_weight
+
+    def slow(*args, **kwargs):
+        drawn.append(time.perf_counter())
+        time.sleep(0.2)
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(init, "init_weight", slow)
+
+    async def go():
+        async with websockets.connect(live_server.ws_url) as ws:
+            await ws.send(json.dumps({"type": "start", "config": {**LONG, "depth": 40}}))
+            while not drawn:
+                await asyncio.sleep(0.01)
+            stop = time.perf_counter()
+            await ws.send(json.dumps({"type": "stop"}))
+            while (frame := strict_loads(await ws.recv()))["type"] != "stopped":
+                pass
+            return frame, time.perf_counter() - stop
+
+    frame, took = run(go())
+    assert frame["kept"] is False and took < 2.0, took  # 41 layers would be 8 s
+    assert len(drawn) < 10

@@ -112,7 +112,9 @@ class RunConfig(BaseModel):
         work = self.to_spec().work
         if work > budget:
             raise ValueError(
-                f"compute budget exceeded: depth·width²·batch·steps = {work:.3g} is over "
+                f"compute budget exceeded: depth·width²·batch·steps"
+                f"{' (+ depth·width³/2: orthogonal init)' if self.init == 'orthogonal' else ''}"
+                f" = {work:.3g} is over "
                 f"this server's limit of {budget:.3g}; lower the steps, width, depth or "
                 f"batch size (the limit is the server's setting BACKPROPLAB_COMPUTE_BUDGET)")
         return self

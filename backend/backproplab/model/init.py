@@ -9,8 +9,10 @@ function of the shape, from which the theory's effective σ_w² follows.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -93,6 +95,24 @@ def effective_sigma_w2(scheme: str, sigma_w: float, fan_in: int, fan_out: int) -
     return sigma_w**2 * INITS[scheme].variance(fan_in, fan_out) * fan_in
 
 
+class InitStopped(Exception):
+    """Building the weights stopped between two layers: the run was cancelled."""
+
+
+_should_stop: ContextVar[Callable[[], bool] | None] = ContextVar("init_stop", default=None)
+
+
+@contextlib.contextmanager
+def stoppable(should_stop: Callable[[], bool]) -> Iterator[None]:
+    """init_params in this context asks should_stop() before each layer (a 4096-wide
+    orthogonal layer is a QR of ~10 s) and raises InitStopped when it says so."""
+    token = _should_stop.set(should_stop)
+    try:
+        yield
+    finally:
+        _should_stop.reset(token)
+
+
 def init_params(spec: RunSpec) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(W, b)] for the hidden layers then the output layer, float64.
 
@@ -100,7 +120,10 @@ def init_params(spec: RunSpec) -> list[tuple[np.ndarray, np.ndarray]]:
     """
     rng = np.random.default_rng([spec.seed, 0x1417])
     params = []
+    should_stop = _should_stop.get()
     for fan_out, fan_in in spec.layer_sizes:
+        if should_stop is not None and should_stop():
+            raise InitStopped()
         W = init_weight(rng, spec.init, fan_out, fan_in, spec.sigma_w)
         b = rng.standard_normal(fan_out) * spec.sigma_b
         params.append((W, b))

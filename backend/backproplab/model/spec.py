@@ -123,8 +123,10 @@ class RunSpec:
 
     @property
     def work(self) -> int:
-        """depth·width²·batch·max(steps, 1): what the compute budget limits."""
-        return self.depth * self.width**2 * self.batch_size * max(self.steps, 1)
+        """depth·width²·(batch·max(steps, 1) + width/2 for an orthogonal initialization,
+        a QR per layer): what the compute budget limits."""
+        init = self.width // 2 if self.init == "orthogonal" else 0
+        return self.depth * self.width**2 * (self.batch_size * max(self.steps, 1) + init)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

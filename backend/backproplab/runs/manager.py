@@ -29,6 +29,7 @@ import orjson
 
 from ..engines import Cancelled, first_nonfinite, iter_steps, make_engine, theory_for
 from ..engines.runner import environment
+from ..model.init import InitStopped, stoppable
 from ..model.spec import RunSpec
 from ..settings import Settings
 from .budget import Cost, OverBudget, human, run_cost, step_flops
@@ -333,7 +334,7 @@ class Job:
         except StopIteration:
             self._complete()
             return False
-        except Cancelled:
+        except (Cancelled, InitStopped):
             if self.cancel.timed_out():
                 self._fail(f"run exceeded its compute-time limit of "
                            f"{self.settings.max_steps_seconds:g} s "
@@ -353,7 +354,8 @@ class Job:
     def _begin(self) -> None:
         self.store.create(self.config or self.spec.to_dict(), self.source, run_id=self.id)
         self._stored = True
-        self._engine = make_engine(self.spec, threads=self.settings.torch_threads)
+        with stoppable(self.cancel.is_set):  # a large network: stopped between layers
+            self._engine = make_engine(self.spec, threads=self.settings.torch_threads)
         self.environment = environment(self._engine)
         self.store.update_meta(self.id, environment=self.environment)
         # the theory frame follows the first step, so a slider move shows data at once
