@@ -96,6 +96,12 @@ def test_import_reports_the_path_of_a_bad_field(client):
     record["steps"][0]["layers"].pop()
     assert client.post("/api/runs/import", json=record).json()["detail"][0]["loc"] == \
         ["body", "steps", 0, "layers"]
+    # another program's JSON: said in words, not as a regular expression
+    other = client.post("/api/runs/import", json={**record, "schema": "wandb.run/3"})
+    first = other.json()["detail"][0]
+    assert other.status_code == 422 and first["loc"] == ["body", "schema"]
+    assert first["msg"] == ("'wandb.run/3' is not backproplab.run/1, the schema of a file "
+                            "from Export or from watch()")
 
 
 @pytest.mark.parametrize("field,value,fragment", [

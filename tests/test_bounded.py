@@ -439,7 +439,9 @@ def test_small_items(live_server):
         for bad in (b'{"schema": NaN}', b'{"schema": -Infinity}', b'{"x": 1e400}'):
             r = client.post("/api/runs/import", content=bad,
                             headers={"content-type": "application/json"})
-            assert r.status_code == 422 and "not JSON" in r.json()["detail"]
+            (first,) = r.json()["detail"]  # as every 422: a list, its type json_invalid
+            assert r.status_code == 422 and "not JSON" in first["msg"]
+            assert first["type"] == "json_invalid" and first["loc"] == ["body"]
 
     async def ws_rejects():
         async with websockets.connect(live_server.ws_url) as ws:

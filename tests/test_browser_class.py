@@ -74,6 +74,7 @@ def test_number_fields_read_a_decimal_comma_and_grouped_thousands(page, server):
 
 
 @pytest.mark.parametrize("text,words", [("0", "at least 1"), ("2.5", "whole number"),
+                                        ("1,25", "whole number"), ("1e400", "beyond any float"),
                                          ("", "enter a number"), ("5000", "at most 4096")])
 def test_a_typed_value_outside_the_schema_is_refused_in_words(page, server, text, words):
     open_lab(page, server)

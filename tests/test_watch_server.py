@@ -240,7 +240,7 @@ def test_a_killed_scripts_file_imports_and_reports(tmp_path, secret_file):
 def test_import_names_what_is_wrong_with_a_file(tmp_path, secret_file):
     client = TestClient(create_app(Settings()))
     r = client.post("/api/runs/import", content=b'{"schema": "backproplab.run/1"}\nnot json\n{}')
-    assert r.status_code == 422 and "line 2 is not JSON" in r.json()["detail"]
+    assert r.status_code == 422 and "line 2 is not JSON" in r.json()["detail"][0]["msg"]
     with pytest.raises(RecordFormatError, match="no \"schema\""):
         parse_record(b'{"step": 0}\n{"step": 1}\n')
     head, step = head_and_step(tmp_path)

@@ -67,6 +67,10 @@ export function checkNumber(text, spec) {
   const t = String(text).trim();
   if (t === '') return { error: 'enter a number' };
   const v = parseNumber(t, spec.integer);
+  if (v === Infinity || v === -Infinity) return { error: `“${t}” is beyond any float` };
+  if (spec.integer && Number.isNaN(v) && Number.isFinite(parseNumber(t, false))) {
+    return { error: 'must be a whole number' }; // 1,25 in a field of whole numbers
+  }
   if (!Number.isFinite(v)) {
     const hint = !spec.integer && t.includes(',') ? ' (write decimals as 0.5 or 0,5)' : '';
     return { error: `“${t}” is not a number${hint}` };

@@ -572,7 +572,11 @@ async function boot() {
     changed('scrub');
   });
   $('act-layer').addEventListener('input', (ev) => {
-    state.ui.layer = Number(ev.target.value);
+    // a layer the network has (99 in a 10-layer one shows the last, and says so)
+    const top = Number(ev.target.max || Infinity);
+    const asked = Math.max(0, Math.round(Number(ev.target.value) || 0));
+    if (asked > top) ev.target.value = String(top);
+    state.ui.layer = Math.min(asked, top);
     history.replaceState(null, '', `#${toHash(state.config, state.ui)}`);
     changed('scrub');
   });

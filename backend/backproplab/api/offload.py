@@ -58,7 +58,8 @@ def checked_record(body: bytes) -> tuple[int, bytes, dict | None]:
     try:  # one JSON document, or JSON lines (strict: bare NaN, 1e400 are errors)
         data = parse_record(body)
     except RecordFormatError as exc:
-        return 422, encode({"detail": short(str(exc), 400)}), None
+        return 422, encode({"detail": [{"loc": ["body"], "msg": short(str(exc), 400),
+                                        "type": "json_invalid"}]}), None
     if not isinstance(data, dict):
         return 422, encode({"detail": [{"loc": ["body"], "msg": "a run record is a JSON object",
                                         "type": "dict_type"}]}), None

@@ -8,12 +8,27 @@ through these models: a non-finite number is the string "NaN", "Infinity" or
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from ..runs.codec import NONFINITE, restore
 from .schemas import RunConfig
+
+_SCHEMA = re.compile(r"backproplab\.run/\d+")
+
+
+def _run_schema(value: str) -> str:
+    if not _SCHEMA.fullmatch(value):
+        raise ValueError(f"{value[:60]!r} is not backproplab.run/1, the schema of a file "
+                         "from Export or from watch()")
+    return value
+
+
+# the schema field of a run record: a version of "backproplab.run", said in words
+RunSchema = Annotated[str, AfterValidator(_run_schema),
+                      WithJsonSchema({"type": "string", "pattern": r"^backproplab\.run/\d+$"})]
 
 
 def _number(value: Any) -> Any:
@@ -143,7 +158,7 @@ class RunRecord(BaseModel):
     """A run: {schema, config, environment, theory, steps}, as exported and imported."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    schema_: str = Field(alias="schema", pattern=r"^backproplab\.run/\d+$")
+    schema_: RunSchema = Field(alias="schema")
     config: RunConfig
     environment: Environment | None = None
     theory: Theory | None = None

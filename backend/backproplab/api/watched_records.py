@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from ..runs.codec import restore
-from .records import Count, Histogram, Num
+from .records import Count, Histogram, Num, RunSchema
 
 Name = Field(min_length=1, max_length=500)
 
@@ -84,7 +84,7 @@ class WatchedStep(BaseModel):
 
 class WatchedRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    schema_: str = Field(alias="schema", pattern=r"^backproplab\.run/\d+$")
+    schema_: RunSchema = Field(alias="schema")
     config: WatchedConfig
     environment: dict[str, Any] | None = None
     theory: None = None

@@ -23,7 +23,7 @@ from .figures import COLORS, panels
 SIGMA_B2 = 1e-3  # small, so the critical point has a small q*: close to isometry
 SOURCE_FC = ("Pennington et al. 2017, Sec. 3 / Pennington et al. 2018: products of L "
              "Gaussian matrices give the Fuss–Catalan law, mean 1, variance L, largest "
-             "eigenvalue L^{-L}(L+1)^{L+1} as n → ∞.")
+             "eigenvalue L⁻ᴸ(L+1)ᴸ⁺¹ as n → ∞.")
 SOURCE_ORTH = ("Pennington et al. 2017, Sec. 2.3: orthogonal linear networks are exactly "
                "isometric (all singular values of J equal 1).")
 SOURCE_TANH = ("Pennington et al. 2017, eq. (13)–(16): σ²_JJᵀ/mean² = L(μ₂/μ₁² − 1 − s₁), "
@@ -92,7 +92,7 @@ def analyze(tasks: list[dict], results: list[dict], quick: bool):
          "line": {"color": COLORS[0], "dash": "dash"}},
         {"type": "scatter", "mode": "markers", "name": "measured λ_max", "x": Ls,
          "y": [m[2] for m in moments], "marker": {"color": COLORS[1], "symbol": "diamond"}},
-        {"type": "scatter", "mode": "lines", "name": "L^{-L}(L+1)^{L+1}", "x": Ls,
+        {"type": "scatter", "mode": "lines", "name": "L⁻ᴸ(L+1)ᴸ⁺¹", "x": Ls,
          "y": [fuss_catalan_edge(L) for L in Ls], "line": {"color": COLORS[1], "dash": "dash"}},
     ]
     linear_fig = panels("Linear Gaussian networks: the spectrum of JJᵀ spreads with depth", [
@@ -115,7 +115,7 @@ def analyze(tasks: list[dict], results: list[dict], quick: bool):
         check("linear Gaussian: σ²_λ / L, least squares over the depths (Fuss–Catalan: 1)",
               1.0, float(np.dot(Ls, [m[1] for m in moments]) / np.dot(Ls, Ls)), 0.15,
               SOURCE_FC),
-        check("linear Gaussian: λ_max / (L^{-L}(L+1)^{L+1}), mean over the depths", 1.0,
+        check("linear Gaussian: λ_max / (L⁻ᴸ(L+1)ᴸ⁺¹), mean over the depths", 1.0,
               float(np.mean([m[2] / fuss_catalan_edge(L) for m, L in zip(moments, Ls,
                                                                        strict=True)])),
               0.15, SOURCE_FC),

@@ -71,7 +71,7 @@ export function stepperNote(data, lab) {
     + `${width} units with the Lab’s activation, init and loss (depth and width at most 3, `
     + 'so that every number can be read'
     + `${left.length ? `; without the Lab’s ${left.join(' and ')}` : ''}). Nodes are named `
-    + 'op#k, k their place on the tape, whose first entries are W1, b1, ….';
+    + 'op#k, k their place on the tape, whose first entries are W1, b1, …';
 }
 
 export class StepperView {

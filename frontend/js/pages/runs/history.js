@@ -90,7 +90,9 @@ export class HistoryView {
     this.older.disabled = !list.next;
     const first = this.pages.length * PAGE;
     this.count.textContent = list.total
-      ? `runs ${first + 1}–${first + list.runs.length} of ${list.total}` : 'no stored runs';
+      ? `runs ${first + 1}–${first + list.runs.length} of ${list.total}`
+      : (this.source.value || this.name.value.trim() ? 'no stored run matches these filters'
+        : 'no stored runs');
     this.body.replaceChildren(...list.runs.map((run) => this.row(run)));
   }
 
