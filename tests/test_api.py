@@ -199,6 +199,15 @@ def test_theory_and_phase(client):
                                           "sigma_b": math.sqrt(0.05)}).json()
     assert t["chi1"] == pytest.approx(0.93864, abs=1e-4)
     assert client.get("/api/theory", params={"depth": -1}).status_code == 422
+    # the theory trains nothing: a network over the training budget still has one (its
+    # χ₁ the same as at a size inside it: the fixed point does not depend on the width)
+    start = time.perf_counter()
+    big = client.get("/api/theory", params={"activation": "tanh", "depth": 1000,
+                                            "width": 4096, "steps": 100000})
+    assert big.status_code == 200 and time.perf_counter() - start < 5
+    small = client.get("/api/theory", params={"activation": "tanh", "depth": 1000,
+                                              "width": 16, "steps": 1})
+    assert big.json()["chi1"] == small.json()["chi1"]
     p = client.get("/api/phase", params={"grid": 5, "measured": "true", "width": 32,
                                          "depth": 5}).json()
     assert np.array(p["analytic"]["chi1"]).shape == (5, 5)

@@ -5,6 +5,7 @@ server's compute budget, a 422 that names the field). The only module that reads
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,10 +75,12 @@ def as_422(exc: ValidationError, loc: str = "body") -> RequestValidationError:
         [{**e, "loc": (loc, *e["loc"])} for e in exc.errors(include_input=False)])
 
 
-def run_config(data: Any, settings: Settings, loc: str = "body") -> RunConfig:
-    """A validated RunConfig under this server's compute budget, or a 422."""
+def run_config(data: Any, settings: Settings, loc: str = "body",
+               trains: bool = True) -> RunConfig:
+    """A validated RunConfig under this server's compute budget (trains=False: for an
+    answer that trains nothing, e.g. the mean-field theory: no budget), or a 422."""
     try:
-        return validate_config(data, settings.compute_budget)
+        return validate_config(data, settings.compute_budget if trains else math.inf)
     except ValidationError as exc:
         raise as_422(exc, loc) from None
 

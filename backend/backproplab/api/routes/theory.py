@@ -54,7 +54,7 @@ def config_query_parameters() -> list[dict]:
                                                         "HTTPValidationError"}}}}})
 def theory(request: Request, settings: SettingsDep) -> StrictJSONResponse:
     """The `theory` field of a run with this config (query: any RunConfig field)."""
-    cfg = run_config(dict(request.query_params), settings, loc="query")
+    cfg = run_config(dict(request.query_params), settings, loc="query", trains=False)
     return StrictJSONResponse(theory_for(cfg.to_spec()))
 
 
