@@ -39,10 +39,11 @@ with backproplab.watch(model, server="ORIGIN") as w:
 </section>
 <section class="watch-main" aria-label="Followed run">
   <div class="watch-head">
-    <h2 id="watch-title">—</h2>
+    <h2 id="watch-title">no run followed yet</h2>
     <span id="watch-status" class="watch-status"></span>
     <div id="watch-badge" class="badge" role="status" aria-live="polite" hidden></div>
-    <label>Modules <select id="watch-group" aria-label="Modules shown"></select></label>
+    <label id="watch-group-label" hidden>Modules <select id="watch-group"
+      aria-label="Modules shown"></select></label>
   </div>
   <div class="views watch-views">
     <article class="view wide"><h2>Gradient flow <small>‖δ‖ = ‖∂L/∂output‖ and ‖∇W‖ per
@@ -109,7 +110,9 @@ export function mount(root, host) {
 
   /** No run followed, none opened from a file: the plots say so, not "loading…". */
   function idle() {
-    root.querySelector('.watch-views').classList.toggle('idle', !page.runId && !page.file);
+    const none = !page.runId && !page.file;
+    root.querySelector('.watch-views').classList.toggle('idle', none);
+    $('watch-group-label').hidden = none; // nothing to group before a run is shown
   }
 
   function follow(runId, chosen = false) {
@@ -155,7 +158,7 @@ export function mount(root, host) {
 
   function drawHead() {
     const run = page.run;
-    $('watch-title').textContent = run ? run.name : '—';
+    $('watch-title').textContent = run ? run.name : 'no run followed yet';
     $('watch-status').textContent = run ? `${run.status} · ${page.config.modules.length} modules · `
       + `${page.config.parameters.toLocaleString('en')} parameters` : '';
     const text = run && nonfiniteText(run.first_nonfinite);
