@@ -13,6 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
+# a clone of a local checkout (git clone . /tmp/x) has no ../shared beside it: look
+# beside the checkout it was cloned from
+origin=$(git config --get remote.origin.url 2>/dev/null || true)
+if [ ! -d "$SHARED" ] && [ -n "$origin" ] && [ -d "$origin/../shared" ]; then
+  SHARED="$origin/../shared"
+fi
 LOCAL_BASE=${LOCAL_BASE:-$SHARED/tools/docker-local-base}
 WHEELS=${WHEELS:-/opt/wheels}
 PY=${PY:-.venv/bin/python}

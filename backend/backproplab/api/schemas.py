@@ -109,11 +109,12 @@ class RunConfig(BaseModel):
             raise ValueError(f"microbatches ({self.microbatches}) cannot exceed "
                              f"batch_size ({self.batch_size})")
         budget = (info.context or {}).get("compute_budget", DEFAULT_COMPUTE_BUDGET)
-        work = self.to_spec().work
+        spec = self.to_spec()
+        work = spec.work
         if work > budget:
             raise ValueError(
                 f"compute budget exceeded: depth·width²·batch·steps"
-                f"{' (+ depth·width³/2: orthogonal init)' if self.init == 'orthogonal' else ''}"
+                f"{' (+ depth·width³/2: orthogonal init)' if spec.init_work else ''}"
                 f" = {work:.3g} is over "
                 f"this server's limit of {budget:.3g}; lower the steps, width, depth or "
                 f"batch size (the limit is the server's setting BACKPROPLAB_COMPUTE_BUDGET)")

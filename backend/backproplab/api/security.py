@@ -217,12 +217,8 @@ class StrictJSONBodies:
 
             try:
                 check_depth(orjson.loads(body))
-            except orjson.JSONDecodeError as exc:
+            except ValueError as exc:  # not strict JSON, or nested past codec.MAX_DEPTH
                 await _respond_json(send, 422, {"detail": json_invalid(exc)})
-                return
-            except ValueError as exc:  # nested past codec.MAX_DEPTH
-                await _respond_json(send, 422, {"detail": [
-                    {"loc": ["body"], "msg": str(exc), "type": "json_invalid"}]})
                 return
         sent = False
 
@@ -237,10 +233,12 @@ class StrictJSONBodies:
 
 
 def json_invalid(exc: ValueError) -> list[dict]:
-    """The 422 detail of a body that is not strict JSON (an orjson.JSONDecodeError):
-    where, and why."""
-    return [{"loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}",
-             "type": "json_invalid"}]
+    """The 422 detail of a body that is not strict JSON (an orjson.JSONDecodeError:
+    where, and why) or nests too deep (codec.TooDeep: why)."""
+    if hasattr(exc, "pos"):
+        return [{"loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}",
+                 "type": "json_invalid"}]
+    return [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}]
 
 
 class BodyLimit:

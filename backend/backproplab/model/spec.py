@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .activations import ACTIVATION_NAMES
-from .init import INIT_NAMES
+from .init import INIT_NAMES, INITS
 from .norms import NORM_NAMES
 
 __all__ = ["ACTIVATION_NAMES", "CLASSES", "DATASETS", "INIT_NAMES", "NORM_NAMES", "RecordSpec",
@@ -123,10 +123,15 @@ class RunSpec:
 
     @property
     def work(self) -> int:
-        """depth·width²·(batch·max(steps, 1) + width/2 for an orthogonal initialization,
-        a QR per layer): what the compute budget limits."""
-        init = self.width // 2 if self.init == "orthogonal" else 0
-        return self.depth * self.width**2 * (self.batch_size * max(self.steps, 1) + init)
+        """depth·width²·batch·max(steps, 1) + init_work: what the compute budget limits."""
+        return self.depth * self.width**2 * self.batch_size * max(self.steps, 1) \
+            + self.init_work
+
+    @property
+    def init_work(self) -> int:
+        """depth·width³/2 for an orthogonal initialization (a QR per layer), else 0."""
+        orthogonal = INITS[self.init].distribution == "orthogonal"
+        return self.depth * self.width**2 * (self.width // 2) if orthogonal else 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
