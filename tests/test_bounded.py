@@ -327,8 +327,9 @@ def test_cli_ctrl_c_stops_the_run_and_keeps_what_was_recorded(tmp_path):
         if (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") > 4.0:
             break
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 130  # stopped, and the steps so far written
-    assert b"interrupted" in proc.stderr.read() and b"Traceback" not in proc.stderr.read()
+    code, said = proc.wait(60), proc.stderr.read()  # stderr read once: it is a stream
+    assert code == 130, said  # stopped, and the steps so far written
+    assert b"interrupted" in said and b"Traceback" not in said
     record = strict_loads(out.read_text())
     assert record["steps"] and record["config"]["steps"] == 100000
 
